@@ -1,0 +1,106 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// soquete: TCP messaging with message boundaries, acknowledgements and plain-text peers.
+#[derive(Debug, Parser)]
+#[command(name = "soquete", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Accept clients and print every message they send.
+    Server(ServerArgs),
+    /// Send each line of standard input as one message.
+    Client(ClientArgs),
+}
+
+/// `soquete server` options.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port; the real one is printed).
+    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+    /// Most clients served at once; more are refused with "server full".
+    #[arg(long, default_value_t = 1024)]
+    pub max_clients: usize,
+    /// Largest message a client may send, in bytes.
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
+    pub max_message: u32,
+    /// Close a session after this long without traffic (e.g. 60s, 500ms; 0 disables).
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Print events as JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `soquete client` options.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
+    pub connect: String,
+    /// Name to introduce this client with (at most 32 bytes).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Longest wait for connecting and, at the end, for acknowledgements (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Speak plain text lines (for `nc -l` or any line-based server): no handshake, no
+    /// acknowledgements.
+    #[arg(long)]
+    pub plain: bool,
+}
+
+/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s or m")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,8 @@
+//! soquete on std TCP sockets: the `soquete server` and `soquete client` programs,
+//! built on `soquete-core` sessions.
+
+pub mod cli;
+pub mod client;
+pub mod report;
+pub mod server;
+pub mod time;
