@@ -7,7 +7,10 @@ use super::*;
 
 type TestSession = Session<[u8; 256], [u8; 512]>;
 
-const CFG: Config = Config { max_message: 200, ..Config::DEFAULT };
+const CFG: Config = Config {
+    max_message: 200,
+    ..Config::DEFAULT
+};
 
 /// Two sessions joined by in-memory pipes on virtual time (quinn's `Pair`).
 struct Pair {
@@ -27,8 +30,15 @@ struct Pair {
 /// An event with its payload copied out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Owned {
-    Hello { mode: Mode, name: std::string::String, token: u64 },
-    Established { mode: Mode, resumed: bool },
+    Hello {
+        mode: Mode,
+        name: std::string::String,
+        token: u64,
+    },
+    Established {
+        mode: Mode,
+        resumed: bool,
+    },
     Message(u64, StdVec<u8>),
     Acked(u64),
     PeerClosing(Code),
@@ -37,7 +47,11 @@ enum Owned {
 
 fn own(e: Event<'_>) -> Owned {
     match e {
-        Event::Hello { mode, name, token, .. } => Owned::Hello { mode, name: name.into(), token },
+        Event::Hello { mode, name, token, .. } => Owned::Hello {
+            mode,
+            name: name.into(),
+            token,
+        },
         Event::Established { mode, resumed } => Owned::Established { mode, resumed },
         Event::Message { seq, payload } => Owned::Message(seq, payload.to_vec()),
         Event::Acked { seq } => Owned::Acked(seq),
@@ -129,7 +143,10 @@ impl Pair {
 
     /// Advances virtual time to the earliest deadline and fires it.
     fn advance_to_next_timeout(&mut self) {
-        let next = [self.client.poll_timeout(), self.server.poll_timeout()].into_iter().flatten().min();
+        let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
         let next = next.expect("no timer");
         self.now = self.now.max(next);
         self.client.handle_timeout(self.now);
@@ -166,11 +183,24 @@ mod handshake {
         assert_eq!(
             p.server_events,
             [
-                Owned::Hello { mode: Mode::Binary, name: "ana".into(), token: 0 },
-                Owned::Established { mode: Mode::Binary, resumed: false }
+                Owned::Hello {
+                    mode: Mode::Binary,
+                    name: "ana".into(),
+                    token: 0
+                },
+                Owned::Established {
+                    mode: Mode::Binary,
+                    resumed: false
+                }
             ]
         );
-        assert_eq!(p.client_events, [Owned::Established { mode: Mode::Binary, resumed: false }]);
+        assert_eq!(
+            p.client_events,
+            [Owned::Established {
+                mode: Mode::Binary,
+                resumed: false
+            }]
+        );
         assert_eq!(p.client.token(), 42);
         assert_eq!(p.client.peer_max_message(), 200);
         assert_eq!(p.server.peer_name(), "ana");
@@ -201,7 +231,10 @@ mod handshake {
         let mut s: TestSession = Session::server(CFG, [0; 256], [0; 512], now).unwrap();
         assert_eq!(s.poll_timeout(), Some(now + CFG.handshake_timeout));
         s.handle_timeout(now + CFG.handshake_timeout);
-        assert_eq!(drain(&mut s, now), [Owned::Closed(Closure::Aborted(Code::HandshakeTimeout))]);
+        assert_eq!(
+            drain(&mut s, now),
+            [Owned::Closed(Closure::Aborted(Code::HandshakeTimeout))]
+        );
     }
 }
 
@@ -234,7 +267,10 @@ mod open {
         }
         p.chunk = 3;
         p.run();
-        assert_eq!(p.server_messages(), [(1, b"a".to_vec()), (2, vec![]), (3, b"c".to_vec())]);
+        assert_eq!(
+            p.server_messages(),
+            [(1, b"a".to_vec()), (2, vec![]), (3, b"c".to_vec())]
+        );
     }
 
     #[test]
@@ -271,8 +307,14 @@ mod closing {
         assert_eq!(p.client.send(b"late"), Err(Error::Closing));
         p.run();
         assert_eq!(p.server_messages().len(), 5);
-        assert!(p.client_events.contains(&Owned::Closed(Closure::Orderly { code: Code::Normal, by_peer: false })));
-        assert!(p.server_events.contains(&Owned::Closed(Closure::Orderly { code: Code::Normal, by_peer: true })));
+        assert!(p.client_events.contains(&Owned::Closed(Closure::Orderly {
+            code: Code::Normal,
+            by_peer: false
+        })));
+        assert!(p.server_events.contains(&Owned::Closed(Closure::Orderly {
+            code: Code::Normal,
+            by_peer: true
+        })));
         assert!(p.client.is_finished() && p.server.is_finished());
     }
 
@@ -287,6 +329,9 @@ mod closing {
         assert_eq!(p.server_messages().len(), 5);
         assert_eq!(p.client.unacked(), 0);
         assert!(p.client_events.contains(&Owned::PeerClosing(Code::Shutdown)));
-        assert!(p.server_events.contains(&Owned::Closed(Closure::Orderly { code: Code::Shutdown, by_peer: false })));
+        assert!(p.server_events.contains(&Owned::Closed(Closure::Orderly {
+            code: Code::Shutdown,
+            by_peer: false
+        })));
     }
 }
