@@ -501,10 +501,11 @@ where
     /// True when the session has bytes for the transport (without encoding pending
     /// control frames; [`Session::poll_transmit`] is the authority).
     pub fn wants_transmit(&self) -> bool {
+        let open = matches!(self.state, State::Open | State::Closing { .. });
         self.ctrl_sent < self.ctrl.len()
             || self.pending != Pending::default()
-            || self.received > self.ack_sent
-            || self.tx_sent < self.tx_end
+            || (open && self.mode == Mode::Binary && self.received > self.ack_sent)
+            || (self.tx_sent < self.tx_end && (open || self.tx_partial))
     }
 
     /// True when the session has ended and has nothing left to transmit: close the

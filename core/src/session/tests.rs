@@ -335,3 +335,528 @@ mod closing {
         })));
     }
 }
+
+/// A server session fed raw bytes, with its events and output collected.
+struct Raw {
+    s: TestSession,
+    now: Instant,
+    events: StdVec<Owned>,
+    out: StdVec<u8>,
+}
+
+impl Raw {
+    fn server() -> Raw {
+        let now = Instant::from_millis(5_000);
+        Raw {
+            s: Session::server(CFG, [0; 256], [0; 512], now).unwrap(),
+            now,
+            events: StdVec::new(),
+            out: StdVec::new(),
+        }
+    }
+
+    /// A server session past the binary handshake.
+    fn open_server() -> Raw {
+        let mut r = Raw::server();
+        r.feed(&MAGIC);
+        r.feed(&hello_bytes("bo"));
+        r.s.accept(9, None).unwrap();
+        r.pump();
+        assert!(r.s.is_open());
+        r.events.clear();
+        r.out.clear();
+        r
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        for _ in 0..10_000 {
+            let n = self.s.handle_input(self.now, rest);
+            rest = &rest[n..];
+            self.pump();
+            if rest.is_empty() || self.s.is_closed() {
+                return;
+            }
+        }
+        panic!("input not consumed");
+    }
+
+    fn pump(&mut self) {
+        let ev = drain(&mut self.s, self.now);
+        self.events.extend(ev);
+        self.out.extend(transmit(&mut self.s, usize::MAX));
+    }
+
+    fn eof(&mut self) {
+        self.s.handle_eof(self.now);
+        self.pump();
+    }
+
+    fn at(&mut self, now: Instant) {
+        self.now = now;
+        self.s.handle_timeout(now);
+        self.pump();
+    }
+
+    fn messages(&self) -> StdVec<StdVec<u8>> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Owned::Message(_, p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn closed(&self) -> Option<Closure> {
+        self.events.iter().find_map(|e| match e {
+            Owned::Closed(c) => Some(*c),
+            _ => None,
+        })
+    }
+}
+
+fn frame(repr: Repr<'_>) -> StdVec<u8> {
+    let mut buf = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut buf).unwrap();
+    buf
+}
+
+fn hello_bytes(name: &str) -> StdVec<u8> {
+    frame(Repr::Hello(Hello {
+        max_message: 200,
+        idle_timeout_ms: 30_000,
+        token: 0,
+        ack: 0,
+        name,
+    }))
+}
+
+fn msg(seq: u64, payload: &[u8]) -> StdVec<u8> {
+    frame(Repr::Msg { seq, payload })
+}
+
+mod detect {
+    use super::*;
+
+    #[test]
+    fn detect_magic_split_in_single_bytes() {
+        let mut r = Raw::server();
+        for b in MAGIC {
+            r.feed(&[b]);
+        }
+        assert!(r.events.is_empty());
+        r.feed(&hello_bytes(""));
+        assert_eq!(
+            r.events,
+            [Owned::Hello {
+                mode: Mode::Binary,
+                name: "".into(),
+                token: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn detect_text_is_plain() {
+        let mut r = Raw::server();
+        r.feed(b"hello\n");
+        assert_eq!(
+            r.events,
+            [Owned::Hello {
+                mode: Mode::Plain,
+                name: "".into(),
+                token: 0
+            }]
+        );
+        r.s.accept(1, None).unwrap();
+        r.pump();
+        assert_eq!(r.messages(), [b"hello".to_vec()]);
+        assert!(r.out.is_empty(), "plain peers get no acknowledgements");
+    }
+
+    #[test]
+    fn detect_magic_prefix_then_text_is_plain() {
+        let mut r = Raw::server();
+        r.feed(&[0xFE, b'S', b'x', b'\n']);
+        assert!(matches!(r.events[..], [Owned::Hello { mode: Mode::Plain, .. }]));
+    }
+
+    #[test]
+    fn detect_plain_disallowed_is_bad_magic() {
+        let now = Instant::ZERO;
+        let cfg = Config {
+            allow_plain: false,
+            ..CFG
+        };
+        let mut s: TestSession = Session::server(cfg, [0; 256], [0; 512], now).unwrap();
+        s.handle_input(now, b"hi\n");
+        assert_eq!(drain(&mut s, now), [Owned::Closed(Closure::Aborted(Code::BadMagic))]);
+        assert_eq!(transmit(&mut s, 100), frame(Repr::Error(Code::BadMagic)));
+    }
+
+    #[test]
+    fn detect_eof_before_any_byte_is_eof() {
+        let mut r = Raw::server();
+        r.eof();
+        assert_eq!(r.closed(), Some(Closure::Eof));
+    }
+}
+
+mod await_hello {
+    use super::*;
+
+    #[test]
+    fn await_hello_rejects_other_frames() {
+        let mut r = Raw::server();
+        r.feed(&MAGIC);
+        r.feed(&msg(1, b"early"));
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::UnexpectedFrame)));
+        assert_eq!(r.out, frame(Repr::Error(Code::UnexpectedFrame)));
+    }
+
+    #[test]
+    fn await_hello_refuses_other_versions() {
+        let mut r = Raw::server();
+        r.feed(&MAGIC);
+        let mut hello = hello_bytes("x");
+        hello[5] = 9;
+        r.feed(&hello);
+        assert_eq!(r.closed(), Some(Closure::Refused(Code::BadVersion)));
+        let mut expected = MAGIC.to_vec();
+        expected.extend(frame(Repr::Refuse(Code::BadVersion)));
+        assert_eq!(r.out, expected);
+    }
+
+    #[test]
+    fn await_hello_dribbling_client_times_out() {
+        let mut r = Raw::server();
+        let deadline = r.now + CFG.handshake_timeout;
+        let bytes = [&MAGIC[..], &hello_bytes("slow")[..]].concat();
+        // One byte per second: activity does not extend the handshake deadline.
+        for (i, b) in bytes.iter().take(9).enumerate() {
+            r.at(Instant::from_millis(5_000 + 1_000 * i as u64));
+            r.feed(&[*b]);
+        }
+        r.at(deadline);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::HandshakeTimeout)));
+    }
+}
+
+mod open_errors {
+    use super::*;
+
+    #[test]
+    fn open_oversize_length_rejected_from_header_alone() {
+        let mut r = Raw::open_server();
+        r.feed(&[0x10, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::TooLarge)));
+        assert_eq!(r.out, frame(Repr::Error(Code::TooLarge)));
+    }
+
+    #[test]
+    fn open_frame_longer_than_negotiated_max() {
+        let mut r = Raw::open_server();
+        r.feed(&msg(1, &[b'x'; 201])[..5]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::TooLarge)));
+    }
+
+    #[test]
+    fn open_unknown_frame_type() {
+        let mut r = Raw::open_server();
+        r.feed(&[0x7e, 0, 0, 0, 0]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::UnknownFrame)));
+    }
+
+    #[test]
+    fn open_sequence_must_not_skip_or_go_back() {
+        let mut r = Raw::open_server();
+        r.feed(&msg(1, b"a"));
+        r.feed(&msg(3, b"c"));
+        assert_eq!(r.messages(), [b"a".to_vec()]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::BadSequence)));
+
+        let mut r = Raw::open_server();
+        r.feed(&msg(1, b"a"));
+        r.feed(&msg(1, b"a"));
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::BadSequence)));
+    }
+
+    #[test]
+    fn open_ack_of_unsent_message() {
+        let mut r = Raw::open_server();
+        r.feed(&frame(Repr::Ack(1)));
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::BadAck)));
+    }
+
+    #[test]
+    fn open_second_hello_is_unexpected() {
+        let mut r = Raw::open_server();
+        r.feed(&hello_bytes("again"));
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::UnexpectedFrame)));
+    }
+
+    #[test]
+    fn open_malformed_ack_length() {
+        let mut r = Raw::open_server();
+        r.feed(&[0x11, 0, 0, 0, 2, 0, 1]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::Malformed)));
+    }
+
+    #[test]
+    fn open_peer_error_ends_session_silently() {
+        let mut r = Raw::open_server();
+        r.feed(&frame(Repr::Error(Code::Overloaded)));
+        assert_eq!(r.closed(), Some(Closure::PeerError(Code::Overloaded)));
+        assert!(r.out.is_empty());
+    }
+
+    #[test]
+    fn open_ping_is_answered() {
+        let mut r = Raw::open_server();
+        r.feed(&frame(Repr::Ping(77)));
+        assert_eq!(r.out, frame(Repr::Pong(77)));
+    }
+
+    #[test]
+    fn open_acks_are_cumulative_and_batched() {
+        let mut r = Raw::open_server();
+        let burst: StdVec<u8> = (1..=15).flat_map(|i| msg(i, b"m")).collect();
+        r.feed(&burst);
+        assert_eq!(r.messages().len(), 15);
+        assert_eq!(r.out, frame(Repr::Ack(15)), "one ACK for the whole burst");
+    }
+
+    #[test]
+    fn open_eof_mid_frame_is_eof() {
+        let mut r = Raw::open_server();
+        r.feed(&msg(1, b"whole"));
+        r.feed(&msg(2, b"cut short")[..8]);
+        r.eof();
+        assert_eq!(r.messages(), [b"whole".to_vec()]);
+        assert_eq!(r.closed(), Some(Closure::Eof));
+    }
+}
+
+mod plain {
+    use super::*;
+
+    fn plain_server() -> Raw {
+        let mut r = Raw::server();
+        r.feed(b"x");
+        r.s.accept(1, None).unwrap();
+        r.events.clear();
+        r
+    }
+
+    #[test]
+    fn plain_lines_crlf_and_empty() {
+        let mut r = plain_server();
+        r.feed(b"\r\nsecond\n\nlast\r\n");
+        assert_eq!(
+            r.messages(),
+            [b"x".to_vec(), b"second".to_vec(), vec![], b"last".to_vec()]
+        );
+    }
+
+    #[test]
+    fn plain_partial_line_after_gap() {
+        let mut r = plain_server();
+        let gap_at = r.now + CFG.line_gap;
+        assert_eq!(r.s.poll_timeout(), Some(gap_at));
+        r.at(gap_at);
+        assert_eq!(r.messages(), [b"x".to_vec()]);
+        // The flush covered only what was buffered: the next text waits for its own gap.
+        r.feed(b"yz");
+        assert_eq!(r.messages().len(), 1);
+        r.at(r.now + CFG.line_gap);
+        assert_eq!(r.messages(), [b"x".to_vec(), b"yz".to_vec()]);
+    }
+
+    #[test]
+    fn plain_partial_line_on_eof() {
+        let mut r = plain_server();
+        r.feed(b"abc\ndef");
+        r.eof();
+        assert_eq!(r.messages(), [b"xabc".to_vec(), b"def".to_vec()]);
+        assert_eq!(r.closed(), Some(Closure::Eof));
+    }
+
+    #[test]
+    fn plain_line_too_long() {
+        let mut r = plain_server();
+        r.feed(&[b'y'; 300]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::TooLarge)));
+        assert_eq!(r.out, b"ERR line too long (max 200 bytes)\n");
+    }
+
+    #[test]
+    fn plain_http_request_is_recognised() {
+        let mut r = Raw::server();
+        r.feed(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+        r.s.accept(1, None).unwrap();
+        r.pump();
+        assert!(r.messages().is_empty());
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+        assert_eq!(r.out, b"ERR wrong protocol\n");
+    }
+
+    #[test]
+    fn plain_tls_client_hello_is_recognised() {
+        let mut r = Raw::server();
+        r.feed(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01]);
+        r.s.accept(1, None).unwrap();
+        r.pump();
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+    }
+
+    #[test]
+    fn plain_refused_gets_err_line() {
+        let mut r = Raw::server();
+        r.feed(b"hi\n");
+        r.s.refuse(Code::ServerFull).unwrap();
+        r.pump();
+        assert_eq!(r.out, b"ERR server full\n");
+        assert!(r.s.is_finished());
+    }
+
+    #[test]
+    fn plain_server_sends_lines() {
+        let mut r = plain_server();
+        assert_eq!(r.s.send(b"to you"), Ok(1));
+        assert_eq!(r.s.send(b"a\nb"), Err(Error::Newline));
+        r.pump();
+        assert_eq!(r.out, b"to you\n");
+    }
+
+    #[test]
+    fn plain_client_speaks_lines() {
+        let now = Instant::ZERO;
+        let mut c: TestSession = Session::plain_client(CFG, [0; 256], [0; 512], now).unwrap();
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Established {
+                mode: Mode::Plain,
+                resumed: false
+            }]
+        );
+        c.send(b"one").unwrap();
+        c.send(b"two").unwrap();
+        assert_eq!(transmit(&mut c, 100), b"one\ntwo\n");
+        c.handle_input(now, b"reply\n");
+        assert_eq!(drain(&mut c, now), [Owned::Message(1, b"reply".to_vec())]);
+        c.close(now, Code::Normal);
+        assert!(c.is_finished());
+    }
+}
+
+mod keepalive {
+    use super::*;
+
+    #[test]
+    fn idle_pair_stays_alive_with_pings() {
+        let mut p = Pair::established();
+        let start = p.now;
+        for _ in 0..100 {
+            p.advance_to_next_timeout();
+            p.run();
+        }
+        assert!(p.now.saturating_since(start) > CFG.idle_timeout);
+        assert!(p.client.is_open() && p.server.is_open());
+    }
+
+    #[test]
+    fn silent_peer_hits_idle_timeout() {
+        let mut p = Pair::established();
+        // The server stops hearing anything: its idle timer fires.
+        for _ in 0..10 {
+            if p.server.is_closed() {
+                break;
+            }
+            p.c2s.clear();
+            p.advance_to_next_timeout();
+            let _ = transmit(&mut p.client, usize::MAX);
+            p.server_events.extend(drain(&mut p.server, p.now));
+        }
+        assert!(p
+            .server_events
+            .contains(&Owned::Closed(Closure::Aborted(Code::IdleTimeout))));
+    }
+}
+
+mod resume {
+    use super::*;
+
+    /// The link is cut: bytes in flight are lost and the server side starts a new
+    /// session object for the next connection.
+    fn cut(p: &mut Pair) {
+        p.c2s.clear();
+        p.s2c.clear();
+        p.server = Session::server(CFG, [0; 256], [0; 512], p.now).unwrap();
+        p.client.reconnect(p.now).unwrap();
+    }
+
+    #[test]
+    fn resumed_session_resends_only_unacknowledged() {
+        let mut p = Pair::established();
+        for i in 0..10u8 {
+            p.client.send(&[i]).unwrap();
+        }
+        // Deliver only the first 5 frames (13 + 1 bytes each) and their ack.
+        p.c2s.extend(transmit(&mut p.client, usize::MAX));
+        let five = p.c2s.drain(..5 * 14).collect::<StdVec<u8>>();
+        p.server.handle_input(p.now, &five);
+        p.server_events.extend(drain(&mut p.server, p.now));
+        let ack = transmit(&mut p.server, usize::MAX);
+        p.client.handle_input(p.now, &ack);
+        p.client_events.extend(drain(&mut p.client, p.now));
+        assert_eq!(p.client.unacked(), 5);
+        let received_before = p.server_messages();
+        assert_eq!(received_before.len(), 5);
+
+        cut(&mut p);
+        p.auto_accept = false;
+        p.run();
+        let Some(Owned::Hello { token, .. }) = p.server_events.last().cloned() else {
+            panic!("no hello")
+        };
+        assert_eq!(token, 42);
+        p.server.accept(42, Some(5)).unwrap();
+        p.run();
+        let all = p.server_messages();
+        let seqs: StdVec<u64> = all.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, (1..=10).collect::<StdVec<_>>(), "each message exactly once");
+        assert_eq!(p.client.unacked(), 0);
+        assert!(p.client_events.contains(&Owned::Established {
+            mode: Mode::Binary,
+            resumed: true
+        }));
+    }
+
+    #[test]
+    fn new_session_after_server_restart_renumbers() {
+        let mut p = Pair::established();
+        for i in 0..4u8 {
+            p.client.send(&[i]).unwrap();
+        }
+        let _lost = transmit(&mut p.client, usize::MAX);
+        cut(&mut p);
+        p.run();
+        let msgs = p.server_messages();
+        assert_eq!(msgs, [(1, vec![0]), (2, vec![1]), (3, vec![2]), (4, vec![3])]);
+        assert_eq!(p.client.unacked(), 0);
+        assert_eq!(p.client.stats().acked, 4);
+    }
+
+    #[test]
+    fn resume_with_ack_beyond_sent_is_rejected() {
+        let mut p = Pair::established();
+        p.client.send(b"one").unwrap();
+        cut(&mut p);
+        p.auto_accept = false;
+        p.run();
+        p.server.accept(42, Some(7)).unwrap();
+        p.run();
+        assert!(p.client_events.contains(&Owned::Closed(Closure::Aborted(Code::BadAck))));
+    }
+}
