@@ -22,8 +22,8 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::time::{Duration, Instant};
-use crate::wire::frame::{hello_version, peek_header};
-use crate::wire::plain::{detect_foreign, split_line};
+use crate::wire::frame::peek_header;
+use crate::wire::plain::{detect_foreign, might_be_foreign, split_line};
 use crate::wire::{
     self, Code, Frame, FrameType, Hello, Repr, Welcome, MAGIC, MAX_CONTROL_LEN, MAX_NAME_LEN, MSG_OVERHEAD,
 };
@@ -255,7 +255,7 @@ enum State {
     /// Server: magic received, waiting for HELLO.
     AwaitHello { deadline: Instant },
     /// Server: HELLO (or plain text) received, waiting for the application's verdict.
-    Pending { deadline: Instant, token: u64 },
+    Pending { deadline: Instant, ack: u64 },
     /// Client: magic and HELLO queued, waiting for the server's magic and WELCOME.
     HelloSent { deadline: Instant, magic_seen: bool },
     /// Established.
@@ -317,6 +317,8 @@ pub struct Session<R, T> {
     tx_partial: bool,
     ctrl: Vec<u8, CTRL_CAP>,
     ctrl_sent: usize,
+    /// Our magic has been queued (it precedes our first frame, §2.1).
+    magic_sent: bool,
     pending: Pending,
     notify: Notify,
 
@@ -415,6 +417,7 @@ where
             tx_partial: false,
             ctrl: Vec::new(),
             ctrl_sent: 0,
+            magic_sent: false,
             pending: Pending::default(),
             notify: Notify::default(),
             name: heapless::String::new(),
@@ -678,8 +681,18 @@ where
         if !self.config.allow_plain {
             return self.abort(Code::BadMagic);
         }
+        // §7.3: HTTP and TLS are recognised before the peer counts as a client.
+        let line = split_line(avail);
+        if detect_foreign(avail, line.map(|(l, _)| l)).is_some() {
+            log::info!("peer speaks another protocol (HTTP or TLS)");
+            self.mode = Mode::Plain;
+            return self.abort(Code::WrongProtocol);
+        }
+        if line.is_none() && !self.eof && might_be_foreign(avail) {
+            return Step::Idle;
+        }
         self.mode = Mode::Plain;
-        self.set_state(State::Pending { deadline, token: 0 });
+        self.set_state(State::Pending { deadline, ack: 0 });
         Step::Hello { token: 0, ack: 0 }
     }
 
@@ -693,6 +706,18 @@ where
             log::debug!("unknown frame type 0x{ty:02x}");
             return self.abort(Code::UnknownFrame);
         };
+        // §3.2: a HELLO of another version is refused on its first body byte, whatever
+        // its length.
+        if frame_type == FrameType::Hello && matches!(self.state, State::AwaitHello { .. }) {
+            match avail.get(wire::HEADER_LEN) {
+                None => return Step::Idle,
+                Some(&v) if v != wire::VERSION => {
+                    log::debug!("client speaks version {v}");
+                    return self.refuse_now(Code::BadVersion);
+                }
+                Some(_) => {}
+            }
+        }
         // §3.1: reject an oversize length from the header alone, before buffering it.
         let max = frame_type.max_body_len(self.config.max_message);
         let body_len = usize::try_from(body_len).unwrap_or(usize::MAX);
@@ -705,14 +730,6 @@ where
         let Ok(frame) = Frame::new_checked(avail) else {
             return Step::Idle;
         };
-        if frame_type == FrameType::Hello && matches!(self.state, State::AwaitHello { .. }) {
-            if let Some(v) = hello_version(frame.body_ref()) {
-                if v != wire::VERSION {
-                    log::debug!("client speaks version {v}");
-                    return self.refuse_now(Code::BadVersion);
-                }
-            }
-        }
         let repr = match Repr::parse(&frame) {
             Ok(repr) => repr,
             Err(e) => {
@@ -821,10 +838,7 @@ where
         self.peer_max = h.max_message;
         self.peer_idle = Duration::from_millis(h.idle_timeout_ms.into());
         self.acked = 0;
-        self.set_state(State::Pending {
-            deadline,
-            token: h.token,
-        });
+        self.set_state(State::Pending { deadline, ack: h.ack });
         // The client's ack is about messages of ours from a resumed session; a server
         // that resumes uses it in `accept` (nothing to resend in a new session).
         Step::Hello {
@@ -834,6 +848,10 @@ where
     }
 
     fn on_welcome(&mut self, w: Welcome) -> Step {
+        if w.resumed && w.token != self.token {
+            log::debug!("server resumed a session we did not ask for");
+            return self.abort(Code::UnknownSession);
+        }
         self.peer_max = w.max_message;
         self.peer_idle = Duration::from_millis(w.idle_timeout_ms.into());
         self.token = w.token;
@@ -842,6 +860,7 @@ where
             if w.ack > self.next_seq.saturating_sub(1) || w.ack < self.acked {
                 return self.abort(Code::BadAck);
             }
+            self.notify.acked = w.ack > self.acked;
             self.drop_acked(w.ack);
         } else {
             // A new session: our unacknowledged messages are renumbered from 1 and the
@@ -875,14 +894,7 @@ where
     fn step_plain(&mut self) -> Step {
         let avail = self.rx.as_ref().get(self.rx_start..self.rx_end).unwrap_or(&[]);
         let at = self.rx_start;
-        let first = self.stats.received == 0 && self.release.is_none();
         let line = split_line(avail);
-        if first {
-            if let Some(kind) = detect_foreign(avail, line.map(|(l, _)| l)) {
-                log::info!("peer speaks {kind:?}, not soquete");
-                return self.abort(Code::WrongProtocol);
-            }
-        }
         let seq = self.received.saturating_add(1);
         let max = self.config.max_message as usize;
         match line {
@@ -895,16 +907,16 @@ where
                     seq,
                 }
             }
-            // Room for the longest line and its "\r\n" is guaranteed by min_rx_len.
-            None if avail.len() > max.saturating_add(1) => self.abort(Code::TooLarge),
+            // Room for the longest line and its "\r\n" is guaranteed by min_rx_len;
+            // max + 1 bytes are fine only if the last is the "\r" of a split "\r\n".
+            None if avail.len() > max.saturating_add(1) || (avail.len() > max && avail.last() != Some(&b'\r')) => {
+                self.abort(Code::TooLarge)
+            }
             None if self.flush_partial => {
                 self.flush_partial = self.eof;
+                let len = avail.strip_suffix(b"\r").unwrap_or(avail).len();
                 self.release = Some((avail.len(), seq));
-                Step::Message {
-                    at,
-                    len: avail.len(),
-                    seq,
-                }
+                Step::Message { at, len, seq }
             }
             None => Step::Idle,
         }
@@ -921,12 +933,20 @@ where
     /// # Errors
     /// [`Error::WrongState`] unless a [`Event::Hello`] is waiting for an answer.
     pub fn accept(&mut self, token: u64, resume: Option<u64>) -> Result<(), Error> {
-        let State::Pending { .. } = self.state else {
+        let State::Pending { ack, .. } = self.state else {
             return Err(Error::WrongState);
         };
+        if token == 0 && self.mode == Mode::Binary {
+            return Err(Error::WrongState);
+        }
         self.token = token;
         self.received = resume.unwrap_or(0);
         self.ack_sent = self.received;
+        if resume.is_some() {
+            // §4.6: our numbering continues after what the client already has.
+            self.acked = ack;
+            self.next_seq = ack.saturating_add(1);
+        }
         if self.mode == Mode::Binary {
             self.pending.welcome = Some(resume.is_some());
         }
@@ -954,10 +974,8 @@ where
         self.ctrl_sent = 0;
         match self.mode {
             Mode::Binary => {
-                // The server's magic precedes its first frame, REFUSE included (§2.1).
-                if self.ctrl.extend_from_slice(&MAGIC).is_ok() {
-                    push_ctrl(&mut self.ctrl, Repr::Refuse(code));
-                }
+                self.push_magic_once();
+                push_ctrl(&mut self.ctrl, Repr::Refuse(code));
             }
             Mode::Plain => self.push_err_line(code),
         }
@@ -1037,7 +1055,8 @@ where
     /// every message sent so far is acknowledged; the session ends when the peer's
     /// CLOSE arrives (or aborts with CLOSE_TIMEOUT after `config.close_timeout`).
     /// A plain-text session ends at once (after transmitting what is queued). During the
-    /// handshake it ends the session at once. Calling it again does nothing.
+    /// handshake it aborts with ERROR(`code`). Once either side is closing, it does
+    /// nothing.
     pub fn close(&mut self, now: Instant, code: Code) {
         match (self.state, self.mode) {
             (State::Open, Mode::Binary) => {
@@ -1050,22 +1069,6 @@ where
                 });
                 self.progress_close();
             }
-            (
-                State::Closing {
-                    local: None,
-                    peer,
-                    sent,
-                    deadline,
-                },
-                _,
-            ) => {
-                self.set_state(State::Closing {
-                    local: Some(code),
-                    peer,
-                    sent,
-                    deadline,
-                });
-            }
             (State::Open, Mode::Plain) => {
                 self.flush_partial = true;
                 self.set_state(State::Closed(Closure::Orderly { code, by_peer: false }));
@@ -1074,8 +1077,9 @@ where
                 self.refuse_now(code);
             }
             (State::Detect { .. } | State::AwaitHello { .. } | State::HelloSent { .. }, _) => {
-                self.set_state(State::Closed(Closure::Aborted(code)));
+                self.abort(code);
             }
+            // Already closing (whoever started it keeps its reason) or closed.
             (State::Closing { .. } | State::Closed(_), _) => {}
         }
     }
@@ -1105,6 +1109,7 @@ where
         self.ctrl_sent = 0;
         self.pending = Pending::default();
         self.notify = Notify::default();
+        self.magic_sent = false;
         self.ping_out = false;
         self.ack_sent = self.received;
         self.start_handshake(now);
@@ -1184,6 +1189,7 @@ where
             });
             if self.ctrl.extend_from_slice(&MAGIC).is_ok() && push_ctrl(&mut self.ctrl, hello) {
                 self.pending.hello = false;
+                self.magic_sent = true;
             }
         }
         if let Some(resumed) = self.pending.welcome {
@@ -1196,6 +1202,7 @@ where
             });
             if self.ctrl.extend_from_slice(&MAGIC).is_ok() && push_ctrl(&mut self.ctrl, welcome) {
                 self.pending.welcome = None;
+                self.magic_sent = true;
             }
         }
         if self.mode == Mode::Plain || !matches!(self.state, State::Open | State::Closing { .. }) {
@@ -1420,14 +1427,24 @@ where
         self.rx_start = self.rx_end;
         self.release = None;
         self.pending = Pending::default();
-        match self.mode {
-            Mode::Binary => {
-                push_ctrl(&mut self.ctrl, Repr::Error(code));
-            }
-            Mode::Plain => self.push_err_line(code),
+        // A peer still silent in Detect gets text: a binary client would have spoken.
+        let text = self.mode == Mode::Plain || matches!(self.state, State::Detect { .. });
+        if text {
+            self.push_err_line(code);
+        } else {
+            self.push_magic_once();
+            push_ctrl(&mut self.ctrl, Repr::Error(code));
         }
         self.set_state(State::Closed(Closure::Aborted(code)));
         Step::Idle
+    }
+
+    /// Queues our magic if it has not gone out yet: it precedes our first frame, also
+    /// a REFUSE or an ERROR (§2.1).
+    fn push_magic_once(&mut self) {
+        if !self.magic_sent && self.ctrl.extend_from_slice(&MAGIC).is_ok() {
+            self.magic_sent = true;
+        }
     }
 
     /// Ends the session without a word: the peer does not speak the protocol.

@@ -226,6 +226,33 @@ mod handshake {
     }
 
     #[test]
+    fn silent_peer_in_detect_gets_a_text_error() {
+        let mut r = Raw::server();
+        r.at(r.now + CFG.handshake_timeout);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::HandshakeTimeout)));
+        assert_eq!(r.out, b"ERR handshake timeout\n");
+    }
+
+    #[test]
+    fn bad_version_refused_even_with_a_long_hello() {
+        let mut r = Raw::server();
+        r.feed(&MAGIC);
+        r.feed(&[0x01, 0, 0, 0x10, 0, 2]);
+        assert_eq!(r.closed(), Some(Closure::Refused(Code::BadVersion)));
+        assert_eq!(r.out, [&MAGIC[..], &frame(Repr::Refuse(Code::BadVersion))].concat());
+    }
+
+    #[test]
+    fn server_abort_during_handshake_reaches_the_client() {
+        let mut p = Pair::new();
+        p.auto_accept = false;
+        p.run();
+        p.server.close(p.now, Code::Shutdown);
+        p.run();
+        assert_eq!(p.client_events, [Owned::Closed(Closure::Refused(Code::Shutdown))]);
+    }
+
+    #[test]
     fn silent_client_times_out() {
         let now = Instant::ZERO;
         let mut s: TestSession = Session::server(CFG, [0; 256], [0; 512], now).unwrap();
@@ -329,6 +356,11 @@ mod closing {
         assert_eq!(p.server_messages().len(), 5);
         assert_eq!(p.client.unacked(), 0);
         assert!(p.client_events.contains(&Owned::PeerClosing(Code::Shutdown)));
+        // Closing after the peer started keeps the peer as the initiator.
+        assert!(p.client_events.contains(&Owned::Closed(Closure::Orderly {
+            code: Code::Shutdown,
+            by_peer: true
+        })));
         assert!(p.server_events.contains(&Owned::Closed(Closure::Orderly {
             code: Code::Shutdown,
             by_peer: false
@@ -492,7 +524,7 @@ mod detect {
         let mut s: TestSession = Session::server(cfg, [0; 256], [0; 512], now).unwrap();
         s.handle_input(now, b"hi\n");
         assert_eq!(drain(&mut s, now), [Owned::Closed(Closure::Aborted(Code::BadMagic))]);
-        assert_eq!(transmit(&mut s, 100), frame(Repr::Error(Code::BadMagic)));
+        assert_eq!(transmit(&mut s, 100), b"ERR peer does not speak soquete\n");
     }
 
     #[test]
@@ -512,7 +544,8 @@ mod await_hello {
         r.feed(&MAGIC);
         r.feed(&msg(1, b"early"));
         assert_eq!(r.closed(), Some(Closure::Aborted(Code::UnexpectedFrame)));
-        assert_eq!(r.out, frame(Repr::Error(Code::UnexpectedFrame)));
+        // The server's magic precedes its first frame, an ERROR too.
+        assert_eq!(r.out, [&MAGIC[..], &frame(Repr::Error(Code::UnexpectedFrame))].concat());
     }
 
     #[test]
@@ -693,10 +726,11 @@ mod plain {
     #[test]
     fn plain_http_request_is_recognised() {
         let mut r = Raw::server();
-        r.feed(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
-        r.s.accept(1, None).unwrap();
-        r.pump();
+        r.feed(b"GET / HT");
+        assert!(r.events.is_empty(), "waits for the request line");
+        r.feed(b"TP/1.1\r\nHost: example\r\n\r\n");
         assert!(r.messages().is_empty());
+        assert!(!r.events.iter().any(|e| matches!(e, Owned::Hello { .. })));
         assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
         assert_eq!(r.out, b"ERR wrong protocol\n");
     }
@@ -705,8 +739,6 @@ mod plain {
     fn plain_tls_client_hello_is_recognised() {
         let mut r = Raw::server();
         r.feed(&[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01]);
-        r.s.accept(1, None).unwrap();
-        r.pump();
         assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
     }
 

@@ -49,6 +49,25 @@ pub fn detect_foreign(first_bytes: &[u8], complete_line: Option<&[u8]>) -> Optio
     (is_request || is_host).then_some(Foreign::Http)
 }
 
+/// True while `first_bytes` (no complete line yet) could still turn out to be an HTTP
+/// request: a prefix of a method or of `Host:`, or a method and more. A server waits for
+/// the line before deciding (§7.3).
+pub fn might_be_foreign(first_bytes: &[u8]) -> bool {
+    const LIMIT: usize = 64;
+    if first_bytes.len() >= LIMIT {
+        return false;
+    }
+    let host = b"host:";
+    let host_prefix = first_bytes.len() <= host.len()
+        && host
+            .get(..first_bytes.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(first_bytes));
+    host_prefix
+        || HTTP_METHODS
+            .iter()
+            .any(|m| m.starts_with(first_bytes) || first_bytes.starts_with(m))
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -78,5 +97,15 @@ mod tests {
         );
         assert_eq!(detect_foreign(b"GET milk", Some(b"GET milk")), None);
         assert_eq!(detect_foreign(b"hello", Some(b"hello")), None);
+    }
+
+    #[test]
+    fn http_prefixes_wait_for_the_line() {
+        assert!(might_be_foreign(b"GE"));
+        assert!(might_be_foreign(b"POST /submit"));
+        assert!(might_be_foreign(b"ho"));
+        assert!(!might_be_foreign(b"Go home"));
+        assert!(!might_be_foreign(b"hello"));
+        assert!(!might_be_foreign(&[b'G'; 80]));
     }
 }
