@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Close a session after this long without traffic (e.g. 60s, 500ms; 0 disables).
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+    /// Plain-text clients: show a partial line (no newline yet) after this long without
+    /// input (e.g. 100ms; 0 waits for the newline or the end of the connection).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub line_gap: Duration,
     /// Print events as JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -50,7 +54,7 @@ pub struct ClientArgs {
     #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
     pub connect: String,
     /// Name to introduce this client with (at most 32 bytes).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::client::parse_name)]
     pub name: Option<String>,
     /// Longest wait for connecting and, at the end, for acknowledgements (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -77,7 +81,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         _ => return Err(format!("invalid duration unit in {s:?}: use ms, s or m")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("duration {s:?} out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -1,10 +1,524 @@
-//! `soquete server`.
+//! `soquete server`: one thread, one mio event loop, one core session per connection.
+//!
+//! Each loop iteration:
+//! 1. waits for socket readiness, a signal, or the earliest session deadline;
+//! 2. accepts new connections (a bounded batch);
+//! 3. runs due timers (`handle_timeout`);
+//! 4. reads from each readable connection, at most [`conn::READ_BUDGET`] bytes, printing
+//!    the messages; a connection with more to read waits for the next iteration;
+//! 5. flushes standard output, and only then
+//! 6. writes each touched connection's output (acknowledgements among it), so that every
+//!    acknowledged message has been printed first.
+//!
+//! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
+//! edge-triggered readiness is remembered per connection (`Conn::readable`).
 
+mod conn;
+
+use std::cmp::Reverse;
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufWriter, Stdout};
+use std::net::Shutdown;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+use log::{debug, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use soquete_core::{Code, Config, Duration, Instant, Session};
+
 use crate::cli::ServerArgs;
+use crate::report::{Format, Printer};
+use crate::time;
+use conn::{Conn, Reason, ServerSession};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Connections accepted beyond `--max-clients`, so that refusals go out in-protocol
+/// ("server full") instead of as a reset.
+const ACCEPT_SLACK: usize = 64;
+/// Most connections accepted per loop iteration.
+const ACCEPT_BATCH: usize = 64;
+/// Pause before accepting again after an error such as EMFILE.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Transmit buffer of a session: the server sends no messages of its own yet.
+const TX_LEN: usize = 1024;
+/// How long a finished connection keeps reading (and dropping) the peer's last bytes.
+const LINGER: Duration = Duration::from_secs(1);
+/// How long sessions get to close after SIGINT/SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// State shared by all connections.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    printer: Printer<BufWriter<Stdout>>,
+    /// Accepted sessions that have not left yet.
+    active: usize,
+    max_clients: usize,
+    next_id: u64,
+    tokens: RandomState,
+    token_counter: u64,
+    /// Where lingering connections' bytes go.
+    scratch: Vec<u8>,
+}
+
+impl Shared {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// A fresh, unpredictable, nonzero session token.
+    fn session_token(&mut self) -> u64 {
+        self.token_counter += 1;
+        let mut h = self.tokens.build_hasher();
+        h.write_u64(self.token_counter);
+        h.finish().max(1)
+    }
+}
 
 /// Runs the server until SIGINT/SIGTERM.
-pub fn run(_args: &ServerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not yet")
+///
+/// # Errors
+/// The address cannot be bound, the event loop fails, or standard output is gone.
+pub fn run(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let config = Config {
+        max_message: args.max_message,
+        idle_timeout: time::to_core(args.idle_timeout),
+        handshake_timeout: Duration::from_secs(10),
+        close_timeout: Duration::from_secs(10),
+        line_gap: time::to_core(args.line_gap),
+        allow_plain: true,
+    };
+    let format = if args.json { Format::Json } else { Format::Text };
+    let mut server = Server::bind(args, config, format)?;
+    server.run()
+}
+
+/// The event loop and everything it owns.
+struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: Signals,
+    config: Config,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    shared: Shared,
+    /// Earliest deadline first; entries whose deadline no longer matches the
+    /// connection's `scheduled` are stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, Token)>>,
+    /// Connections that may have more to read.
+    read_queue: VecDeque<Token>,
+    /// Connections touched this iteration: to write, check and reschedule.
+    dirty: Vec<Token>,
+    /// The listener has connections waiting (edge-triggered: remembered here).
+    accept_pending: bool,
+    accept_paused_until: Option<Instant>,
+    /// Set once SIGINT/SIGTERM arrived: the time by which the server exits.
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Server {
+    fn bind(args: &ServerArgs, config: Config, format: Format) -> anyhow::Result<Server> {
+        let poll = Poll::new().context("cannot create the event loop")?;
+        let mut listener = TcpListener::bind(args.listen).with_context(|| {
+            format!(
+                "cannot listen on {}: is another server running there? Choose another address with --listen",
+                args.listen
+            )
+        })?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .context("cannot watch the listening socket")?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .context("cannot watch signals")?;
+        let local = listener.local_addr().context("cannot read the listening address")?;
+
+        let mut printer = Printer::new(BufWriter::with_capacity(64 * 1024, io::stdout()), format);
+        printer
+            .listening(local)
+            .and_then(|()| printer.flush())
+            .context("cannot write to standard output")?;
+        info!("listening on {local}, at most {} clients", args.max_clients);
+
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals,
+            config,
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            shared: Shared {
+                printer,
+                active: 0,
+                max_clients: args.max_clients,
+                next_id: 0,
+                tokens: RandomState::new(),
+                token_counter: 0,
+                scratch: vec![0; conn::READ_BUDGET],
+            },
+            timers: BinaryHeap::new(),
+            read_queue: VecDeque::new(),
+            dirty: Vec::new(),
+            accept_pending: false,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        })
+    }
+
+    fn run(&mut self) -> anyhow::Result<ExitCode> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = time::now();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() {
+                    info!("shut down");
+                    break;
+                }
+                if now >= deadline {
+                    warn!("{} sessions did not close in time; exiting", self.conns.len());
+                    self.drop_all()?;
+                    break;
+                }
+            }
+            match self.poll.poll(&mut events, self.poll_timeout(now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("event loop failed"),
+            }
+            let now = time::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_pending = true,
+                    SIGNALS => {
+                        if let Some(code) = self.on_signals(now)? {
+                            return Ok(code);
+                        }
+                    }
+                    token => {
+                        let Some(conn) = self.conns.get_mut(&token) else {
+                            continue;
+                        };
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.readable = true;
+                            if !conn.queued {
+                                conn.queued = true;
+                                self.read_queue.push_back(token);
+                            }
+                        }
+                        if event.is_writable() || event.is_write_closed() {
+                            mark_dirty(&mut self.dirty, conn, token);
+                        }
+                    }
+                }
+            }
+            self.iterate(now).context("cannot write to standard output")?;
+        }
+        self.shared.printer.flush().context("cannot write to standard output")?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Steps 2–6 of the module docs.
+    fn iterate(&mut self, now: Instant) -> io::Result<()> {
+        self.accept(now);
+        self.run_timers(now)?;
+        for _ in 0..self.read_queue.len() {
+            let Some(token) = self.read_queue.pop_front() else {
+                break;
+            };
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let more = conn.read(&mut self.shared, now)?;
+            mark_dirty(&mut self.dirty, conn, token);
+            if more {
+                self.read_queue.push_back(token);
+            } else {
+                conn.queued = false;
+            }
+        }
+        // Print before acknowledging: an ACK promises delivery (PROTOCOL.md §4.3).
+        self.shared.printer.flush()?;
+        for token in std::mem::take(&mut self.dirty) {
+            self.service(token, now)?;
+        }
+        self.shared.printer.flush()?;
+        self.compact_timers();
+        Ok(())
+    }
+
+    /// How long the next poll may wait: not at all if work is queued, else until the
+    /// earliest deadline.
+    fn poll_timeout(&self, now: Instant) -> Option<std::time::Duration> {
+        let accept_ready = self.accept_pending && self.accept_paused_until.is_none_or(|t| now >= t);
+        if !self.read_queue.is_empty() || accept_ready {
+            return Some(std::time::Duration::ZERO);
+        }
+        let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.accept_pending {
+            consider(self.accept_paused_until);
+        }
+        consider(self.shutdown_deadline);
+        next.map(|t| time::until(t, now))
+    }
+
+    /// Accepts a batch of waiting connections.
+    fn accept(&mut self, now: Instant) {
+        if !self.accept_pending || self.accept_paused_until.is_some_and(|t| now < t) {
+            return;
+        }
+        self.accept_paused_until = None;
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                self.accept_pending = false;
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.conns.len() >= self.shared.max_clients.saturating_add(ACCEPT_SLACK) {
+                        warn!("{peer}: too many connections ({}); closed at once", self.conns.len());
+                        continue;
+                    }
+                    self.add_conn(stream, peer, now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    // EMFILE and friends: the connection stays in the backlog; try
+                    // again shortly rather than spin.
+                    warn!("cannot accept a connection: {e}; retrying in {ACCEPT_PAUSE}");
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        // Acknowledgements are small and should leave at once.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        let rx = vec![0; ServerSession::min_rx_len(self.config.max_message)];
+        let session = match Session::server(self.config, rx, vec![0; TX_LEN], now) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("{peer}: cannot start a session: {e}");
+                return;
+            }
+        };
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            warn!("{peer}: cannot watch the connection: {e}");
+            return;
+        }
+        debug!("{peer}: connected");
+        let mut conn = Conn::new(stream, peer, session);
+        conn.dirty = true;
+        self.dirty.push(token);
+        self.conns.insert(token, conn);
+    }
+
+    /// Runs every due timer.
+    fn run_timers(&mut self, now: Instant) -> io::Result<()> {
+        while let Some(&Reverse((t, token))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            if conn.scheduled != Some(t) {
+                continue;
+            }
+            conn.scheduled = None;
+            if !conn.lingering {
+                conn.session.handle_timeout(now);
+                conn.drain(&mut self.shared, now)?;
+            }
+            mark_dirty(&mut self.dirty, conn, token);
+        }
+        Ok(())
+    }
+
+    /// Drops stale timer entries once they outnumber the live ones, so that the heap
+    /// stays proportional to the number of connections.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.conns.len() + 64 {
+            return;
+        }
+        self.timers = self
+            .conns
+            .iter()
+            .filter_map(|(token, conn)| conn.scheduled.map(|t| Reverse((t, *token))))
+            .collect();
+    }
+
+    /// Writes a touched connection's output, retires it if it is done, and reschedules
+    /// its timer.
+    fn service(&mut self, token: Token, now: Instant) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
+        conn.dirty = false;
+        if !conn.lingering && conn.error.is_none() {
+            conn.write();
+            if conn.closure.is_none() && conn.session.is_closed() {
+                // Sending our CLOSE can complete an orderly close: take its event.
+                conn.drain(&mut self.shared, now)?;
+            }
+        }
+        let given_up = conn.give_up.is_some_and(|t| now >= t);
+        if conn.lingering {
+            if conn.eof || conn.error.is_some() || given_up {
+                self.remove(token);
+                return Ok(());
+            }
+        } else if conn.error.is_some() || conn.session.is_finished() || given_up {
+            let reason = if given_up && conn.error.is_none() && !conn.session.is_finished() {
+                Reason::Stalled
+            } else {
+                conn.reason()
+            };
+            conn.leave(&mut self.shared, reason)?;
+            if conn.error.is_some() || conn.eof || given_up {
+                self.remove(token);
+                return Ok(());
+            }
+            // Our side is done; read what the peer still sends until it closes, so
+            // that the kernel does not answer it with a reset that could destroy our
+            // last frame in flight.
+            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+                debug!("{}: shutdown: {e}", conn.peer);
+            }
+            conn.lingering = true;
+            conn.give_up = Some(now + LINGER);
+            if conn.readable && !conn.queued {
+                conn.queued = true;
+                self.read_queue.push_back(token);
+            }
+        }
+        let next = conn.next_deadline();
+        if let Some(t) = next {
+            if conn.scheduled.is_none_or(|s| t < s) {
+                conn.scheduled = Some(t);
+                self.timers.push(Reverse((t, token)));
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+                debug!("{}: deregister: {e}", conn.peer);
+            }
+            debug!("{}: connection closed", conn.peer);
+        }
+    }
+
+    /// Handles pending signals; returns an exit code if the server must stop now.
+    fn on_signals(&mut self, now: Instant) -> io::Result<Option<ExitCode>> {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            if self.shutdown_deadline.is_some() {
+                warn!(
+                    "second signal: exiting without waiting for {} sessions",
+                    self.conns.len()
+                );
+                self.shared.printer.flush()?;
+                return Ok(Some(ExitCode::from(
+                    128u8.saturating_add(u8::try_from(signal).unwrap_or(0)),
+                )));
+            }
+            self.begin_shutdown(now)?;
+        }
+        Ok(None)
+    }
+
+    /// Stops accepting and closes every session with SHUTDOWN; they still receive (and
+    /// acknowledge) what their clients already sent.
+    fn begin_shutdown(&mut self, now: Instant) -> io::Result<()> {
+        info!("shutting down: closing {} sessions", self.conns.len());
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.accept_pending = false;
+        self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+        for (token, conn) in &mut self.conns {
+            if !conn.lingering {
+                conn.session.close(now, Code::Shutdown);
+                conn.drain(&mut self.shared, now)?;
+            }
+            mark_dirty(&mut self.dirty, conn, *token);
+        }
+        Ok(())
+    }
+
+    /// The shutdown grace period is over: every remaining session leaves now.
+    fn drop_all(&mut self) -> io::Result<()> {
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                let reason = if conn.session.is_finished() {
+                    conn.reason()
+                } else {
+                    Reason::ShutdownTimeout
+                };
+                conn.leave(&mut self.shared, reason)?;
+            }
+            self.remove(token);
+        }
+        Ok(())
+    }
+}
+
+fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
+    if !conn.dirty {
+        conn.dirty = true;
+        dirty.push(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_tokens_are_nonzero_and_distinct() {
+        let mut shared = Shared {
+            printer: Printer::new(BufWriter::new(io::stdout()), Format::Text),
+            active: 0,
+            max_clients: 1,
+            next_id: 0,
+            tokens: RandomState::new(),
+            token_counter: 0,
+            scratch: Vec::new(),
+        };
+        let a = shared.session_token();
+        let b = shared.session_token();
+        assert!(a != 0 && b != 0 && a != b);
+    }
 }

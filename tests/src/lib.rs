@@ -49,6 +49,7 @@ pub fn soquete() -> Command {
 }
 
 /// A running `soquete server` on `127.0.0.1:0`, killed when dropped.
+#[derive(Debug)]
 pub struct Server {
     /// The server process.
     pub child: Child,

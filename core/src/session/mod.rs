@@ -710,6 +710,7 @@ where
         // its length.
         if frame_type == FrameType::Hello && matches!(self.state, State::AwaitHello { .. }) {
             match avail.get(wire::HEADER_LEN) {
+                _ if body_len == 0 => return self.abort(Code::Malformed),
                 None => return Step::Idle,
                 Some(&v) if v != wire::VERSION => {
                     log::debug!("client speaks version {v}");
@@ -1205,7 +1206,24 @@ where
                 self.magic_sent = true;
             }
         }
-        if self.mode == Mode::Plain || !matches!(self.state, State::Open | State::Closing { .. }) {
+        if self.mode == Mode::Plain {
+            return;
+        }
+        let open = matches!(self.state, State::Open | State::Closing { .. });
+        if !open && !matches!(self.state, State::Closed(Closure::Orderly { .. })) {
+            return;
+        }
+        // After an orderly close only the final ACK and CLOSE can still be due; the
+        // state never changes here, so `Event::Closed` comes from `poll_event`.
+        if self.received > self.ack_sent && push_ctrl(&mut self.ctrl, Repr::Ack(self.received)) {
+            self.ack_sent = self.received;
+        }
+        if let Some(code) = self.pending.close {
+            if push_ctrl(&mut self.ctrl, Repr::Close(code)) {
+                self.pending.close = None;
+            }
+        }
+        if !open {
             return;
         }
         if let Some(nonce) = self.pending.pong {
@@ -1216,26 +1234,6 @@ where
         if let Some(nonce) = self.pending.ping {
             if push_ctrl(&mut self.ctrl, Repr::Ping(nonce)) {
                 self.pending.ping = None;
-            }
-        }
-        if self.received > self.ack_sent && push_ctrl(&mut self.ctrl, Repr::Ack(self.received)) {
-            self.ack_sent = self.received;
-        }
-        if let Some(code) = self.pending.close {
-            if push_ctrl(&mut self.ctrl, Repr::Close(code)) {
-                self.pending.close = None;
-                if let State::Closing {
-                    local, peer, deadline, ..
-                } = self.state
-                {
-                    self.set_state(State::Closing {
-                        local,
-                        peer,
-                        sent: true,
-                        deadline,
-                    });
-                    self.progress_close();
-                }
             }
         }
     }
@@ -1405,8 +1403,21 @@ where
         let State::Closing { local, peer, sent, .. } = self.state else {
             return;
         };
-        if !sent && self.unacked() == 0 && self.pending.close.is_none() {
+        // `sent` means queued: the CLOSE is encoded at the next transmit, after any ACK.
+        let sent = sent || self.unacked() == 0;
+        if sent && !matches!(self.state, State::Closing { sent: true, .. }) {
             self.pending.close = Some(local.or(peer).unwrap_or(Code::Normal));
+            if let State::Closing {
+                local, peer, deadline, ..
+            } = self.state
+            {
+                self.set_state(State::Closing {
+                    local,
+                    peer,
+                    sent: true,
+                    deadline,
+                });
+            }
         }
         if let (true, Some(peer_code)) = (sent, peer) {
             let closure = match local {

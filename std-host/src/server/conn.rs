@@ -1,0 +1,330 @@
+//! One client connection: a non-blocking socket and the core session that speaks on it.
+//!
+//! Everything here moves bytes and events for a single connection; the event loop in
+//! the parent module decides when (and how much) each connection gets to do.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+
+use log::{debug, info, warn};
+use mio::net::TcpStream;
+use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
+
+use super::Shared;
+
+/// Most bytes read from one connection per loop iteration, so that a fast sender
+/// cannot starve the others.
+pub(super) const READ_BUDGET: usize = 64 * 1024;
+
+/// The session type of one connection: buffers on the heap, sized at accept.
+pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
+
+/// Where a connection stands with the application (what has been printed about it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// No HELLO (or first plain-text byte) yet.
+    Handshake,
+    /// Accepted as session `id`; counts against `--max-clients` until it leaves.
+    Accepted { id: u64 },
+    /// Refused (a "refused" line was printed).
+    Refused,
+    /// Its "left" line was printed (or it never had one).
+    Gone,
+}
+
+/// Why a connection went away, as printed in its "left" line.
+#[derive(Debug)]
+pub(super) enum Reason {
+    /// The session ended as the core reports.
+    Closure(Closure),
+    /// The socket failed before the session ended.
+    Io(String),
+    /// The session did not end within the shutdown grace period.
+    ShutdownTimeout,
+    /// The session ended but the peer did not take its last bytes in time.
+    Stalled,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Closure(c) => c.fmt(f),
+            Reason::Io(e) => write!(f, "connection error: {e}"),
+            Reason::ShutdownTimeout => f.write_str("server shut down before the session closed"),
+            Reason::Stalled => f.write_str("peer stopped reading"),
+        }
+    }
+}
+
+/// A connection and its session.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub session: ServerSession,
+    pub phase: Phase,
+    /// Messages printed for this session.
+    pub messages: u64,
+    /// Set by `Event::Closed`.
+    pub closure: Option<Closure>,
+    /// The socket failed; the connection is dropped at the end of this iteration.
+    pub error: Option<io::Error>,
+    /// mio reported it readable and no read has returned `WouldBlock` since (mio is
+    /// edge-triggered: nobody will tell us again).
+    pub readable: bool,
+    /// In the read queue.
+    pub queued: bool,
+    /// In this iteration's list of connections to write and check.
+    pub dirty: bool,
+    /// The peer finished sending (read returned 0).
+    pub eof: bool,
+    /// The session is over and our side is shut down: only discarding the peer's last
+    /// bytes (so that closing does not reset the connection and lose our last frame).
+    pub lingering: bool,
+    /// The connection is dropped at this time whatever state it is in.
+    pub give_up: Option<Instant>,
+    /// The deadline this connection has in the timer heap, if any.
+    pub scheduled: Option<Instant>,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, peer: SocketAddr, session: ServerSession) -> Self {
+        Conn {
+            stream,
+            peer,
+            session,
+            phase: Phase::Handshake,
+            messages: 0,
+            closure: None,
+            error: None,
+            readable: false,
+            queued: false,
+            dirty: false,
+            eof: false,
+            lingering: false,
+            give_up: None,
+            scheduled: None,
+        }
+    }
+
+    /// When this connection next needs attention without any I/O.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let session = if self.lingering {
+            None
+        } else {
+            self.session.poll_timeout()
+        };
+        match (session, self.give_up) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Reads at most [`READ_BUDGET`] bytes into the session, handling events as they
+    /// come. Returns true if the socket may still have data (read again next time).
+    pub fn read(&mut self, shared: &mut Shared, now: Instant) -> io::Result<bool> {
+        if self.lingering {
+            return Ok(self.discard(shared));
+        }
+        let mut budget = READ_BUDGET;
+        while budget > 0 && self.error.is_none() {
+            let buf = self.session.input_buffer();
+            if buf.is_empty() {
+                // Closed (nothing more to read into it) or waiting for an answer: the
+                // socket keeps its data until the session wants it.
+                return Ok(false);
+            }
+            let want = buf.len().min(budget);
+            let Some(buf) = buf.get_mut(..want) else { break };
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.readable = false;
+                    self.eof = true;
+                    self.session.handle_eof(now);
+                    self.drain(shared, now)?;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.session.advance_input(now, n);
+                    budget -= n;
+                    self.drain(shared, now)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{}: read: {e}", self.peer);
+                    self.readable = false;
+                    self.error = Some(e);
+                }
+            }
+        }
+        Ok(self.readable && self.error.is_none())
+    }
+
+    /// Lingering: reads and drops what the peer still sends. Returns true if the socket
+    /// may still have data.
+    fn discard(&mut self, shared: &mut Shared) -> bool {
+        let mut budget = READ_BUDGET;
+        while budget > 0 {
+            match self.stream.read(&mut shared.scratch) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.readable = false;
+                    return false;
+                }
+                Ok(n) => budget = budget.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.readable = false;
+                    self.error = Some(e);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Takes every event the session has: prints messages, answers HELLO.
+    ///
+    /// # Errors
+    /// Only a failure to print (standard output is gone).
+    pub fn drain(&mut self, shared: &mut Shared, now: Instant) -> io::Result<()> {
+        let peer = self.peer;
+        while let Some(event) = self.session.poll_event(now) {
+            // What to do once the event (which borrows the session) is gone.
+            let verdict = match event {
+                Event::Hello { mode, name, .. } => {
+                    if shared.active >= shared.max_clients {
+                        Some(None)
+                    } else {
+                        let id = shared.next_id();
+                        shared.printer.connected(id, peer, name, mode)?;
+                        Some(Some(id))
+                    }
+                }
+                Event::Message { seq, payload } => {
+                    let id = match self.phase {
+                        Phase::Accepted { id } => id,
+                        _ => 0,
+                    };
+                    shared.printer.message(id, peer, seq, payload)?;
+                    self.messages += 1;
+                    None
+                }
+                Event::Established { mode, resumed } => {
+                    debug!("{peer}: established ({mode:?}, resumed: {resumed})");
+                    None
+                }
+                Event::Acked { .. } => None,
+                Event::PeerClosing(code) => {
+                    debug!("{peer}: peer closing: {code}");
+                    None
+                }
+                Event::Closed(closure) => {
+                    self.on_closed(shared, closure, now)?;
+                    None
+                }
+            };
+            match verdict {
+                Some(Some(id)) => {
+                    let token = shared.session_token();
+                    if let Err(e) = self.session.accept(token, None) {
+                        warn!("{peer}: cannot accept session: {e}");
+                    }
+                    self.phase = Phase::Accepted { id };
+                    shared.active += 1;
+                }
+                Some(None) => {
+                    let id = shared.next_id();
+                    if let Err(e) = self.session.refuse(Code::ServerFull) {
+                        warn!("{peer}: cannot refuse session: {e}");
+                    }
+                    shared.printer.refused(id, peer, Code::ServerFull.describe())?;
+                    self.phase = Phase::Refused;
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn on_closed(&mut self, shared: &mut Shared, closure: Closure, now: Instant) -> io::Result<()> {
+        self.closure = Some(closure);
+        // The last bytes (ERROR, CLOSE, an ERR line) get a bounded time to leave.
+        self.give_up = Some(now + self.session.config().close_timeout);
+        let who = match self.phase {
+            Phase::Accepted { id } => format!("#{id} {}", self.peer),
+            _ => self.peer.to_string(),
+        };
+        match closure {
+            Closure::Aborted(Code::WrongProtocol) => {
+                warn!("{who}: peer speaks another protocol (HTTP or TLS?) on this port; closed")
+            }
+            Closure::Aborted(code) | Closure::PeerError(code) if self.session.mode() == Mode::Binary => {
+                info!("{who}: {closure} ({code})")
+            }
+            _ => debug!("{who}: {closure}"),
+        }
+        if self.phase == Phase::Handshake {
+            if let Closure::Refused(code) = closure {
+                // Refused by the core itself (e.g. an unsupported protocol version).
+                let id = shared.next_id();
+                shared.printer.refused(id, self.peer, code.describe())?;
+                self.phase = Phase::Refused;
+            } else {
+                if closure != Closure::Aborted(Code::WrongProtocol) {
+                    info!("{}: {closure} before the handshake completed", self.peer);
+                }
+                self.phase = Phase::Gone;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the session has until the socket would block.
+    pub fn write(&mut self) {
+        while self.error.is_none() {
+            let chunk = self.session.poll_transmit();
+            if chunk.is_empty() {
+                return;
+            }
+            match self.stream.write(chunk) {
+                Ok(0) => self.error = Some(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.session.advance_transmit(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("{}: write: {e}", self.peer);
+                    self.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
+    pub fn leave(&mut self, shared: &mut Shared, reason: Reason) -> io::Result<()> {
+        if let Phase::Accepted { id } = self.phase {
+            shared.printer.left(id, self.peer, &reason, self.messages)?;
+            shared.active = shared.active.saturating_sub(1);
+        }
+        self.phase = Phase::Gone;
+        Ok(())
+    }
+
+    /// Why the session is over, for its "left" line.
+    pub fn reason(&self) -> Reason {
+        match (self.closure.or(self.session.closure()), &self.error) {
+            (Some(c), _) => Reason::Closure(c),
+            (None, Some(e)) => Reason::Io(e.to_string()),
+            (None, None) => Reason::Stalled,
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! `soquete server` end to end: the real binary on 127.0.0.1, driven by raw sockets
+//! (plain text) and by core client sessions over blocking sockets (binary protocol).
+//!
+//! Nothing here sleeps to synchronise: tests wait for printed lines or socket reads,
+//! every wait bounded.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant as StdInstant};
+
+use soquete_core::{Closure, Code, Config, Event, Instant, Session};
+use soquete_tests::Server;
+
+/// Longest wait for anything in these tests.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A binary client: a core session over a blocking socket.
+struct Client {
+    stream: TcpStream,
+    session: Session<Vec<u8>, Vec<u8>>,
+    epoch: StdInstant,
+    acked: u64,
+    peer_closing: Option<Code>,
+    closed: Option<Closure>,
+}
+
+impl Client {
+    /// Connects and waits for the handshake's outcome (open, or refused).
+    fn connect(addr: SocketAddr, name: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let config = Config {
+            max_message: 1024,
+            idle_timeout: soquete_core::Duration::from_secs(30),
+            ..Config::DEFAULT
+        };
+        let epoch = StdInstant::now();
+        let session = Session::client(config, name, vec![0; 2048], vec![0; 16 * 1024], Instant::ZERO).unwrap();
+        let mut client = Client {
+            stream,
+            session,
+            epoch,
+            acked: 0,
+            peer_closing: None,
+            closed: None,
+        };
+        client.wait("the handshake", |c| c.session.is_open() || c.closed.is_some());
+        client
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
+    }
+
+    /// Writes everything the session has to send.
+    fn flush(&mut self) {
+        loop {
+            let chunk = self.session.poll_transmit();
+            if chunk.is_empty() {
+                return;
+            }
+            let n = chunk.len();
+            match self.stream.write_all(chunk) {
+                Ok(()) => self.session.advance_transmit(n),
+                // The server may close first (refusal, error); the test checks why.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        let now = self.now();
+        while let Some(event) = self.session.poll_event(now) {
+            match event {
+                Event::Acked { seq } => self.acked = seq,
+                Event::PeerClosing(code) => self.peer_closing = Some(code),
+                Event::Closed(closure) => self.closed = Some(closure),
+                _ => {}
+            }
+        }
+    }
+
+    /// One bounded read (200 ms at most), then events, then output.
+    fn pump(&mut self) {
+        self.flush();
+        if self.closed.is_some() {
+            return;
+        }
+        let now = self.now();
+        let buf = self.session.input_buffer();
+        match self.stream.read(buf) {
+            Ok(0) => self.session.handle_eof(now),
+            Ok(n) => self.session.advance_input(now, n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        self.session.handle_timeout(self.now());
+        self.drain();
+        self.flush();
+    }
+
+    fn wait(&mut self, what: &str, done: impl Fn(&Client) -> bool) {
+        let deadline = StdInstant::now() + WAIT;
+        self.flush();
+        self.drain();
+        while !done(self) {
+            assert!(StdInstant::now() < deadline, "timed out waiting for {what}");
+            if self.closed.is_some() && !done(self) {
+                panic!("session closed ({:?}) while waiting for {what}", self.closed);
+            }
+            self.pump();
+        }
+    }
+
+    /// Queues one message, waiting for acknowledgements while the buffer is full.
+    fn send(&mut self, payload: &[u8]) {
+        let deadline = StdInstant::now() + WAIT;
+        loop {
+            match self.session.send(payload) {
+                Ok(_) => return,
+                Err(soquete_core::session::Error::Full) => {
+                    assert!(StdInstant::now() < deadline, "no acknowledgements");
+                    self.pump();
+                }
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+    }
+
+    /// Orderly close; returns how the session ended.
+    fn close(&mut self) -> Closure {
+        let now = self.now();
+        self.session.close(now, Code::Normal);
+        self.wait("the close", |c| c.closed.is_some());
+        self.closed.unwrap()
+    }
+}
+
+/// A raw plain-text connection.
+fn plain(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection.
+fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read until the server closes");
+    out
+}
+
+/// The `#ID` of the session whose "connected" line matches `pred`.
+fn session_id(server: &mut Server, pred: impl Fn(&str) -> bool) -> String {
+    let line = server.wait_for(WAIT, |l| l.contains(" connected") && pred(l));
+    line.split(' ').next().unwrap().to_string()
+}
+
+/// Message texts printed for session `id`, in order.
+fn messages_of(seen: &[String], id: &str) -> Vec<String> {
+    let prefix = format!("{id} ");
+    seen.iter()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(' '))
+        .filter(|(peer, _)| peer.ends_with(':'))
+        .map(|(_, text)| text.to_string())
+        .collect()
+}
+
+#[test]
+fn plain_text_lines_and_partial_line_after_the_gap() {
+    let mut server = Server::start(&["--line-gap", "50ms"]);
+    let mut s = plain(server.addr);
+    s.write_all(b"hello\nworld\r\n").unwrap();
+    let id = session_id(&mut server, |l| l.ends_with("connected (plain text)"));
+    server.wait_for(WAIT, |l| l == format!("{id} {}: world", s.local_addr().unwrap()));
+
+    // No newline: shown once the line gap has passed.
+    s.write_all(b"no newline yet").unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(": no newline yet"));
+    s.write_all(b"last\n").unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(": last"));
+    s.shutdown(Shutdown::Write).unwrap();
+    let left = server.wait_for(WAIT, |l| l.contains(" left "));
+    assert_eq!(
+        left,
+        format!(
+            "{id} {} left (connection closed by peer) after 4 messages",
+            s.local_addr().unwrap()
+        )
+    );
+    assert_eq!(
+        messages_of(&server.seen, &id),
+        ["hello", "world", "no newline yet", "last"]
+    );
+    // The server sends nothing to a plain-text peer and closes after it did.
+    assert!(read_to_eof(&mut s).is_empty());
+}
+
+#[test]
+fn plain_text_partial_line_is_shown_at_close() {
+    let mut server = Server::start(&["--line-gap", "1m"]);
+    let mut s = plain(server.addr);
+    s.write_all(b"one\ntwo, unfinished").unwrap();
+    let id = session_id(&mut server, |_| true);
+    server.wait_for(WAIT, |l| l.ends_with(": one"));
+    s.shutdown(Shutdown::Write).unwrap();
+    server.wait_for(WAIT, |l| l.contains(" left "));
+    assert_eq!(messages_of(&server.seen, &id), ["one", "two, unfinished"]);
+    assert!(read_to_eof(&mut s).is_empty());
+}
+
+#[test]
+fn concurrent_binary_clients_each_message_printed_once_in_order() {
+    const CLIENTS: usize = 4;
+    const MESSAGES: usize = 2000;
+    let mut server = Server::start(&[]);
+    let addr = server.addr;
+    let started = StdInstant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr, &format!("c{k}"));
+                for j in 0..MESSAGES {
+                    c.send(format!("c{k} m{j}").as_bytes());
+                    if j % 64 == 0 {
+                        c.flush();
+                    }
+                }
+                let closure = c.close();
+                assert_eq!(
+                    closure,
+                    Closure::Orderly {
+                        code: Code::Normal,
+                        by_peer: false
+                    }
+                );
+                assert_eq!(c.acked, MESSAGES as u64);
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let elapsed = started.elapsed();
+    for _ in 0..CLIENTS {
+        server.wait_for(WAIT, |l| l.contains(" left "));
+    }
+    eprintln!(
+        "{} messages from {CLIENTS} concurrent clients in {elapsed:?} ({:.0} messages/s)",
+        CLIENTS * MESSAGES,
+        (CLIENTS * MESSAGES) as f64 / elapsed.as_secs_f64()
+    );
+    let seen = server.seen.clone();
+    for k in 0..CLIENTS {
+        let connected = seen
+            .iter()
+            .find(|l| l.ends_with(&format!("connected as \"c{k}\"")))
+            .expect("connected line");
+        let id = connected.split(' ').next().unwrap();
+        let expected: Vec<String> = (0..MESSAGES).map(|j| format!("c{k} m{j}")).collect();
+        assert_eq!(messages_of(&seen, id), expected, "messages of c{k}");
+        assert!(
+            seen.iter().any(|l| l.starts_with(&format!("{id} "))
+                && l.ends_with(&format!(
+                    "left (closed by peer: normal close) after {MESSAGES} messages"
+                ))),
+            "left line of c{k}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_and_invalid_utf8_are_escaped() {
+    let mut server = Server::start(&[]);
+    let mut s = plain(server.addr);
+    s.write_all(b"\x1b[31mred\x07 \xff\xfe back\\slash\ttab\n").unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(r": \e[31mred\x07 \xff\xfe back\\slash\ttab"));
+
+    let mut c = Client::connect(server.addr, "esc\x1b[2J");
+    server.wait_for(WAIT, |l| l.ends_with(r#"connected as "esc\e[2J""#));
+    c.send(b"multi\nline \x1b]0;title\x07 \xc3\x28");
+    c.wait("the acknowledgement", |c| c.acked == 1);
+    server.wait_for(WAIT, |l| l.ends_with(r": multi\nline \e]0;title\x07 \xc3("));
+    // Every printed line is one line of printable text.
+    assert!(server.seen.iter().all(|l| !l.chars().any(char::is_control)));
+}
+
+#[test]
+fn max_clients_refuses_with_server_full() {
+    let mut server = Server::start(&["--max-clients", "1"]);
+    let mut first = Client::connect(server.addr, "first");
+    assert!(first.session.is_open());
+    server.wait_for(WAIT, |l| l.ends_with("connected as \"first\""));
+
+    let second = Client::connect(server.addr, "second");
+    assert_eq!(second.closed, Some(Closure::Refused(Code::ServerFull)));
+    server.wait_for(WAIT, |l| l.ends_with("refused (server full)"));
+
+    let mut p = plain(server.addr);
+    p.write_all(b"let me in\n").unwrap();
+    assert_eq!(read_to_eof(&mut p), b"ERR server full\n");
+    server.wait_for(WAIT, |l| l.ends_with("refused (server full)"));
+
+    // The first client is undisturbed.
+    first.send(b"still here");
+    first.wait("the acknowledgement", |c| c.acked == 1);
+    server.wait_for(WAIT, |l| l.ends_with(": still here"));
+    first.close();
+    server.wait_for(WAIT, |l| {
+        l.contains("left (closed by peer: normal close) after 1 messages")
+    });
+
+    // Its slot is free again.
+    let mut third = Client::connect(server.addr, "third");
+    assert!(third.session.is_open(), "{:?}", third.closed);
+    third.close();
+}
+
+#[test]
+fn http_and_tls_get_an_err_line_and_are_closed() {
+    let mut server = Server::start(&[]);
+    let mut http = plain(server.addr);
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_to_eof(&mut http), b"ERR wrong protocol\n");
+
+    let mut tls = plain(server.addr);
+    tls.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        .unwrap();
+    assert_eq!(read_to_eof(&mut tls), b"ERR wrong protocol\n");
+
+    // A real plain-text peer afterwards: everything before it has been printed (or not).
+    let mut p = plain(server.addr);
+    p.write_all(b"GET milk\n").unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(": GET milk"));
+    let messages: Vec<&String> = server.seen.iter().filter(|l| l.contains(": ")).collect();
+    assert_eq!(messages.len(), 1, "foreign requests are not messages: {messages:?}");
+    // Foreign peers never became clients; if the core reports them as sessions, their
+    // end must say why.
+    for line in server.seen.iter().filter(|l| l.contains(" left ")) {
+        assert!(
+            line.contains("left (aborted: wrong protocol) after 0 messages"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_closes_sessions_after_acknowledging_in_flight_messages() {
+    const MESSAGES: usize = 300;
+    let mut server = Server::start(&[]);
+    let mut c = Client::connect(server.addr, "stayer");
+    let id = session_id(&mut server, |l| l.ends_with("as \"stayer\""));
+    let mut p = plain(server.addr);
+    p.write_all(b"plain one\n").unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(": plain one"));
+
+    for j in 0..MESSAGES {
+        c.send(format!("m{j}").as_bytes());
+    }
+    c.flush();
+    let signalled = StdInstant::now();
+    server.signal("TERM");
+    c.wait("the server's close", |c| c.closed.is_some());
+    assert_eq!(c.peer_closing, Some(Code::Shutdown));
+    assert_eq!(
+        c.closed,
+        Some(Closure::Orderly {
+            code: Code::Shutdown,
+            by_peer: true
+        })
+    );
+    assert_eq!(c.acked, MESSAGES as u64, "every message acknowledged before the close");
+    drop(c);
+    assert!(read_to_eof(&mut p).is_empty(), "plain-text peer is just closed");
+
+    let status = server.finish(WAIT);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
+    let expected: Vec<String> = (0..MESSAGES).map(|j| format!("m{j}")).collect();
+    assert_eq!(messages_of(&server.seen, &id), expected);
+    assert!(server.seen.iter().any(|l| l.starts_with(&format!("{id} "))
+        && l.ends_with(&format!(
+            "left (closed: server shutting down) after {MESSAGES} messages"
+        ))));
+}
+
+#[test]
+fn json_lines_parse() {
+    let mut server = Server::start(&["--json"]);
+    let mut p = plain(server.addr);
+    p.write_all(b"hi \"there\"\x1b\n").unwrap();
+    p.shutdown(Shutdown::Write).unwrap();
+    read_to_eof(&mut p);
+    server.wait_for(WAIT, |l| l.contains(r#""event":"left""#));
+    let mut c = Client::connect(server.addr, "j\"son");
+    c.send(b"bin\\ary");
+    c.close();
+    server.wait_for(WAIT, |l| l.contains(r#""event":"left""#) && l.contains(r#""id":2"#));
+
+    let lines: Vec<serde_json::Value> = server
+        .seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let of = |event: &str| -> Vec<&serde_json::Value> { lines.iter().filter(|v| v["event"] == event).collect() };
+    let connected = of("connected");
+    assert_eq!(connected[0]["mode"], "plain");
+    assert_eq!(connected[1]["mode"], "binary");
+    assert_eq!(connected[1]["name"], "j\"son");
+    let messages = of("message");
+    assert_eq!(messages[0]["text"], r#"hi "there"\e"#);
+    assert_eq!(messages[0]["seq"], 1);
+    assert_eq!(messages[1]["text"], r"bin\\ary");
+    assert_eq!(messages[1]["id"], 2);
+    let left = of("left");
+    assert_eq!(left[0]["reason"], "connection closed by peer");
+    assert_eq!(left[1]["reason"], "closed by peer: normal close");
+    assert_eq!(left[1]["messages"], 1);
+    assert_eq!(
+        messages[1]["peer"].as_str().unwrap(),
+        c.stream.local_addr().unwrap().to_string()
+    );
+}
+
+#[test]
+fn bad_frames_get_error_and_close_while_others_continue() {
+    let mut server = Server::start(&["--max-message", "1000"]);
+    let mut good = Client::connect(server.addr, "good");
+    good.send(b"before");
+
+    // A MSG header announcing 4 GiB.
+    let mut big = Client::connect(server.addr, "big");
+    big.stream.write_all(&[0x10, 0xff, 0xff, 0xff, 0xff]).unwrap();
+    big.wait("the server's error", |c| c.closed.is_some());
+    assert_eq!(big.closed, Some(Closure::PeerError(Code::TooLarge)));
+    server.wait_for(WAIT, |l| l.contains("left (aborted: message too large)"));
+
+    // A frame type nobody defined.
+    let mut odd = Client::connect(server.addr, "odd");
+    odd.stream.write_all(&[0x7f, 0, 0, 0, 0]).unwrap();
+    odd.wait("the server's error", |c| c.closed.is_some());
+    assert_eq!(odd.closed, Some(Closure::PeerError(Code::UnknownFrame)));
+    server.wait_for(WAIT, |l| l.contains("left (aborted: unknown frame type)"));
+
+    good.send(b"after");
+    good.wait("the acknowledgements", |c| c.acked == 2);
+    assert_eq!(
+        good.close(),
+        Closure::Orderly {
+            code: Code::Normal,
+            by_peer: false
+        }
+    );
+    let id = server
+        .seen
+        .iter()
+        .find(|l| l.ends_with("as \"good\""))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .unwrap();
+    server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left "));
+    assert_eq!(messages_of(&server.seen, &id), ["before", "after"]);
+}
+
+#[test]
+fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
+    let mut server = Server::start(&[]);
+    let _silent = TcpStream::connect(server.addr).unwrap();
+    let mut partial = TcpStream::connect(server.addr).unwrap();
+    partial.write_all(&[0xFE, b'S']).unwrap();
+
+    // A plain-text peer writing 4 MB as fast as it can.
+    let addr = server.addr;
+    let flooder = thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
+        let chunk: Vec<u8> = line.repeat(400);
+        for _ in 0..100 {
+            s.write_all(&chunk).unwrap();
+        }
+        s.shutdown(Shutdown::Write).unwrap();
+        read_to_eof(&mut s);
+    });
+
+    let mut c = Client::connect(server.addr, "calm");
+    for j in 0..200 {
+        c.send(format!("calm {j}").as_bytes());
+    }
+    c.wait("the acknowledgements", |c| c.acked == 200);
+    c.close();
+    flooder.join().expect("flooder");
+    server.wait_for(WAIT, |l| {
+        l.contains("left (connection closed by peer) after 40000 messages")
+    });
+    let id = server
+        .seen
+        .iter()
+        .find(|l| l.ends_with("as \"calm\""))
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .unwrap();
+    let expected: Vec<String> = (0..200).map(|j| format!("calm {j}")).collect();
+    assert_eq!(messages_of(&server.seen, &id), expected);
+}
