@@ -308,6 +308,10 @@ pub struct Session<R, T> {
     eof: bool,
     flush_partial: bool,
     last_rx: Instant,
+    /// When bytes were last seen leaving (noted at the next timer run): a plain-text
+    /// session has no keepalive, so its idle timer counts traffic both ways (§7.1).
+    last_tx: Instant,
+    tx_activity: bool,
 
     tx: T,
     tx_start: usize,
@@ -410,6 +414,8 @@ where
             eof: false,
             flush_partial: false,
             last_rx: now,
+            last_tx: now,
+            tx_activity: false,
             tx,
             tx_start: 0,
             tx_sent: 0,
@@ -1156,6 +1162,7 @@ where
         if n == 0 {
             return;
         }
+        self.tx_activity = true;
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
         if !self.tx_partial && self.ctrl_sent < self.ctrl.len() {
             self.ctrl_sent = self.ctrl_sent.saturating_add(n).min(self.ctrl.len());
@@ -1330,7 +1337,7 @@ where
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(idle) = self.idle_timeout() {
-            consider(self.last_rx + idle);
+            consider(self.last_activity() + idle);
             if self.mode == Mode::Binary && !self.ping_out {
                 consider(self.last_rx + Duration::from_millis(idle.as_millis() / 3));
             }
@@ -1339,6 +1346,14 @@ where
             consider(self.last_rx + self.config.line_gap);
         }
         next
+    }
+
+    /// Last traffic the idle timer counts: received bytes; for plain text, sent too.
+    fn last_activity(&self) -> Instant {
+        match self.mode {
+            Mode::Binary => self.last_rx,
+            Mode::Plain => self.last_rx.max(self.last_tx),
+        }
     }
 
     /// The idle timeout in force: the smaller non-zero one of the two sides (§4.4).
@@ -1377,7 +1392,10 @@ where
             State::Closed(_) => return,
         }
         if let Some(idle) = self.idle_timeout() {
-            if now >= self.last_rx + idle {
+            if self.mode == Mode::Plain && core::mem::take(&mut self.tx_activity) {
+                self.last_tx = now;
+            }
+            if now >= self.last_activity() + idle {
                 self.abort(Code::IdleTimeout);
                 return;
             }

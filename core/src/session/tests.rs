@@ -762,6 +762,26 @@ mod plain {
     }
 
     #[test]
+    fn plain_sender_is_not_idle() {
+        let now = Instant::ZERO;
+        let mut c: TestSession = Session::plain_client(CFG, [0; 256], [0; 512], now).unwrap();
+        drain(&mut c, now);
+        let step = Duration::from_millis(CFG.idle_timeout.as_millis() / 2);
+        let mut t = now;
+        for _ in 0..6 {
+            c.send(b"still here").unwrap();
+            let _ = transmit(&mut c, usize::MAX);
+            t = t + step;
+            c.handle_timeout(t);
+            assert!(c.is_open(), "sending counts as activity");
+        }
+        let silent_until = t + CFG.idle_timeout;
+        c.handle_timeout(silent_until);
+        c.handle_timeout(silent_until + step);
+        assert_eq!(drain(&mut c, t), [Owned::Closed(Closure::Aborted(Code::IdleTimeout))]);
+    }
+
+    #[test]
     fn plain_client_speaks_lines() {
         let now = Instant::ZERO;
         let mut c: TestSession = Session::plain_client(CFG, [0; 256], [0; 512], now).unwrap();

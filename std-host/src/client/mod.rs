@@ -1,0 +1,519 @@
+//! `soquete client`: sends each line of standard input as one message.
+//!
+//! Two threads. The [`input`] thread reads standard input in big chunks and hands over
+//! blocks of whole lines through a bounded channel, waking the main loop with a
+//! [`mio::Waker`]. The main loop drives one core [`Session`] over a non-blocking
+//! [`TcpStream`]: socket bytes in, events out, lines in, bytes out, timers.
+//!
+//! Memory stays bounded: the session's `tx` holds messages until the server
+//! acknowledges them; when it is full ([`SendError::Full`]) the loop keeps the line and
+//! takes no more input until an acknowledgement frees room, so the channel fills up
+//! and the reader thread blocks.
+
+mod input;
+
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, ErrorKind, Read, Stdout, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::{anyhow, bail, Context as _};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token, Waker};
+use soquete_core::session::Error as SendError;
+use soquete_core::wire::{MAX_NAME_LEN, MSG_OVERHEAD};
+use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Session};
+
+use self::input::Input;
+use crate::cli::ClientArgs;
+use crate::report::write_escaped;
+use crate::time;
+
+/// Largest message accepted from the server.
+const MAX_MESSAGE: u32 = 65536;
+/// Capacity of the session's transmit buffer: messages wait here until acknowledged.
+const TX_LEN: usize = 256 * 1024;
+/// Blocks of lines waiting between the reader thread and the main loop.
+const INPUT_BLOCKS: usize = 4;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+
+type ClientSession = Session<Vec<u8>, Vec<u8>>;
+
+/// Runs the client until end of input or a line `S`, then closes the session.
+///
+/// # Errors
+/// Anything that keeps the lines from being delivered and acknowledged, with a message
+/// for the user; the summary is on stderr already.
+pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+    let (stream, peer) = connect(&args.connect, args.timeout)?;
+    let mut client = Client::new(args, stream, peer)?;
+    let closure = client.run()?;
+    client.finish(closure)
+}
+
+/// `--name` values: at most [`MAX_NAME_LEN`] bytes (the HELLO frame's limit).
+///
+/// # Errors
+/// A name that is too long, as a message for clap.
+pub fn parse_name(s: &str) -> Result<String, String> {
+    if s.len() > MAX_NAME_LEN {
+        return Err(format!("at most {MAX_NAME_LEN} bytes, got {}", s.len()));
+    }
+    Ok(s.to_owned())
+}
+
+/// Resolves `target` and connects to the first address that answers within `timeout`.
+fn connect(target: &str, timeout: StdDuration) -> anyhow::Result<(TcpStream, SocketAddr)> {
+    let addrs: Vec<SocketAddr> = target
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {target:?} (expected HOST:PORT)"))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match std::net::TcpStream::connect_timeout(addr, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                stream.set_nonblocking(true)?;
+                return Ok((TcpStream::from_std(stream), *addr));
+            }
+            Err(e) => {
+                log::debug!("connect {addr}: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    let why = match last {
+        None => return Err(anyhow!("cannot resolve {target:?}: no addresses")),
+        Some(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            "connection refused — is soquete server running?".to_owned()
+        }
+        Some(e) if e.kind() == ErrorKind::TimedOut => format!("no answer within {}", human(timeout)),
+        Some(e) => e.to_string(),
+    };
+    Err(anyhow!("cannot connect to {target}: {why}"))
+}
+
+/// Why the client stopped taking input.
+#[derive(Debug)]
+enum Stop {
+    /// End of input, or a line `S`.
+    EndOfInput,
+    /// A line the server would not accept.
+    TooLarge { line: u64, len: u64, max: u32 },
+    /// Standard input failed.
+    InputError(io::Error),
+    /// The server started an orderly close.
+    PeerClosing(Code),
+}
+
+struct Client {
+    session: ClientSession,
+    stream: TcpStream,
+    peer: SocketAddr,
+    target: String,
+    timeout: StdDuration,
+    poll: Poll,
+    /// Kept here too: the reader thread ends after its last wake, and closing the
+    /// waker's fd then would take the pending wake-up out of the poll with it.
+    _waker: Arc<Waker>,
+    input: Receiver<Input>,
+    /// The block of lines being sent, and where its next line starts.
+    block: Vec<u8>,
+    pos: usize,
+    /// Lines taken from the input so far (the number of the last one).
+    line_no: u64,
+    established: bool,
+    stop: Option<Stop>,
+    /// The session was told to close.
+    closing: bool,
+    /// End of stream (or an error) seen on the socket.
+    read_closed: bool,
+    transport_error: Option<io::Error>,
+    out: BufWriter<Stdout>,
+    out_failed: bool,
+}
+
+impl Client {
+    fn new(args: &ClientArgs, stream: TcpStream, peer: SocketAddr) -> anyhow::Result<Client> {
+        let now = time::now();
+        let timeout = time::to_core(args.timeout);
+        let config = Config {
+            max_message: MAX_MESSAGE,
+            // A plain-text server (`nc -l`) may never send a byte: receiving nothing
+            // is no reason to give up on it.
+            idle_timeout: if args.plain { Duration::ZERO } else { IDLE_TIMEOUT },
+            handshake_timeout: timeout,
+            close_timeout: timeout,
+            ..Config::DEFAULT
+        };
+        let rx = vec![0; ClientSession::min_rx_len(MAX_MESSAGE)];
+        let tx = vec![0; TX_LEN];
+        let session = if args.plain {
+            Session::plain_client(config, rx, tx, now)
+        } else {
+            Session::client(config, args.name.as_deref().unwrap_or(""), rx, tx, now)
+        }
+        .map_err(|e| anyhow!("cannot start the session: {e}"))?;
+
+        let poll = Poll::new()?;
+        let mut stream = stream;
+        poll.registry()
+            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (to_main, from_reader) = mpsc::sync_channel(INPUT_BLOCKS);
+        input::spawn(io::stdin(), to_main, Arc::clone(&waker), TX_LEN).context("cannot start the input thread")?;
+
+        Ok(Client {
+            session,
+            stream,
+            peer,
+            target: args.connect.clone(),
+            timeout: args.timeout,
+            poll,
+            _waker: waker,
+            input: from_reader,
+            block: Vec::new(),
+            pos: 0,
+            line_no: 0,
+            established: false,
+            stop: None,
+            closing: false,
+            read_closed: false,
+            transport_error: None,
+            out: BufWriter::new(io::stdout()),
+            out_failed: false,
+        })
+    }
+
+    /// Drives the session until it has ended and its last bytes are out (or cannot go
+    /// out). Returns how it ended.
+    fn run(&mut self) -> anyhow::Result<Closure> {
+        let mut events = Events::with_capacity(16);
+        // After the session ends: how long its last bytes may take to leave.
+        let mut linger: Option<Instant> = None;
+        loop {
+            let now = time::now();
+            self.receive(now);
+            self.feed(now);
+            self.transmit(now);
+            if let Some(closure) = self.session.closure() {
+                let deadline = *linger.get_or_insert(now + time::to_core(self.timeout));
+                if self.session.is_finished() || self.transport_error.is_some() || now >= deadline {
+                    self.flush_out();
+                    // The peer sees end of stream after our last frame.
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                    return Ok(closure);
+                }
+            }
+            if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                self.session.handle_timeout(now);
+                self.drain_events(now);
+                continue;
+            }
+            let wake = match (self.session.poll_timeout(), linger) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.flush_out();
+            match self.poll.poll(&mut events, wake.map(|t| time::until(t, now))) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("poll failed"),
+            }
+        }
+    }
+
+    /// Reads what the socket has into the session, handling events after each read.
+    fn receive(&mut self, now: Instant) {
+        while !self.read_closed && !self.session.is_closed() {
+            let buf = self.session.input_buffer();
+            if buf.is_empty() {
+                // Full of frames the events below will consume.
+                if self.drain_events(now) == 0 {
+                    break;
+                }
+                continue;
+            }
+            match self.stream.read(buf) {
+                Ok(0) => {
+                    self.read_closed = true;
+                    // A plain-text server that stops talking may still be listening
+                    // (`nc -l < /dev/null`): keep sending until a write fails.
+                    if self.session.mode() == Mode::Binary {
+                        self.session.handle_eof(now);
+                    }
+                }
+                Ok(n) => self.session.advance_input(now, n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => self.lost(now, e),
+            }
+            self.drain_events(now);
+        }
+        self.drain_events(now);
+    }
+
+    /// Writes what the session has to send until the socket would block.
+    fn transmit(&mut self, now: Instant) {
+        while self.transport_error.is_none() {
+            let chunk = self.session.poll_transmit();
+            if chunk.is_empty() {
+                break;
+            }
+            match self.stream.write(chunk) {
+                Ok(0) => self.lost(now, ErrorKind::WriteZero.into()),
+                Ok(n) => self.session.advance_transmit(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => self.lost(now, e),
+            }
+        }
+        // Sending can complete a close (our CLOSE went out after the peer's).
+        self.drain_events(now);
+    }
+
+    /// The connection failed: the session ends as at end of stream.
+    fn lost(&mut self, now: Instant, e: io::Error) {
+        log::debug!("connection lost: {e}");
+        self.read_closed = true;
+        self.session.handle_eof(now);
+        self.transport_error.get_or_insert(e);
+    }
+
+    /// Handles every pending event; returns how many there were.
+    fn drain_events(&mut self, now: Instant) -> usize {
+        let mut count = 0;
+        while let Some(event) = self.session.poll_event(now) {
+            count += 1;
+            match event {
+                Event::Established { mode, .. } => {
+                    log::info!("session established with {} ({mode:?})", self.peer);
+                    self.established = true;
+                }
+                Event::Message { payload, .. } => {
+                    let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
+                    if let Err(e) = printed {
+                        if !self.out_failed {
+                            log::warn!("cannot print messages from the server: {e}");
+                            self.out_failed = true;
+                        }
+                    }
+                }
+                Event::Acked { seq } => log::trace!("acknowledged up to {seq}"),
+                Event::PeerClosing(code) => {
+                    log::info!("server closing the session: {}", code.describe());
+                    self.stop.get_or_insert(Stop::PeerClosing(code));
+                }
+                Event::Hello { .. } | Event::Closed(_) => {}
+            }
+        }
+        count
+    }
+
+    /// Sends lines until the input runs dry or the session has no room; starts the
+    /// close once there is nothing more to send.
+    fn feed(&mut self, now: Instant) {
+        if !self.established {
+            return;
+        }
+        while self.stop.is_none() && self.session.is_open() {
+            let Some(rest) = self.block.get(self.pos..).filter(|r| !r.is_empty()) else {
+                match self.input.try_recv() {
+                    Ok(Input::Lines(block)) => {
+                        self.block = block;
+                        self.pos = 0;
+                    }
+                    Ok(Input::Long(len)) => {
+                        self.line_no += 1;
+                        self.stop = Some(Stop::TooLarge {
+                            line: self.line_no,
+                            len,
+                            max: self.send_limit(),
+                        });
+                    }
+                    Ok(Input::End) | Err(TryRecvError::Disconnected) => self.stop = Some(Stop::EndOfInput),
+                    Ok(Input::Error(e)) => self.stop = Some(Stop::InputError(e)),
+                    Err(TryRecvError::Empty) => break,
+                }
+                continue;
+            };
+            let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let raw = rest.get(..len).unwrap_or(rest);
+            let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if line == b"S" || line == b"s" {
+                self.pos += len + 1;
+                self.line_no += 1;
+                self.stop = Some(Stop::EndOfInput);
+                break;
+            }
+            match self.session.send(line) {
+                Ok(_) => {
+                    self.pos += len + 1;
+                    self.line_no += 1;
+                }
+                // Backpressure: keep the line until an acknowledgement makes room.
+                Err(SendError::Full) => break,
+                Err(SendError::TooLarge { max }) => {
+                    self.stop = Some(Stop::TooLarge {
+                        line: self.line_no + 1,
+                        len: line.len() as u64,
+                        max,
+                    });
+                }
+                // Closing or closed: the events say why.
+                Err(e) => {
+                    log::debug!("send: {e}");
+                    break;
+                }
+            }
+        }
+        let ours = matches!(
+            self.stop,
+            Some(Stop::EndOfInput | Stop::TooLarge { .. } | Stop::InputError(_))
+        );
+        if ours && !self.closing {
+            self.closing = true;
+            self.session.close(now, Code::Normal);
+            self.drain_events(now);
+        }
+    }
+
+    /// The longest line the session would send (as [`SendError::TooLarge`] reports).
+    fn send_limit(&self) -> u32 {
+        let own = match self.session.mode() {
+            Mode::Binary => TX_LEN - MSG_OVERHEAD,
+            Mode::Plain => TX_LEN - 1,
+        };
+        u32::try_from(own).unwrap_or(u32::MAX).min(match self.session.mode() {
+            Mode::Binary => self.session.peer_max_message(),
+            Mode::Plain => u32::MAX,
+        })
+    }
+
+    /// Lines read but not sent: the rest of the current block and the blocks waiting
+    /// in the channel. The flag is false when more input may follow (not read yet).
+    fn unsent_lines(&mut self) -> (u64, bool) {
+        let count = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
+        let mut n = self.block.get(self.pos..).map_or(0, count);
+        loop {
+            match self.input.try_recv() {
+                Ok(Input::Lines(b)) => n += count(&b),
+                Ok(Input::Long(_)) => n += 1,
+                Ok(Input::End | Input::Error(_)) | Err(TryRecvError::Disconnected) => return (n, true),
+                Err(TryRecvError::Empty) => return (n, false),
+            }
+        }
+    }
+
+    fn flush_out(&mut self) {
+        if let Err(e) = self.out.flush() {
+            if !self.out_failed {
+                log::warn!("cannot print messages from the server: {e}");
+                self.out_failed = true;
+            }
+        }
+    }
+
+    /// Prints the summary and turns the way the session ended into the exit status.
+    fn finish(mut self, closure: Closure) -> anyhow::Result<ExitCode> {
+        let stats = self.session.stats();
+        let mode = self.session.mode();
+        let unacked = self.session.unacked();
+        if self.established {
+            match mode {
+                Mode::Binary => eprintln!("sent {} messages, {} acknowledged", stats.sent, stats.acked),
+                Mode::Plain => eprintln!("sent {} lines (plain text: no acknowledgements)", stats.sent),
+            }
+        }
+        let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
+        let timeout = human(self.timeout);
+        let target = self.target.clone();
+        match closure {
+            Closure::Refused(code) => {
+                let mut msg = format!("{target} refused the session: {}", code.describe());
+                if code == Code::ServerFull {
+                    msg.push_str("; try again later");
+                }
+                bail!(msg)
+            }
+            Closure::Aborted(Code::BadMagic) => bail!(
+                "{target} does not speak soquete (it answered with something else); \
+                 to send plain text lines to it, use --plain"
+            ),
+            Closure::Aborted(Code::HandshakeTimeout) => {
+                bail!("{target} did not answer the soquete handshake within {timeout}")
+            }
+            Closure::Aborted(Code::CloseTimeout) => {
+                bail!("timed out after {timeout} waiting for acknowledgements: {not_acked}")
+            }
+            Closure::Aborted(Code::IdleTimeout) => {
+                bail!("the server stopped answering (idle timeout): {not_acked}")
+            }
+            Closure::Aborted(code) => bail!("session aborted ({}): {not_acked}", code.describe()),
+            Closure::PeerError(code) => {
+                bail!("the server aborted the session ({}): {not_acked}", code.describe())
+            }
+            Closure::Eof => {
+                let how = match &self.transport_error {
+                    Some(e) => format!("connection to {target} lost ({e})"),
+                    None => format!("{target} closed the connection"),
+                };
+                match mode {
+                    Mode::Binary => bail!("{how}: {not_acked}"),
+                    Mode::Plain => bail!("{how} after {} lines", stats.sent),
+                }
+            }
+            Closure::Orderly { code, by_peer } => {
+                let peer_closing = match self.stop {
+                    Some(Stop::PeerClosing(c)) => Some(c),
+                    _ if by_peer => Some(code),
+                    _ => None,
+                };
+                if let Some(code) = peer_closing {
+                    let (unsent, complete) = self.unsent_lines();
+                    let mut msg = format!("the server closed the session ({})", code.describe());
+                    let _ = match (unsent, complete) {
+                        (0, true) => Ok(()),
+                        (n, true) => write!(msg, ": {n} lines of input not sent"),
+                        (0, false) => write!(msg, ": the rest of the input was not sent"),
+                        (n, false) => write!(msg, ": {n} lines read and the rest of the input not sent"),
+                    };
+                    bail!(msg)
+                }
+                match self.stop.take() {
+                    Some(Stop::TooLarge { line, len, max }) => {
+                        let whose = if mode == Mode::Binary && max == self.session.peer_max_message() {
+                            "the server's maximum"
+                        } else {
+                            "the most this client can send"
+                        };
+                        bail!(
+                            "line {line} is {len} bytes, longer than {whose} of {max} bytes; \
+                             it was not sent, and neither was any line after it"
+                        )
+                    }
+                    Some(Stop::InputError(e)) => Err(e).context("cannot read standard input"),
+                    _ if unacked > 0 => bail!("{not_acked}"),
+                    _ => Ok(ExitCode::SUCCESS),
+                }
+            }
+        }
+    }
+}
+
+/// `10s`, `1.5s` or `250ms`.
+fn human(d: StdDuration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}

@@ -1,0 +1,503 @@
+//! End-to-end tests of `soquete client`: the real binary against small servers built
+//! here on `soquete-core` sessions (so they do not depend on `soquete server`), raw
+//! line-based listeners, and the real server.
+//!
+//! Synchronisation is by what the peers see (messages, end of stream, exit), never by
+//! sleeping; every wait is bounded by [`LIMIT`].
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{ChildStdin, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant as StdInstant};
+
+use soquete_core::{Closure, Code, Config, Event, Instant, Session};
+use soquete_tests::{soquete, Server};
+
+/// Upper bound of any wait in these tests.
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// What the in-test server does with its one client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    /// Accept, take and acknowledge every message, finish the close the client starts.
+    Serve,
+    /// Refuse the handshake with this code.
+    Refuse(Code),
+    /// Take this many messages without acknowledging any, then drop the connection.
+    Vanish(usize),
+    /// Start an orderly close (server shutting down) after this many messages.
+    CloseAfter(usize),
+}
+
+/// What the in-test server reports, as it happens.
+#[derive(Debug)]
+enum Seen {
+    Message(Vec<u8>),
+    Done { name: String, closure: Option<Closure> },
+}
+
+/// A soquete server for one client on `127.0.0.1:0`, on a core session in a thread.
+fn core_server(max_message: u32, behaviour: Behaviour) -> (SocketAddr, Receiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        serve(stream, max_message, behaviour, &tx);
+    });
+    (addr, rx)
+}
+
+fn serve(mut stream: TcpStream, max_message: u32, behaviour: Behaviour, seen: &Sender<Seen>) {
+    stream.set_read_timeout(Some(LIMIT)).expect("read timeout");
+    let start = StdInstant::now();
+    let clock = || Instant::from_millis(start.elapsed().as_millis() as u64);
+    let config = Config {
+        max_message,
+        ..Config::DEFAULT
+    };
+    let rx = vec![0; Session::<Vec<u8>, Vec<u8>>::min_rx_len(max_message)];
+    let mut session = Session::server(config, rx, vec![0; 64 * 1024], clock()).expect("session");
+    let (mut name, mut messages, mut closure) = (String::new(), 0, None);
+    loop {
+        let now = clock();
+        loop {
+            let mut hello = None;
+            match session.poll_event(now) {
+                None => break,
+                Some(Event::Hello { name: n, .. }) => hello = Some(n.to_owned()),
+                Some(Event::Message { payload, .. }) => {
+                    messages += 1;
+                    let _ = seen.send(Seen::Message(payload.to_vec()));
+                }
+                Some(Event::Closed(c)) => closure = Some(c),
+                Some(_) => {}
+            }
+            if let Some(n) = hello {
+                name = n;
+                match behaviour {
+                    Behaviour::Refuse(code) => session.refuse(code).expect("refuse"),
+                    _ => session.accept(1, None).expect("accept"),
+                }
+            }
+            if behaviour == Behaviour::CloseAfter(messages) {
+                session.close(now, Code::Shutdown);
+            }
+        }
+        if let Behaviour::Vanish(n) = behaviour {
+            if messages >= n {
+                break;
+            }
+        }
+        // A vanishing server never acknowledges: it writes nothing after the WELCOME.
+        if !(matches!(behaviour, Behaviour::Vanish(_)) && messages > 0) {
+            loop {
+                let out = session.poll_transmit();
+                if out.is_empty() {
+                    break;
+                }
+                let n = out.len();
+                if stream.write_all(out).is_err() {
+                    break;
+                }
+                session.advance_transmit(n);
+            }
+        }
+        if session.is_finished() {
+            // Writing our CLOSE may have completed the close: collect the last event.
+            while let Some(event) = session.poll_event(clock()) {
+                if let Event::Closed(c) = event {
+                    closure = Some(c);
+                }
+            }
+            break;
+        }
+        match stream.read(session.input_buffer()) {
+            Ok(0) => session.handle_eof(now),
+            Ok(n) => session.advance_input(now, n),
+            Err(_) => break,
+        }
+    }
+    let _ = seen.send(Seen::Done { name, closure });
+}
+
+/// Collects the server's report: the messages it took, the client's name and how the
+/// session ended.
+fn collect(seen: &Receiver<Seen>) -> (Vec<Vec<u8>>, String, Option<Closure>) {
+    let mut messages = Vec::new();
+    loop {
+        match seen.recv_timeout(LIMIT).expect("test server did not finish") {
+            Seen::Message(m) => messages.push(m),
+            Seen::Done { name, closure } => return (messages, name, closure),
+        }
+    }
+}
+
+/// The next message the server took, within [`LIMIT`].
+fn next_message(seen: &Receiver<Seen>) -> Vec<u8> {
+    match seen.recv_timeout(LIMIT).expect("no message") {
+        Seen::Message(m) => m,
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+/// A running `soquete client`.
+struct Client {
+    stdin: Option<ChildStdin>,
+    done: Receiver<Output>,
+    pid: u32,
+}
+
+impl Client {
+    fn start(addr: SocketAddr, extra: &[&str]) -> Client {
+        let mut child = soquete()
+            .args(["client", "--timeout", "5s", "--connect", &addr.to_string()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn soquete client");
+        let stdin = child.stdin.take();
+        let pid = child.id();
+        let (tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output().expect("wait for client"));
+        });
+        Client { stdin, done, pid }
+    }
+
+    /// Writes `bytes` to the client's stdin (from a thread: it may block on a full pipe).
+    fn write(&mut self, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+        let mut stdin = self.stdin.take().expect("stdin open");
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            // The client may stop reading (an `S` line, an error): a broken pipe is fine.
+            let _ = stdin.write_all(&bytes);
+            let _ = tx.send(stdin);
+        });
+        self.stdin = rx.recv_timeout(LIMIT).ok();
+        handle
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the client to exit; kills it and fails after [`LIMIT`].
+    fn wait(self) -> (i32, String, String) {
+        let Client { stdin, done, pid } = self;
+        let output = match done.recv_timeout(LIMIT) {
+            Ok(output) => output,
+            Err(_) => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                panic!("soquete client did not exit within {LIMIT:?}");
+            }
+        };
+        drop(stdin);
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+/// Runs the client with `input` on stdin (then end of input) and waits for it.
+fn run_client(addr: SocketAddr, extra: &[&str], input: &[u8]) -> (i32, String, String) {
+    let mut client = Client::start(addr, extra);
+    let writer = client.write(input.to_vec());
+    client.close_stdin();
+    let result = client.wait();
+    writer.join().expect("stdin writer");
+    result
+}
+
+fn lines(n: usize) -> Vec<u8> {
+    (1..=n).flat_map(|i| format!("line {i}\n").into_bytes()).collect()
+}
+
+#[test]
+fn piped_lines_all_arrive_in_order_and_are_acknowledged() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, stdout, stderr) = run_client(addr, &["--name", "tester"], &lines(5000));
+    let (messages, name, closure) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages.len(), 5000);
+    for (i, m) in messages.iter().enumerate() {
+        assert_eq!(m, format!("line {}", i + 1).as_bytes());
+    }
+    assert_eq!(name, "tester");
+    assert!(matches!(
+        closure,
+        Some(Closure::Orderly {
+            code: Code::Normal,
+            by_peer: true
+        })
+    ));
+    assert!(
+        stderr.contains("sent 5000 messages, 5000 acknowledged"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(stdout, "");
+}
+
+#[test]
+fn terminators_are_stripped_and_bytes_kept() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"crlf\r\n\n\xff\xfe raw\nlast without newline");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let expected: [&[u8]; 4] = [b"crlf", b"", b"\xff\xfe raw", b"last without newline"];
+    assert_eq!(messages, expected);
+}
+
+#[test]
+fn s_line_ends_the_session() {
+    for stop in ["S", "s", "s\r"] {
+        let (addr, seen) = core_server(65536, Behaviour::Serve);
+        let input = format!("one\ntwo\n{stop}\nthree\n");
+        let (code, _, stderr) = run_client(addr, &[], input.as_bytes());
+        let (messages, _, _) = collect(&seen);
+        assert_eq!(code, 0, "stderr: {stderr}");
+        assert_eq!(messages, [b"one".to_vec(), b"two".to_vec()], "stop line {stop:?}");
+        assert!(stderr.contains("sent 2 messages, 2 acknowledged"), "stderr: {stderr}");
+    }
+}
+
+#[test]
+fn typed_lines_are_sent_one_by_one() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let mut client = Client::start(addr, &[]);
+    // Each line arrives before the next is typed: nothing waits for end of input.
+    for line in ["first", "second", "third"] {
+        client.write(format!("{line}\n").into_bytes()).join().expect("write");
+        assert_eq!(next_message(&seen), line.as_bytes());
+    }
+    client.write(b"S\n".to_vec()).join().expect("write");
+    let (code, _, stderr) = client.wait();
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stderr.contains("sent 3 messages, 3 acknowledged"), "stderr: {stderr}");
+    let (rest, _, _) = collect(&seen);
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn empty_input_closes_cleanly() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"");
+    let (messages, _, closure) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(messages.is_empty());
+    assert!(matches!(closure, Some(Closure::Orderly { .. })));
+    assert!(stderr.contains("sent 0 messages, 0 acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn connection_refused_is_explained() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let (code, _, stderr) = run_client(addr, &[], b"hello\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!(
+            "soquete: error: cannot connect to {addr}: connection refused — is soquete server running?"
+        )),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn server_full_is_explained() {
+    let (addr, seen) = core_server(65536, Behaviour::Refuse(Code::ServerFull));
+    let (code, _, stderr) = run_client(addr, &[], b"hello\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 1);
+    assert!(messages.is_empty());
+    assert!(stderr.contains("soquete: error:"), "stderr: {stderr}");
+    assert!(stderr.contains("refused the session: server full"), "stderr: {stderr}");
+}
+
+#[test]
+fn line_over_the_servers_maximum_is_not_truncated() {
+    let (addr, seen) = core_server(100, Behaviour::Serve);
+    let mut input = b"short\n".to_vec();
+    input.extend_from_slice(&[b'x'; 150]);
+    input.extend_from_slice(b"\nafter\n");
+    let (code, _, stderr) = run_client(addr, &[], &input);
+    let (messages, _, closure) = collect(&seen);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert_eq!(messages, [b"short".to_vec()]);
+    assert!(matches!(closure, Some(Closure::Orderly { .. })), "{closure:?}");
+    assert!(
+        stderr.contains("line 2 is 150 bytes, longer than the server's maximum of 100 bytes"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("sent 1 messages, 1 acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn line_longer_than_any_buffer_is_measured() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let mut input = b"short\n".to_vec();
+    input.extend(std::iter::repeat_n(b'y', 1 << 20));
+    input.push(b'\n');
+    let (code, _, stderr) = run_client(addr, &[], &input);
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert_eq!(messages, [b"short".to_vec()]);
+    assert!(
+        stderr.contains("line 2 is 1048576 bytes, longer than"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn server_vanishing_reports_unacknowledged_messages() {
+    let (addr, seen) = core_server(65536, Behaviour::Vanish(3));
+    let (code, _, stderr) = run_client(addr, &[], &lines(10));
+    let (messages, _, _) = collect(&seen);
+    assert!(messages.len() >= 3);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 10 messages, 0 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("10 of 10 messages not acknowledged"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn server_shutting_down_stops_the_client() {
+    let (addr, seen) = core_server(65536, Behaviour::CloseAfter(3));
+    let mut client = Client::start(addr, &[]);
+    // Input stays open: the server's close, not end of input, ends the session.
+    client.write(lines(3)).join().expect("write");
+    let (code, _, stderr) = client.wait();
+    let (messages, _, closure) = collect(&seen);
+    assert_eq!(messages.len(), 3);
+    assert!(matches!(
+        closure,
+        Some(Closure::Orderly {
+            code: Code::Shutdown,
+            by_peer: false
+        })
+    ));
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 3 messages, 3 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("the server closed the session (server shutting down)"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn plain_mode_talks_to_a_line_based_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+        stream.write_all(b"welcome, plain peer\n").expect("greet");
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let _ = tx.send(got);
+    });
+    let (code, stdout, stderr) = run_client(addr, &["--plain"], b"one\r\ntwo\nS\nthree\n");
+    let got = rx.recv_timeout(LIMIT).expect("listener finished");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(got, b"one\ntwo\n");
+    assert!(
+        stderr.contains("sent 2 lines (plain text: no acknowledgements)"),
+        "stderr: {stderr}"
+    );
+    // The greeting may or may not have arrived before the client closed; if it did,
+    // it is printed whole.
+    assert!(
+        stdout.is_empty() || stdout == "welcome, plain peer\n",
+        "stdout: {stdout:?}"
+    );
+}
+
+#[test]
+fn plain_text_server_gets_a_hint_to_use_plain() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+        stream.write_all(b"hello\n").expect("greet");
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got);
+        let _ = tx.send(got);
+    });
+    let (code, _, stderr) = run_client(addr, &[], b"one\n");
+    let got = rx.recv_timeout(LIMIT).expect("listener finished");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("does not speak soquete"), "stderr: {stderr}");
+    assert!(stderr.contains("--plain"), "stderr: {stderr}");
+    // At most the handshake went out (if it left before "hello" arrived), no message.
+    assert!(got.is_empty() || got.starts_with(&[0xFE, b'S', b'Q', b'T']), "{got:?}");
+    assert!(!got.windows(3).any(|w| w == b"one"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = soquete()
+        .args(["client", "--name", &"n".repeat(33)])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 32 bytes"));
+}
+
+// ------------------------------------------------------------- the real server
+
+#[test]
+fn real_server_prints_every_line() {
+    let mut server = Server::start(&[]);
+    let (code, _, stderr) = run_client(server.addr, &["--name", "e2e"], &lines(1000));
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(
+        stderr.contains("sent 1000 messages, 1000 acknowledged"),
+        "stderr: {stderr}"
+    );
+    server.wait_for(LIMIT, |l| l.contains("connected as \"e2e\""));
+    for i in 1..=1000 {
+        let want = format!(": line {i}");
+        let line = server.wait_for(LIMIT, |l| l.contains(": line "));
+        assert!(line.ends_with(&want), "expected {want:?}, got {line:?}");
+    }
+    server.wait_for(LIMIT, |l| l.contains("left") && l.contains("after 1000 messages"));
+}
+
+#[test]
+fn real_server_full_and_shutting_down() {
+    let mut server = Server::start(&["--max-clients", "1"]);
+    let mut first = Client::start(server.addr, &[]);
+    first.write(b"hello\n".to_vec()).join().expect("write");
+    server.wait_for(LIMIT, |l| l.ends_with(": hello"));
+
+    let (code, _, stderr) = run_client(server.addr, &[], b"rejected\n");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("refused the session: server full"), "stderr: {stderr}");
+
+    // The first client's input is still open: the server's shutdown ends its session.
+    server.signal("TERM");
+    let (code, _, stderr) = first.wait();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 1 messages, 1 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains("the server closed the session (server shutting down)"),
+        "stderr: {stderr}"
+    );
+    assert!(server.finish(LIMIT).success());
+}
