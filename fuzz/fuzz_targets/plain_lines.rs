@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     let mut rebuilt = Vec::with_capacity(data.len());
     while let Some((line, used)) = split_line(rest) {
-        assert!(used >= line.len() + 1 && used <= line.len() + 2);
+        assert!(used > line.len() && used <= line.len() + 2);
         assert!(!line.contains(&b'\n'));
         rebuilt.extend_from_slice(&rest[..used]);
         rest = &rest[used..];

@@ -5,7 +5,11 @@
 use libfuzzer_sys::fuzz_target;
 use soquete_core::{Config, Duration, Event, Instant, Session};
 
-const CFG: Config = Config { max_message: 256, line_gap: Duration::from_millis(5), ..Config::DEFAULT };
+const CFG: Config = Config {
+    max_message: 256,
+    line_gap: Duration::from_millis(5),
+    ..Config::DEFAULT
+};
 
 fuzz_target!(|data: &[u8]| {
     // First bytes: chunk sizes and time steps; the rest is the stream.

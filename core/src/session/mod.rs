@@ -620,6 +620,16 @@ where
                 }
             }
         }
+        // Frames handled just now (WELCOME, ACK) may have something to report.
+        if let Some(resumed) = self.notify.established.take() {
+            return Some(Event::Established {
+                mode: self.mode,
+                resumed,
+            });
+        }
+        if core::mem::take(&mut self.notify.acked) {
+            return Some(Event::Acked { seq: self.acked });
+        }
         if let Some(code) = self.notify.peer_closing.take() {
             return Some(Event::PeerClosing(code));
         }

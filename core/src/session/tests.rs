@@ -207,6 +207,29 @@ mod handshake {
     }
 
     #[test]
+    fn welcome_and_ack_are_reported_by_the_same_poll_that_reads_them() {
+        let now = Instant::ZERO;
+        let mut c: TestSession = Session::client(CFG, "", [0; 256], [0; 512], now).unwrap();
+        let mut s: TestSession = Session::server(CFG, [0; 256], [0; 512], now).unwrap();
+        s.handle_input(now, &transmit(&mut c, usize::MAX));
+        assert!(matches!(s.poll_event(now), Some(Event::Hello { .. })));
+        s.accept(5, None).unwrap();
+        c.handle_input(now, &transmit(&mut s, usize::MAX));
+        assert_eq!(
+            c.poll_event(now).map(own),
+            Some(Owned::Established {
+                mode: Mode::Binary,
+                resumed: false
+            })
+        );
+        c.send(b"m").unwrap();
+        s.handle_input(now, &transmit(&mut c, usize::MAX));
+        drain(&mut s, now);
+        c.handle_input(now, &transmit(&mut s, usize::MAX));
+        assert_eq!(c.poll_event(now).map(own), Some(Owned::Acked(1)));
+    }
+
+    #[test]
     fn byte_by_byte_handshake() {
         let mut p = Pair::new();
         p.chunk = 1;

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Flash and RAM of soquete-core on a Cortex-M4F (thumbv7em-none-eabihf, opt-level "s",
+# LTO): a minimal no_std client firmware (bench/footprint) against an empty baseline,
+# plus the RAM of one session with Config::DEFAULT capacities.
+#
+#   bench/footprint.sh            # CARGO_TARGET_DIR defaults to ./target
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET=thumbv7em-none-eabihf
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}/footprint
+
+rustup target list --installed 2>/dev/null | grep -qx "$TARGET" || rustup target add "$TARGET"
+
+# llvm-size / llvm-nm: rustup's llvm-tools if present, else the system's.
+SYSROOT_BIN="$(rustc --print sysroot)/lib/rustlib/$(rustc -vV | sed -n 's/^host: //p')/bin"
+find_tool() {
+    local name=$1 t
+    for t in "$SYSROOT_BIN/$name" "$(command -v "$name" 2>/dev/null)" /usr/lib/llvm-*/bin/"$name"; do
+        [[ -n "$t" && -x "$t" ]] && { echo "$t"; return 0; }
+    done
+    rustup component add llvm-tools >/dev/null 2>&1 && [[ -x "$SYSROOT_BIN/$name" ]] && { echo "$SYSROOT_BIN/$name"; return 0; }
+    echo "footprint.sh: $name not found (apt-get install llvm, or rustup component add llvm-tools)" >&2
+    return 1
+}
+SIZE=$(find_tool llvm-size)
+NM=$(find_tool llvm-nm)
+
+(cd bench/footprint && CARGO_TARGET_DIR=$TARGET_DIR cargo build --quiet --release --target "$TARGET")
+BIN=$TARGET_DIR/$TARGET/release
+
+# .text + .rodata of one binary.
+flash() { "$SIZE" -A "$1" | awk '$1 == ".text" || $1 == ".rodata" { s += $2 } END { print s + 0 }'; }
+section() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { n += $2 } END { print n + 0 }'; }
+# Sum of symbol sizes in the client whose name matches an awk regex.
+# (llvm-nm prints sizes in hex; mawk has no strtonum, so bash converts.)
+symbols() {
+    local total=0 addr size kind name
+    while read -r addr size kind name; do
+        [[ -n "$name" && "$name" =~ $1 ]] && total=$((total + 16#$size))
+    done < <("$NM" --print-size -C "$BIN/client")
+    echo "$total"
+}
+symbol_size() { "$NM" --print-size "$1" | awk -v n="$2" '$4 == n { print $2 }'; }
+
+CLIENT=$(flash "$BIN/client")
+EMPTY=$(flash "$BIN/empty")
+CORE=$((CLIENT - EMPTY))
+SESSION=$((16#$(symbol_size "$BIN/ram" SESSION_RAM)))
+CAPACITY=$((16#$(symbol_size "$BIN/ram" SESSION_CAPACITY)))
+
+echo "soquete-core footprint on $TARGET (opt-level \"s\", LTO, panic=abort; $(rustc --version))"
+echo "  client firmware   .text $(section "$BIN/client" .text) + .rodata $(section "$BIN/client" .rodata) = $CLIENT bytes"
+echo "  empty baseline    .text $(section "$BIN/empty" .text) + .rodata $(section "$BIN/empty" .rodata) = $EMPTY bytes"
+echo "  core flash        $CORE bytes ($(awk -v b="$CORE" 'BEGIN { printf "%.1f", b / 1024 }') KiB; target <= 8192)"
+echo "    of which session/wire code (incl. inlined into _start): $(symbols 'soquete_core|_start') bytes"
+echo "    core::fmt (Display, ERR lines, log):                    $(symbols 'core::fmt|fmt::|Formatter|pad_integral') bytes"
+echo "    compiler_builtins (memcpy/memmove/memset, u64 div):     $(symbols 'compiler_builtins|__aeabi') bytes"
+echo "  session RAM       size_of::<Session<[u8; $((CAPACITY / 2))], [u8; $((CAPACITY / 2))]>>() = $SESSION bytes on $TARGET"
+echo "                    capacity $CAPACITY + overhead $((SESSION - CAPACITY)) bytes (target overhead <= 512)"
+echo "  largest symbols of the client firmware:"
+"$NM" --print-size --size-sort -C "$BIN/client" | tail -12 | while read -r addr size kind name; do
+    printf '    %6d  %s\n' "$((16#$size))" "$name"
+done

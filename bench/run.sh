@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# The soquete benchmark matrix: builds in release, starts soquete server and its peers
+# (redis-server, nats-server, mosquitto, a raw TCP echo server, iperf3) on 127.0.0.1,
+# runs the same load against each, and prints one table. Stops what it started.
+#
+#   bench/run.sh                  # about 3 minutes
+#   SECS=1 bench/run.sh           # shorter cells
+#
+# Environment: SECS (seconds per cell, default 3), BASE_PORT (default 47100),
+# SCALE_CONNS (default 10000), GEN_THREADS (generator threads, default 1),
+# CARGO_TARGET_DIR (default ./target), OUT (log directory, default a new temp dir).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SECS=${SECS:-3}
+BASE_PORT=${BASE_PORT:-47100}
+SCALE_CONNS=${SCALE_CONNS:-10000}
+GEN_THREADS=${GEN_THREADS:-1}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${OUT:-$(mktemp -d /tmp/soquete-bench.XXXXXX)}
+mkdir -p "$OUT"
+
+P_SOQUETE=$((BASE_PORT + 1))
+P_REDIS=$((BASE_PORT + 2))
+P_NATS=$((BASE_PORT + 3))
+P_MQTT=$((BASE_PORT + 4))
+P_ECHO=$((BASE_PORT + 5))
+P_IPERF=$((BASE_PORT + 6))
+P_REF=$((BASE_PORT + 7))
+
+say() { echo "run.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- cleanup
+
+PIDS=()
+stop_pid() {
+    local pid=$1 i
+    kill "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 30); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits until something listens on 127.0.0.1:$1 (or $2 seconds pass) while $3 lives.
+wait_port() {
+    local port=$1 secs=$2 pid=$3 i
+    for i in $(seq 1 $((secs * 10))); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start NAME PORT CMD...: runs CMD in the background with logs in $OUT/NAME.{out,err};
+# sets STARTED_PID (empty if it did not come up).
+start() {
+    local name=$1 port=$2
+    shift 2
+    "$@" >"$OUT/$name.out" 2>"$OUT/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    if wait_port "$port" 10 "$pid"; then
+        STARTED_PID=$pid
+    else
+        say "$name did not start on port $port: $(tail -n 3 "$OUT/$name.err" "$OUT/$name.out" 2>/dev/null | tr '\n' ' ')"
+        stop_pid "$pid"
+        STARTED_PID=
+    fi
+}
+
+# ---------------------------------------------------------------- build and install
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+say "logs in $OUT; open files limit $(ulimit -n)"
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v mosquitto >/dev/null || missing+=(mosquitto)
+command -v iperf3 >/dev/null || missing+=(iperf3)
+if ((${#missing[@]})); then
+    say "installing ${missing[*]}"
+    if [[ $(id -u) == 0 ]]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >"$OUT/apt.log" 2>&1 ||
+            say "apt-get failed (see $OUT/apt.log); those columns will be empty"
+    else
+        say "not root: install ${missing[*]} with apt-get; those columns will be empty"
+    fi
+fi
+for d in /usr/sbin /usr/local/sbin /sbin; do [[ :$PATH: == *:$d:* ]] || PATH=$PATH:$d; done
+
+say "building (release)"
+CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p soquete-bench || {
+    say "the benchmark does not build"
+    exit 1
+}
+BENCH=$TARGET_DIR/release/soquete-bench
+SOQUETE=
+if CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p soquete-host 2>"$OUT/build-host.err"; then
+    SOQUETE=$TARGET_DIR/release/soquete
+else
+    say "soquete-host does not build; soquete columns will be empty: $(grep -m1 '^error' "$OUT/build-host.err")"
+fi
+
+# ---------------------------------------------------------------- peers
+
+declare -A PORT PID
+if command -v redis-server >/dev/null; then
+    start redis "$P_REDIS" redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
+        --maxmemory 2gb --maxmemory-policy allkeys-lru
+    [[ -n $STARTED_PID ]] && PORT[redis]=$P_REDIS PID[redis]=$STARTED_PID
+fi
+if command -v nats-server >/dev/null; then
+    start nats "$P_NATS" nats-server -a 127.0.0.1 -p "$P_NATS"
+    [[ -n $STARTED_PID ]] && PORT[nats]=$P_NATS PID[nats]=$STARTED_PID
+fi
+if command -v mosquitto >/dev/null; then
+    cat >"$OUT/mosquitto.conf" <<EOF
+listener $P_MQTT 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+EOF
+    chmod a+r "$OUT/mosquitto.conf"
+    start mqtt "$P_MQTT" mosquitto -c "$OUT/mosquitto.conf"
+    [[ -n $STARTED_PID ]] && PORT[mqtt]=$P_MQTT PID[mqtt]=$STARTED_PID
+fi
+start echo "$P_ECHO" "$BENCH" echo-server --listen "127.0.0.1:$P_ECHO"
+[[ -n $STARTED_PID ]] && PORT[echo]=$P_ECHO PID[echo]=$STARTED_PID
+# The core's server session on bare mio, printing nothing: the protocol's own cost.
+start soquete-ref "$P_REF" "$BENCH" ref-server --listen "127.0.0.1:$P_REF"
+[[ -n $STARTED_PID ]] && PORT[soquete-ref]=$P_REF PID[soquete-ref]=$STARTED_PID
+if command -v iperf3 >/dev/null; then
+    start iperf3 "$P_IPERF" iperf3 -s -B 127.0.0.1 -p "$P_IPERF"
+    [[ -n $STARTED_PID ]] && PORT[iperf3]=$P_IPERF PID[iperf3]=$STARTED_PID
+fi
+
+# soquete server, started fresh for each variant (text output to a file, or --json).
+SOQ_PID=
+start_soquete() {
+    local name=$1
+    shift
+    SOQ_PID=
+    [[ -n $SOQUETE ]] || return 1
+    start "$name" "$P_SOQUETE" "$SOQUETE" server --listen "127.0.0.1:$P_SOQUETE" --max-clients 20000 "$@"
+    SOQ_PID=$STARTED_PID
+    [[ -n $SOQ_PID ]]
+}
+stop_soquete() { [[ -n $SOQ_PID ]] && stop_pid "$SOQ_PID"; SOQ_PID=; }
+
+# ---------------------------------------------------------------- the matrix
+
+CASES=("1 1 64" "50 1 64" "50 32 64" "4 8 16384")
+COLUMNS=(soquete soquete-json soquete-ref redis nats mqtt echo)
+declare -A RATE MBS P50 P99 ERR
+
+field() { grep -o "$1=[^ ]*" <<<"$2" | head -n1 | cut -d= -f2; }
+
+# cell COLUMN TARGET PORT N W S
+cell() {
+    local col=$1 target=$2 port=$3 n=$4 w=$5 s=$6 key="$4 $5 $6" line
+    [[ $target == redis ]] && redis-cli -p "$port" flushall >/dev/null 2>&1
+    line=$(timeout $((SECS + 30)) "$BENCH" load --target "$target" --addr "127.0.0.1:$port" \
+        -n "$n" -w "$w" -s "$s" --seconds "$SECS" --threads "$GEN_THREADS" 2>"$OUT/cell.err")
+    if [[ -z $line ]]; then
+        ERR[$col,$key]=$(tail -n1 "$OUT/cell.err")
+        say "$col N=$n W=$w S=$s failed: ${ERR[$col,$key]:-timeout}"
+        return
+    fi
+    echo "$col $line" >>"$OUT/results.txt"
+    RATE[$col,$key]=$(field msgs_per_s "$line")
+    MBS[$col,$key]=$(field mb_per_s "$line")
+    P50[$col,$key]=$(field p50_us "$line")
+    P99[$col,$key]=$(field p99_us "$line")
+}
+
+run_column() {
+    local col=$1 target=$2 port=$3 c
+    for c in "${CASES[@]}"; do
+        # shellcheck disable=SC2086
+        cell "$col" "$target" "$port" $c
+    done
+}
+
+if start_soquete soquete; then
+    say "soquete server (text output) on $P_SOQUETE"
+    run_column soquete soquete "$P_SOQUETE"
+    stop_soquete
+else
+    say "soquete server unavailable; continuing with the peers"
+fi
+if start_soquete soquete-json --json; then
+    say "soquete server (--json) on $P_SOQUETE"
+    run_column soquete-json soquete "$P_SOQUETE"
+    stop_soquete
+fi
+for col in soquete-ref redis nats mqtt echo; do
+    [[ -n ${PORT[$col]:-} ]] || continue
+    say "$col on ${PORT[$col]}"
+    run_column "$col" "${col%-ref}" "${PORT[$col]}"
+done
+
+# Bulk TCP throughput for the large-message case.
+IPERF_BULK= IPERF_64=
+iperf_mbs() {
+    local json
+    json=$(timeout $((SECS + 15)) iperf3 -c 127.0.0.1 -p "$P_IPERF" -t "$SECS" -J "$@" 2>/dev/null) || return
+    if command -v jq >/dev/null; then
+        jq -r '.end.sum_received.bits_per_second / 8e6 | floor' <<<"$json"
+    else
+        python3 -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 8e6))' <<<"$json"
+    fi
+}
+if [[ -n ${PORT[iperf3]:-} ]]; then
+    say "iperf3 bulk and -l 64"
+    IPERF_BULK=$(iperf_mbs)
+    IPERF_64=$(iperf_mbs -l 64)
+fi
+
+# The scale case: many soquete connections, one message each, then W=1 for a while.
+SCALE=
+if start_soquete soquete-scale; then
+    say "scale: $SCALE_CONNS soquete connections"
+    SCALE=$(timeout 150 "$BENCH" scale --addr "127.0.0.1:$P_SOQUETE" -n "$SCALE_CONNS" \
+        --server-pid "$SOQ_PID" --seconds "$SECS" --timeout 60 2>"$OUT/scale.err")
+    [[ -n $SCALE ]] || say "scale run failed: $(tail -n1 "$OUT/scale.err")"
+    stop_soquete
+fi
+
+# ---------------------------------------------------------------- the table
+
+fmt_rate() { awk -v r="$1" 'BEGIN { if (r >= 1e6) printf "%.2fM", r / 1e6; else if (r >= 1e3) printf "%.1fk", r / 1e3; else printf "%.0f", r }'; }
+fmt_us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.1fms", u / 1000; else printf "%.0fus", u }'; }
+
+printf '\n'
+printf 'soquete benchmark — %s s per cell, %s generator thread(s), %s, %s cores, %s\n' \
+    "$SECS" "$GEN_THREADS" "$(date -u +%Y-%m-%d)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+printf 'cells: messages/s (MB/s for 16 KiB) and ack latency p99; ratio = soquete / best of redis, nats, mqtt\n'
+printf 'soquete-json: the server with --json; soquete-ref: core session on bare mio, no output (soquete-bench ref-server)\n\n'
+printf '%-17s' "case (N W S)"
+for col in "${COLUMNS[@]}"; do printf ' | %-20s' "$col"; done
+printf ' | %-14s | %s\n' "ratio vs best" "soquete p50 / echo p50"
+for c in "${CASES[@]}"; do
+    read -r n w s <<<"$c"
+    printf '%-17s' "N=$n W=$w S=$s"
+    for col in "${COLUMNS[@]}"; do
+        r=${RATE[$col,$c]:-}
+        if [[ -z $r ]]; then
+            printf ' | %-20s' "${ERR[$col,$c]:+error}"
+        elif ((s >= 4096)); then
+            printf ' | %-20s' "$(fmt_rate "$r") $(printf '%.0f' "${MBS[$col,$c]}")MB/s $(fmt_us "${P99[$col,$c]}")"
+        else
+            printf ' | %-20s' "$(fmt_rate "$r")/s p99 $(fmt_us "${P99[$col,$c]}")"
+        fi
+    done
+    best=0 bestname=-
+    for col in redis nats mqtt; do
+        r=${RATE[$col,$c]:-0}
+        if awk -v a="$r" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$r bestname=$col; fi
+    done
+    ratio=-
+    if [[ -n ${RATE[soquete,$c]:-} && $best != 0 ]]; then
+        ratio=$(awk -v a="${RATE[soquete,$c]}" -v b="$best" -v n="$bestname" 'BEGIN { printf "%.2fx %s", a / b, n }')
+    fi
+    echo_ratio=-
+    if [[ -n ${P50[soquete,$c]:-} && -n ${P50[echo,$c]:-} ]]; then
+        echo_ratio=$(awk -v a="${P50[soquete,$c]}" -v b="${P50[echo,$c]}" 'BEGIN { printf "%.0fus / %.0fus = %.2fx", a, b, a / b }')
+    fi
+    printf ' | %-14s | %s\n' "$ratio" "$echo_ratio"
+done
+printf '\n'
+if [[ -n $IPERF_BULK ]]; then
+    big="4 8 16384"
+    printf 'iperf3 -t %s: bulk %s MB/s, -l 64: %s MB/s' "$SECS" "$IPERF_BULK" "${IPERF_64:-?}"
+    if [[ -n ${MBS[soquete,$big]:-} ]]; then
+        awk -v a="${MBS[soquete,$big]}" -v b="$IPERF_BULK" 'BEGIN { printf "; soquete N=4 W=8 S=16384 = %.0f%% of bulk", 100 * a / b }'
+    fi
+    printf '\n'
+fi
+if [[ -n $SCALE ]]; then
+    printf 'scale: %s of %s connections (connect %ss); server RSS %s -> %s KiB = %s bytes/connection (%s KiB under load)\n' \
+        "$(field ready "$SCALE")" "$(field connections "$SCALE")" "$(field connect_secs "$SCALE")" \
+        "$(field rss_before_kib "$SCALE")" "$(field rss_after_kib "$SCALE")" "$(field rss_per_conn_bytes "$SCALE")" \
+        "$(field rss_load_kib "$SCALE")"
+    printf '       one message each: %s acked in %ss (%s/s, p99 %s); then W=1 on all: %s/s, p50 %s, p99 %s\n' \
+        "$(field oneshot_acked "$SCALE")" "$(field oneshot_secs "$SCALE")" "$(fmt_rate "$(field oneshot_msgs_per_s "$SCALE")")" \
+        "$(fmt_us "$(field oneshot_p99_us "$SCALE")")" "$(fmt_rate "$(field timed_msgs_per_s "$SCALE")")" \
+        "$(fmt_us "$(field timed_p50_us "$SCALE")")" "$(fmt_us "$(field timed_p99_us "$SCALE")")"
+else
+    printf 'scale: not measured (soquete server unavailable or the run failed)\n'
+fi
+printf 'raw results: %s/results.txt\n' "$OUT"

@@ -1,0 +1,130 @@
+//! A bare soquete server for the benchmark: the core's [`Session::server`] on one mio
+//! thread, accepting everyone and discarding messages. It prints nothing, so the
+//! difference between it and `soquete server` is the cost of the real server's
+//! bookkeeping and output; it also lets the generator be checked on its own.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use soquete_core::{Config, Event, Session};
+
+/// The listener; connection `i` is `Token(i + 1)`.
+const LISTENER: Token = Token(0);
+
+struct Client {
+    stream: TcpStream,
+    session: Session<Vec<u8>, Vec<u8>>,
+}
+
+/// Serves until `max_time` has passed.
+///
+/// # Errors
+/// The listener cannot be bound or the poll fails.
+pub fn run(listen: SocketAddr, max_message: u32, max_time: Duration) -> anyhow::Result<()> {
+    let mut poll = Poll::new().context("cannot create poll")?;
+    let mut listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    eprintln!("reference soquete server listening on {}", listener.local_addr()?);
+    let config = Config {
+        max_message,
+        idle_timeout: soquete_core::Duration::ZERO,
+        ..Config::DEFAULT
+    };
+    let epoch = Instant::now();
+    let mut clients: Vec<Option<Client>> = Vec::new();
+    let mut events = Events::with_capacity(1024);
+    let mut next_token = 1u64;
+    let stop = epoch + max_time;
+    while Instant::now() < stop {
+        if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(500))) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e).context("poll");
+        }
+        let now = soquete_core::Instant::from_millis(epoch.elapsed().as_millis() as u64);
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                while let Ok((mut stream, _)) = listener.accept() {
+                    let _ = stream.set_nodelay(true);
+                    let rx = vec![0; Session::<Vec<u8>, Vec<u8>>::min_rx_len(max_message).max(16 * 1024)];
+                    let Ok(session) = Session::server(config, rx, vec![0; 256], now) else {
+                        continue;
+                    };
+                    let i = clients.iter().position(Option::is_none).unwrap_or(clients.len());
+                    poll.registry()
+                        .register(&mut stream, Token(i + 1), Interest::READABLE | Interest::WRITABLE)?;
+                    let client = Client { stream, session };
+                    if i == clients.len() {
+                        clients.push(Some(client));
+                    } else if let Some(slot) = clients.get_mut(i) {
+                        *slot = Some(client);
+                    }
+                }
+                continue;
+            }
+            let Some(entry) = ev.token().0.checked_sub(1).and_then(|i| clients.get_mut(i)) else {
+                continue;
+            };
+            let keep = entry.as_mut().is_some_and(|c| serve(c, now, &mut next_token));
+            if !keep {
+                if let Some(mut c) = entry.take() {
+                    let _ = poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads, handles events, writes; false once the connection is over.
+fn serve(c: &mut Client, now: soquete_core::Instant, next_token: &mut u64) -> bool {
+    loop {
+        let buf = c.session.input_buffer();
+        if buf.is_empty() {
+            break;
+        }
+        match c.stream.read(buf) {
+            Ok(0) => {
+                c.session.handle_eof(now);
+                break;
+            }
+            Ok(n) => {
+                c.session.advance_input(now, n);
+                while let Some(event) = c.session.poll_event(now) {
+                    if let Event::Hello { .. } = event {
+                        *next_token += 1;
+                        let _ = c.session.accept(*next_token, None);
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    while let Some(event) = c.session.poll_event(now) {
+        if let Event::Hello { .. } = event {
+            *next_token += 1;
+            let _ = c.session.accept(*next_token, None);
+        }
+    }
+    loop {
+        let out = c.session.poll_transmit();
+        if out.is_empty() {
+            break;
+        }
+        match c.stream.write(out) {
+            Ok(0) => return false,
+            Ok(n) => c.session.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    !c.session.is_finished()
+}

@@ -1,0 +1,107 @@
+//! The link under the interface: a device, then smoltcp's capture and fault-injection
+//! middleware on top (as in smoltcp's `examples/utils.rs`).
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use smoltcp::phy::{self, ChecksumCapabilities, Device, DeviceCapabilities, FaultInjector, PcapMode, PcapWriter};
+use smoltcp::time::{Duration, Instant};
+
+/// The device as the interface sees it: faults on top, capture below them (so the
+/// capture shows what was really sent).
+pub type Stack<D> = FaultInjector<PcapWriter<D, Box<dyn Write>>>;
+
+/// What can go wrong on the link, and where to record it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Chance of dropping each packet, in percent (on transmit and again on receive).
+    pub drop_chance: u8,
+    /// Chance of flipping one bit of each packet, in percent.
+    pub corrupt_chance: u8,
+    /// Drop packets larger than this many bytes; 0 for no limit.
+    pub size_limit: usize,
+    /// Packets sent per shaping interval before the rest are dropped; 0 for no limit.
+    pub tx_rate_limit: u64,
+    /// Packets received per shaping interval before the rest are dropped; 0 for none.
+    pub rx_rate_limit: u64,
+    /// The rate limits' interval, in milliseconds.
+    pub shaping_interval_ms: u64,
+    /// Seed of the fault injector's random numbers (the same seed, the same faults).
+    pub seed: u32,
+    /// Write every packet to this pcap file.
+    pub pcap: Option<PathBuf>,
+}
+
+impl Faults {
+    /// Wraps `device` in capture and fault injection. `loopback` captures transmitted
+    /// packets only (on a loopback every packet would otherwise appear twice).
+    ///
+    /// # Errors
+    /// The pcap file cannot be created.
+    pub fn wrap<D: Device>(&self, device: D, loopback: bool) -> io::Result<Stack<D>> {
+        let sink: Box<dyn Write> = match &self.pcap {
+            Some(path) => Box::new(BufWriter::new(File::create(path)?)),
+            None => Box::new(io::sink()),
+        };
+        let mode = if loopback { PcapMode::TxOnly } else { PcapMode::Both };
+        let mut device = FaultInjector::new(PcapWriter::new(device, sink, mode), self.seed);
+        device.set_drop_chance(self.drop_chance);
+        device.set_corrupt_chance(self.corrupt_chance);
+        device.set_max_packet_size(self.size_limit);
+        device.set_max_tx_rate(self.tx_rate_limit);
+        device.set_max_rx_rate(self.rx_rate_limit);
+        device.set_bucket_interval(Duration::from_millis(self.shaping_interval_ms));
+        Ok(device)
+    }
+}
+
+/// A device with a real link's capabilities: a 1500-byte MTU and checksums computed and
+/// verified.
+///
+/// smoltcp's `Loopback` ignores checksums (nothing corrupts its packets), so a bit that
+/// the fault injector flips would reach TCP as data. Verifying checksums makes a
+/// corrupted packet a lost one, which TCP retransmits — as on a real link.
+#[derive(Debug)]
+pub struct Checked<D> {
+    inner: D,
+}
+
+impl<D> Checked<D> {
+    /// The MTU this link reports, as on Ethernet.
+    pub const MTU: usize = 1500;
+
+    /// Wraps `inner`.
+    pub fn new(inner: D) -> Self {
+        Checked { inner }
+    }
+}
+
+impl<D: Device> Device for Checked<D> {
+    type RxToken<'a>
+        = D::RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = D::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.inner.receive(timestamp)
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.inner.transmit(timestamp)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = self.inner.capabilities();
+        caps.checksum = ChecksumCapabilities::default();
+        caps.max_transmission_unit = match caps.medium {
+            phy::Medium::Ethernet => Self::MTU + 14,
+            _ => Self::MTU,
+        };
+        caps
+    }
+}

@@ -1,0 +1,77 @@
+//! Demo messages that say who sent them and in what order, so the receiver can check
+//! each one: `client 3 message 41 ` followed by letters up to the requested size.
+
+use std::io::Write;
+
+/// Longest message [`write()`] produces for any client and index (besides `size`).
+pub const MAX_HEADER: usize = "client 4294967295 message 18446744073709551615 ".len();
+
+/// Writes message `index` of `client`, `size` bytes long (longer if its header does not
+/// fit in `size`), into `buf`; returns the message.
+///
+/// # Panics
+/// If `buf` is shorter than `size.max(MAX_HEADER)`.
+pub fn write(buf: &mut [u8], client: u32, index: u64, size: usize) -> &[u8] {
+    let header = header(buf, client, index).len();
+    let len = size.max(header);
+    for (i, b) in buf[header..len].iter_mut().enumerate() {
+        *b = filler(index, i);
+    }
+    &buf[..len]
+}
+
+/// Checks a received message against what `client` must have sent as message `index`.
+pub fn matches(payload: &[u8], client: u32, index: u64, size: usize) -> bool {
+    let mut buf = [0u8; MAX_HEADER];
+    let header = header(&mut buf, client, index);
+    payload.len() == size.max(header.len())
+        && payload.starts_with(header)
+        && payload[header.len()..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == filler(index, i))
+}
+
+fn header(buf: &mut [u8], client: u32, index: u64) -> &[u8] {
+    let mut cursor = &mut buf[..];
+    let room = cursor.len();
+    write!(cursor, "client {client} message {index} ").expect("buffer holds MAX_HEADER bytes");
+    let len = room - cursor.len();
+    &buf[..len]
+}
+
+fn filler(index: u64, i: usize) -> u8 {
+    b'a' + ((index as usize).wrapping_add(i) % 26) as u8
+}
+
+/// The client number in a demo client's name (`client-3` → 3).
+pub fn client_of_name(name: &str) -> Option<u32> {
+    name.strip_prefix("client-")?.parse().ok()
+}
+
+/// The name a demo client introduces itself with.
+pub fn client_name(client: u32) -> String {
+    format!("client-{client}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_their_size_and_check() {
+        let mut buf = [0u8; 64];
+        assert_eq!(write(&mut buf, 3, 41, 30), b"client 3 message 41 pqrstuvwxy");
+        assert!(matches(b"client 3 message 41 pqrstuvwxy", 3, 41, 30));
+        assert!(!matches(b"client 3 message 41 pqrstuvwxy", 3, 42, 30));
+        assert!(!matches(b"client 3 message 41 pqrstuvwxz", 3, 41, 30));
+        // Too small for the header: the header alone.
+        assert_eq!(write(&mut buf, 1, 2, 4), b"client 1 message 2 ");
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(client_of_name(&client_name(12)), Some(12));
+        assert_eq!(client_of_name("ana"), None);
+    }
+}
