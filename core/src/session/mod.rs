@@ -589,14 +589,8 @@ where
             self.rx_start = 0;
             self.rx_end = 0;
         }
-        if let Some(resumed) = self.notify.established.take() {
-            return Some(Event::Established {
-                mode: self.mode,
-                resumed,
-            });
-        }
-        if core::mem::take(&mut self.notify.acked) {
-            return Some(Event::Acked { seq: self.acked });
+        if let Some(event) = self.take_notice() {
+            return Some(event);
         }
         loop {
             match self.step(now) {
@@ -621,14 +615,8 @@ where
             }
         }
         // Frames handled just now (WELCOME, ACK) may have something to report.
-        if let Some(resumed) = self.notify.established.take() {
-            return Some(Event::Established {
-                mode: self.mode,
-                resumed,
-            });
-        }
-        if core::mem::take(&mut self.notify.acked) {
-            return Some(Event::Acked { seq: self.acked });
+        if let Some(event) = self.take_notice() {
+            return Some(event);
         }
         if let Some(code) = self.notify.peer_closing.take() {
             return Some(Event::PeerClosing(code));
@@ -643,6 +631,17 @@ where
             }
             _ => None,
         }
+    }
+
+    /// A pending Established or Acked event.
+    fn take_notice(&mut self) -> Option<Event<'static>> {
+        if let Some(resumed) = self.notify.established.take() {
+            return Some(Event::Established {
+                mode: self.mode,
+                resumed,
+            });
+        }
+        core::mem::take(&mut self.notify.acked).then_some(Event::Acked { seq: self.acked })
     }
 
     /// Handles what is next in the receive buffer.
