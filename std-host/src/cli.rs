@@ -42,6 +42,10 @@ pub struct ServerArgs {
     /// input (e.g. 100ms; 0 waits for the newline or the end of the connection).
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     pub line_gap: Duration,
+    /// How long a binary session whose connection was lost waits for its client to
+    /// reconnect and resume it, losing and repeating nothing (0 disables resume).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub resume_window: Duration,
     /// Print events as JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +67,13 @@ pub struct ClientArgs {
     /// acknowledgements.
     #[arg(long)]
     pub plain: bool,
+    /// When the connection is lost, connect again (with backoff) and resume the
+    /// session: unacknowledged messages are resent, none is shown twice.
+    #[arg(long, conflicts_with = "plain")]
+    pub reconnect: bool,
+    /// With --reconnect: give up after this long without a session (0: never).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "reconnect")]
+    pub reconnect_for: Duration,
 }
 
 /// Parses `250ms`, `10s`, `2m` or a bare number of seconds.

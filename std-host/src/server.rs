@@ -14,6 +14,7 @@
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
 
 mod conn;
+mod registry;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
@@ -35,6 +36,7 @@ use crate::cli::ServerArgs;
 use crate::report::{Format, Printer};
 use crate::time;
 use conn::{Conn, Reason, ServerSession};
+use registry::Registry;
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -66,6 +68,13 @@ pub(crate) struct Shared {
     token_counter: u64,
     /// Where lingering connections' bytes go.
     scratch: Vec<u8>,
+    /// Sessions that clients may resume.
+    registry: Registry,
+    /// Resumes waiting for the event loop to retire the session's old connection:
+    /// (new connection, session token, old connection).
+    takeovers: Vec<(Token, u64, Token)>,
+    /// SIGINT/SIGTERM arrived: lost sessions are not kept for a resume.
+    shutting_down: bool,
 }
 
 impl Shared {
@@ -143,6 +152,10 @@ impl Server {
         let local = listener.local_addr().context("cannot read the listening address")?;
 
         let mut printer = Printer::new(BufWriter::with_capacity(64 * 1024, io::stdout()), format);
+        let registry = Registry::new(
+            time::to_core(args.resume_window),
+            args.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
+        );
         printer
             .listening(local)
             .and_then(|()| printer.flush())
@@ -164,6 +177,9 @@ impl Server {
                 tokens: RandomState::new(),
                 token_counter: 0,
                 scratch: vec![0; conn::READ_BUDGET],
+                registry,
+                takeovers: Vec::new(),
+                shutting_down: false,
             },
             timers: BinaryHeap::new(),
             read_queue: VecDeque::new(),
@@ -230,6 +246,7 @@ impl Server {
     fn iterate(&mut self, now: Instant) -> io::Result<()> {
         self.accept(now);
         self.run_timers(now)?;
+        self.take_over(now)?;
         for _ in 0..self.read_queue.len() {
             let Some(token) = self.read_queue.pop_front() else {
                 break;
@@ -244,7 +261,9 @@ impl Server {
             } else {
                 conn.queued = false;
             }
+            self.take_over(now)?;
         }
+        self.expire_sessions(now)?;
         // Print before acknowledging: an ACK promises delivery (PROTOCOL.md §4.3).
         self.shared.printer.flush()?;
         for token in std::mem::take(&mut self.dirty) {
@@ -259,7 +278,7 @@ impl Server {
     /// earliest deadline.
     fn poll_timeout(&self, now: Instant) -> Option<std::time::Duration> {
         let accept_ready = self.accept_pending && self.accept_paused_until.is_none_or(|t| now >= t);
-        if !self.read_queue.is_empty() || accept_ready {
+        if !self.read_queue.is_empty() || !self.dirty.is_empty() || accept_ready {
             return Some(std::time::Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -271,6 +290,7 @@ impl Server {
         if self.accept_pending {
             consider(self.accept_paused_until);
         }
+        consider(self.shared.registry.next_expiry());
         consider(self.shutdown_deadline);
         next.map(|t| time::until(t, now))
     }
@@ -334,7 +354,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
-        let mut conn = Conn::new(stream, peer, session);
+        let mut conn = Conn::new(stream, token, peer, session);
         conn.dirty = true;
         self.dirty.push(token);
         self.conns.insert(token, conn);
@@ -390,6 +410,12 @@ impl Server {
                 conn.drain(&mut self.shared, now)?;
             }
         }
+        if !self.shared.takeovers.is_empty() {
+            return self.take_over(now);
+        }
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
         let given_up = conn.give_up.is_some_and(|t| now >= t);
         if conn.lingering {
             if conn.eof || conn.error.is_some() || given_up {
@@ -402,7 +428,7 @@ impl Server {
             } else {
                 conn.reason()
             };
-            conn.leave(&mut self.shared, reason)?;
+            conn.leave(&mut self.shared, reason, now)?;
             if conn.error.is_some() || conn.eof || given_up {
                 self.remove(token);
                 return Ok(());
@@ -426,6 +452,33 @@ impl Server {
                 conn.scheduled = Some(t);
                 self.timers.push(Reverse((t, token)));
             }
+        }
+        Ok(())
+    }
+
+    /// Resumes that found their session still served by an older connection: that
+    /// connection is dropped (its client has moved on; whatever it still had in flight
+    /// is resent on the new one) and the new one continues the session.
+    fn take_over(&mut self, now: Instant) -> io::Result<()> {
+        while let Some((new, session_token, old)) = self.shared.takeovers.pop() {
+            if let Some(conn) = self.conns.get_mut(&old) {
+                conn.replaced(&mut self.shared, now);
+            }
+            self.remove(old);
+            if let Some(conn) = self.conns.get_mut(&new) {
+                conn.resume(&mut self.shared, session_token)?;
+                conn.drain(&mut self.shared, now)?;
+                mark_dirty(&mut self.dirty, conn, new);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets lost sessions whose resume window ran out.
+    fn expire_sessions(&mut self, now: Instant) -> io::Result<()> {
+        for entry in self.shared.registry.expire(now) {
+            let reason = format!("not resumed within {}", time::human_core(self.shared.registry.window()));
+            self.shared.printer.left(entry.id, entry.peer, reason, entry.messages)?;
         }
         Ok(())
     }
@@ -467,8 +520,12 @@ impl Server {
         }
         self.accept_pending = false;
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+        self.shared.shutting_down = true;
         for (token, conn) in &mut self.conns {
-            if !conn.lingering {
+            // A connection still in the handshake is refused with SHUTDOWN once it has
+            // said whether it speaks binary or plain text, so that its client can tell
+            // what happened (an error sent before that could only be plain text).
+            if !conn.lingering && conn.phase != conn::Phase::Handshake {
                 conn.session.close(now, Code::Shutdown);
                 conn.drain(&mut self.shared, now)?;
             }
@@ -487,7 +544,7 @@ impl Server {
                 } else {
                     Reason::ShutdownTimeout
                 };
-                conn.leave(&mut self.shared, reason)?;
+                conn.leave(&mut self.shared, reason, time::now())?;
             }
             self.remove(token);
         }
@@ -516,6 +573,9 @@ mod tests {
             tokens: RandomState::new(),
             token_counter: 0,
             scratch: Vec::new(),
+            registry: Registry::new(Duration::ZERO, 1),
+            takeovers: Vec::new(),
+            shutting_down: false,
         };
         let a = shared.session_token();
         let b = shared.session_token();

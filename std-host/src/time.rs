@@ -24,3 +24,19 @@ pub fn until(deadline: Instant, now: Instant) -> std::time::Duration {
 pub fn to_core(d: std::time::Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// `10s`, `1.5s` or `250ms`.
+pub fn human(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_secs() == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// A core duration written as [`human`] does.
+pub fn human_core(d: Duration) -> String {
+    human(std::time::Duration::from_millis(d.as_millis()))
+}

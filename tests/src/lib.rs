@@ -4,14 +4,23 @@
 //! The server's "listening on ADDR" line is the readiness signal: tests never sleep to
 //! wait for it.
 
+use std::io::Write;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod bin_client;
+pub mod proxy;
+
+pub use bin_client::BinClient;
+
+/// Longest wait for any one thing in the end-to-end tests.
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Path of the `soquete` binary built by this workspace.
 ///
@@ -64,8 +73,14 @@ impl Server {
     /// Starts `soquete server --listen 127.0.0.1:0 EXTRA...` and waits for its
     /// "listening on" line.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", extra)
+    }
+
+    /// Starts `soquete server --listen LISTEN EXTRA...` and waits for its "listening on"
+    /// line.
+    pub fn start_on(listen: &str, extra: &[&str]) -> Server {
         let mut child = soquete()
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(["server", "--listen", listen])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -106,7 +121,7 @@ impl Server {
     }
 
     /// Reads lines until one satisfies `pred`; panics after `timeout` with what was seen.
-    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(&mut self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -148,6 +163,95 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running `soquete client` with piped standard streams.
+#[derive(Debug)]
+pub struct ClientProcess {
+    stdin: Option<ChildStdin>,
+    done: Receiver<Output>,
+    pid: u32,
+    limit: Duration,
+}
+
+impl ClientProcess {
+    /// Starts `soquete client --timeout 5s --connect ADDR EXTRA...`; every later wait
+    /// on it is bounded by `limit`.
+    pub fn start(addr: &str, extra: &[&str], limit: Duration) -> ClientProcess {
+        let mut child = soquete()
+            .args(["client", "--timeout", "5s", "--connect", addr])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn soquete client");
+        let stdin = child.stdin.take();
+        let pid = child.id();
+        let (tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output().expect("wait for client"));
+        });
+        ClientProcess {
+            stdin,
+            done,
+            pid,
+            limit,
+        }
+    }
+
+    /// Writes `bytes` to the client's stdin (from a thread: it may block on a full pipe).
+    pub fn write(&mut self, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+        let mut stdin = self.stdin.take().expect("stdin open");
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            // The client may stop reading (an `S` line, an error): a broken pipe is fine.
+            let _ = stdin.write_all(&bytes);
+            let _ = tx.send(stdin);
+        });
+        self.stdin = rx.recv_timeout(self.limit).ok();
+        handle
+    }
+
+    /// Writes `bytes` to the client's stdin from a thread, then closes it (end of
+    /// input), without waiting: the client takes the lines at its own pace.
+    pub fn feed(&mut self, bytes: Vec<u8>) -> thread::JoinHandle<()> {
+        let mut stdin = self.stdin.take().expect("stdin open");
+        thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        })
+    }
+
+    /// Closes the client's standard input (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the client to exit; kills it and fails after the limit. Returns the
+    /// exit code, stdout and stderr.
+    pub fn wait(self) -> (i32, String, String) {
+        let ClientProcess {
+            stdin,
+            done,
+            pid,
+            limit,
+        } = self;
+        let output = match done.recv_timeout(limit) {
+            Ok(output) => output,
+            Err(_) => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                panic!("soquete client did not exit within {limit:?}");
+            }
+        };
+        drop(stdin);
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 }
 

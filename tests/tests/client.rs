@@ -7,13 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{ChildStdin, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use soquete_core::{Closure, Code, Config, Event, Instant, Session};
-use soquete_tests::{soquete, Server};
+use soquete_tests::{soquete, ClientProcess as Client, Server};
 
 /// Upper bound of any wait in these tests.
 const LIMIT: Duration = Duration::from_secs(15);
@@ -143,73 +143,9 @@ fn next_message(seen: &Receiver<Seen>) -> Vec<u8> {
     }
 }
 
-/// A running `soquete client`.
-struct Client {
-    stdin: Option<ChildStdin>,
-    done: Receiver<Output>,
-    pid: u32,
-}
-
-impl Client {
-    fn start(addr: SocketAddr, extra: &[&str]) -> Client {
-        let mut child = soquete()
-            .args(["client", "--timeout", "5s", "--connect", &addr.to_string()])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn soquete client");
-        let stdin = child.stdin.take();
-        let pid = child.id();
-        let (tx, done) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output().expect("wait for client"));
-        });
-        Client { stdin, done, pid }
-    }
-
-    /// Writes `bytes` to the client's stdin (from a thread: it may block on a full pipe).
-    fn write(&mut self, bytes: Vec<u8>) -> thread::JoinHandle<()> {
-        let mut stdin = self.stdin.take().expect("stdin open");
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || {
-            // The client may stop reading (an `S` line, an error): a broken pipe is fine.
-            let _ = stdin.write_all(&bytes);
-            let _ = tx.send(stdin);
-        });
-        self.stdin = rx.recv_timeout(LIMIT).ok();
-        handle
-    }
-
-    fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Waits for the client to exit; kills it and fails after [`LIMIT`].
-    fn wait(self) -> (i32, String, String) {
-        let Client { stdin, done, pid } = self;
-        let output = match done.recv_timeout(LIMIT) {
-            Ok(output) => output,
-            Err(_) => {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-                panic!("soquete client did not exit within {LIMIT:?}");
-            }
-        };
-        drop(stdin);
-        (
-            output.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-}
-
 /// Runs the client with `input` on stdin (then end of input) and waits for it.
 fn run_client(addr: SocketAddr, extra: &[&str], input: &[u8]) -> (i32, String, String) {
-    let mut client = Client::start(addr, extra);
+    let mut client = Client::start(&addr.to_string(), extra, LIMIT);
     let writer = client.write(input.to_vec());
     client.close_stdin();
     let result = client.wait();
@@ -272,7 +208,7 @@ fn s_line_ends_the_session() {
 #[test]
 fn typed_lines_are_sent_one_by_one() {
     let (addr, seen) = core_server(65536, Behaviour::Serve);
-    let mut client = Client::start(addr, &[]);
+    let mut client = Client::start(&addr.to_string(), &[], LIMIT);
     // Each line arrives before the next is typed: nothing waits for end of input.
     for line in ["first", "second", "third"] {
         client.write(format!("{line}\n").into_bytes()).join().expect("write");
@@ -375,7 +311,7 @@ fn server_vanishing_reports_unacknowledged_messages() {
 #[test]
 fn server_shutting_down_stops_the_client() {
     let (addr, seen) = core_server(65536, Behaviour::CloseAfter(3));
-    let mut client = Client::start(addr, &[]);
+    let mut client = Client::start(&addr.to_string(), &[], LIMIT);
     // Input stays open: the server's close, not end of input, ends the session.
     client.write(lines(3)).join().expect("write");
     let (code, _, stderr) = client.wait();
@@ -482,7 +418,7 @@ fn real_server_prints_every_line() {
 #[test]
 fn real_server_full_and_shutting_down() {
     let mut server = Server::start(&["--max-clients", "1"]);
-    let mut first = Client::start(server.addr, &[]);
+    let mut first = Client::start(&server.addr.to_string(), &[], LIMIT);
     first.write(b"hello\n".to_vec()).join().expect("write");
     server.wait_for(LIMIT, |l| l.ends_with(": hello"));
 

@@ -9,6 +9,11 @@
 //! acknowledges them; when it is full ([`SendError::Full`]) the loop keeps the line and
 //! takes no more input until an acknowledgement frees room, so the channel fills up
 //! and the reader thread blocks.
+//!
+//! With `--reconnect`, a lost connection is not the end: the unacknowledged messages
+//! stay in `tx`, the loop connects again with exponential backoff and resumes the
+//! session ([`Session::reconnect`], PROTOCOL.md §4.6); the server continues after the
+//! last message it printed, so nothing is lost or shown twice. Input waits meanwhile.
 
 mod input;
 
@@ -30,7 +35,7 @@ use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Sessio
 use self::input::Input;
 use crate::cli::ClientArgs;
 use crate::report::write_escaped;
-use crate::time;
+use crate::time::{self, human};
 
 /// Largest message accepted from the server.
 const MAX_MESSAGE: u32 = 65536;
@@ -43,6 +48,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
 
+/// `--reconnect`: the first wait before connecting again, and the longest.
+const BACKOFF_MIN: StdDuration = StdDuration::from_millis(20);
+const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
+
 type ClientSession = Session<Vec<u8>, Vec<u8>>;
 
 /// Runs the client until end of input or a line `S`, then closes the session.
@@ -51,8 +60,13 @@ type ClientSession = Session<Vec<u8>, Vec<u8>>;
 /// Anything that keeps the lines from being delivered and acknowledged, with a message
 /// for the user; the summary is on stderr already.
 pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
-    let (stream, peer) = connect(&args.connect, args.timeout)?;
-    let mut client = Client::new(args, stream, peer)?;
+    // Without --reconnect, failing to connect is the end; with it, the loop retries.
+    let first = if args.reconnect {
+        None
+    } else {
+        Some(connect(&args.connect, args.timeout)?)
+    };
+    let mut client = Client::new(args, first)?;
     let closure = client.run()?;
     client.finish(closure)
 }
@@ -114,11 +128,14 @@ enum Stop {
 
 struct Client {
     session: ClientSession,
-    stream: TcpStream,
-    peer: SocketAddr,
+    /// The connection; `None` between a loss and the next connect (`--reconnect`).
+    stream: Option<TcpStream>,
+    peer: Option<SocketAddr>,
     target: String,
     timeout: StdDuration,
     poll: Poll,
+    /// `--reconnect`: the state of getting a connection back.
+    retry: Option<Retry>,
     /// Kept here too: the reader thread ends after its last wake, and closing the
     /// waker's fd then would take the pending wake-up out of the poll with it.
     _waker: Arc<Waker>,
@@ -129,18 +146,58 @@ struct Client {
     /// Lines taken from the input so far (the number of the last one).
     line_no: u64,
     established: bool,
+    /// Some connection got as far as an established session.
+    ever_established: bool,
     stop: Option<Stop>,
     /// The session was told to close.
     closing: bool,
     /// End of stream (or an error) seen on the socket.
     read_closed: bool,
+    /// After the session ended: until when its last bytes may take to leave.
+    linger: Option<Instant>,
     transport_error: Option<io::Error>,
     out: BufWriter<Stdout>,
     out_failed: bool,
 }
 
+/// `--reconnect` bookkeeping.
+#[derive(Debug)]
+struct Retry {
+    /// Give up after this long without a session (`--reconnect-for`; zero: never).
+    limit: StdDuration,
+    /// The next wait after a failed attempt.
+    backoff: StdDuration,
+    /// When to try next, while disconnected.
+    at: Option<Instant>,
+    /// Since when the client has had no established session.
+    since: Option<Instant>,
+    /// Connections made after the first.
+    reconnects: u64,
+    /// Of those, resumed by the server (the others started a new session).
+    resumed: u64,
+    /// Set when the client gave up: why.
+    gave_up: Option<String>,
+    /// Pseudo-random jitter state, so that clients cut at once do not retry in step.
+    jitter: u64,
+}
+
+impl Retry {
+    /// The wait before the next attempt (the backoff, less up to half of it at random),
+    /// doubling the backoff for the time after.
+    fn next_wait(&mut self) -> StdDuration {
+        // xorshift64: plenty for spreading retries.
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let base = self.backoff;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        let half = u64::try_from(base.as_micros() / 2).unwrap_or(u64::MAX).max(1);
+        base - StdDuration::from_micros(self.jitter % half)
+    }
+}
+
 impl Client {
-    fn new(args: &ClientArgs, stream: TcpStream, peer: SocketAddr) -> anyhow::Result<Client> {
+    fn new(args: &ClientArgs, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
         let now = time::now();
         let timeout = time::to_core(args.timeout);
         let config = Config {
@@ -162,9 +219,24 @@ impl Client {
         .map_err(|e| anyhow!("cannot start the session: {e}"))?;
 
         let poll = Poll::new()?;
-        let mut stream = stream;
-        poll.registry()
-            .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
+        let (stream, peer) = match first {
+            Some((mut stream, peer)) => {
+                poll.registry()
+                    .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
+                (Some(stream), Some(peer))
+            }
+            None => (None, None),
+        };
+        let retry = args.reconnect.then(|| Retry {
+            limit: args.reconnect_for,
+            backoff: BACKOFF_MIN,
+            at: Some(now),
+            since: Some(now),
+            reconnects: 0,
+            resumed: 0,
+            gave_up: None,
+            jitter: u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        });
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (to_main, from_reader) = mpsc::sync_channel(INPUT_BLOCKS);
         input::spawn(io::stdin(), to_main, Arc::clone(&waker), TX_LEN).context("cannot start the input thread")?;
@@ -176,15 +248,18 @@ impl Client {
             target: args.connect.clone(),
             timeout: args.timeout,
             poll,
+            retry,
             _waker: waker,
             input: from_reader,
             block: Vec::new(),
             pos: 0,
             line_no: 0,
             established: false,
+            ever_established: false,
             stop: None,
             closing: false,
             read_closed: false,
+            linger: None,
             transport_error: None,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
@@ -195,31 +270,47 @@ impl Client {
     /// out). Returns how it ended.
     fn run(&mut self) -> anyhow::Result<Closure> {
         let mut events = Events::with_capacity(16);
-        // After the session ends: how long its last bytes may take to leave.
-        let mut linger: Option<Instant> = None;
         loop {
             let now = time::now();
-            self.receive(now);
-            self.feed(now);
-            self.transmit(now);
-            if let Some(closure) = self.session.closure() {
-                let deadline = *linger.get_or_insert(now + time::to_core(self.timeout));
-                if self.session.is_finished() || self.transport_error.is_some() || now >= deadline {
-                    self.flush_out();
-                    // The peer sees end of stream after our last frame.
-                    let _ = self.stream.shutdown(Shutdown::Write);
-                    return Ok(closure);
+            if self.stream.is_none() {
+                match self.reconnect(now) {
+                    Ok(()) => {}
+                    Err(closure) => return Ok(closure),
                 }
             }
-            if self.session.poll_timeout().is_some_and(|t| t <= now) {
-                self.session.handle_timeout(now);
-                self.drain_events(now);
-                continue;
+            if self.stream.is_some() {
+                self.receive(now);
+                self.feed(now);
+                self.transmit(now);
+                if let Some(closure) = self.session.closure() {
+                    if self.wants_resume(closure) {
+                        self.disconnect(now);
+                        continue;
+                    }
+                    let deadline = *self.linger.get_or_insert(now + time::to_core(self.timeout));
+                    if self.session.is_finished() || self.transport_error.is_some() || now >= deadline {
+                        self.flush_out();
+                        // The peer sees end of stream after our last frame.
+                        if let Some(stream) = &self.stream {
+                            let _ = stream.shutdown(Shutdown::Write);
+                        }
+                        return Ok(closure);
+                    }
+                }
+                if self.session.poll_timeout().is_some_and(|t| t <= now) {
+                    self.session.handle_timeout(now);
+                    self.drain_events(now);
+                    continue;
+                }
             }
-            let wake = match (self.session.poll_timeout(), linger) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake = [
+                self.stream.as_ref().and(self.session.poll_timeout()),
+                self.linger,
+                self.retry.as_ref().and_then(|r| r.at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             self.flush_out();
             match self.poll.poll(&mut events, wake.map(|t| time::until(t, now))) {
                 Ok(()) => {}
@@ -229,9 +320,123 @@ impl Client {
         }
     }
 
+    /// `--reconnect`: true if the session ended in a way that another connection can
+    /// repair, and there is something left to deliver.
+    fn wants_resume(&self, closure: Closure) -> bool {
+        if self.retry.is_none() || self.session.mode() != Mode::Binary {
+            return false;
+        }
+        let input_done = matches!(
+            self.stop,
+            Some(Stop::EndOfInput | Stop::TooLarge { .. } | Stop::InputError(_))
+        );
+        let work_left = self.session.unacked() > 0 || !input_done;
+        match closure {
+            // The connection went away, or the server stopped answering.
+            Closure::Eof
+            | Closure::Aborted(Code::IdleTimeout | Code::HandshakeTimeout | Code::CloseTimeout)
+            | Closure::Refused(Code::ServerFull | Code::Shutdown)
+            | Closure::PeerError(Code::Shutdown) => work_left,
+            // A server shutting down closes in order; it may be back.
+            Closure::Orderly {
+                code: Code::Shutdown,
+                by_peer: true,
+            } => work_left,
+            _ => false,
+        }
+    }
+
+    /// Drops the lost connection and schedules the next attempt.
+    fn disconnect(&mut self, now: Instant) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = self.poll.registry().deregister(&mut stream);
+        }
+        self.flush_out();
+        if let Some(retry) = &mut self.retry {
+            let why = match (&self.transport_error, self.session.closure()) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(c)) => c.to_string(),
+                (None, None) => "unknown".to_owned(),
+            };
+            log::info!(
+                "connection lost ({why}); {} messages not acknowledged; reconnecting",
+                self.session.unacked()
+            );
+            retry.since.get_or_insert(now);
+            retry.at = Some(now + time::to_core(retry.next_wait()));
+        }
+    }
+
+    /// `--reconnect`: connects again when it is time, resuming the session. Returns the
+    /// closure to end with once the client gives up.
+    fn reconnect(&mut self, now: Instant) -> Result<(), Closure> {
+        let Some(retry) = &mut self.retry else {
+            return Err(self.session.closure().unwrap_or(Closure::Eof));
+        };
+        if retry.at.is_some_and(|t| now < t) {
+            return Ok(());
+        }
+        let waited = retry.since.map_or(StdDuration::ZERO, |since| elapsed(since, now));
+        let budget = if retry.limit.is_zero() {
+            self.timeout
+        } else {
+            retry.limit.saturating_sub(waited).min(self.timeout)
+        };
+        let attempt = if budget.is_zero() {
+            Err(anyhow!("no time left"))
+        } else {
+            connect(&self.target, budget)
+        };
+        match attempt {
+            Ok((mut stream, peer)) => {
+                if let Err(e) =
+                    self.poll
+                        .registry()
+                        .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
+                {
+                    log::warn!("cannot watch the connection: {e}");
+                    retry.at = Some(now + time::to_core(retry.next_wait()));
+                    return Ok(());
+                }
+                log::info!("connected to {peer}");
+                if self.peer.is_some() {
+                    retry.reconnects += 1;
+                }
+                // HELLO again, with the session's token once it has one; unacknowledged
+                // messages wait for the WELCOME (cannot fail: a binary client).
+                let _ = self.session.reconnect(now);
+                retry.at = None;
+                self.stream = Some(stream);
+                self.peer = Some(peer);
+                self.read_closed = false;
+                self.transport_error = None;
+                self.established = false;
+                self.closing = false;
+                self.linger = None;
+                if matches!(self.stop, Some(Stop::PeerClosing(_))) {
+                    self.stop = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let waited = retry
+                    .since
+                    .map_or(StdDuration::ZERO, |since| elapsed(since, time::now()));
+                if !retry.limit.is_zero() && waited >= retry.limit {
+                    retry.gave_up = Some(format!("no session with {} for {}: {e:#}", self.target, human(waited)));
+                    return Err(self.session.closure().unwrap_or(Closure::Eof));
+                }
+                log::debug!("reconnect: {e:#}");
+                retry.at = Some(now + time::to_core(retry.next_wait()));
+                Ok(())
+            }
+        }
+    }
+
     /// Reads what the socket has into the session, handling events after each read.
     fn receive(&mut self, now: Instant) {
         while !self.read_closed && !self.session.is_closed() {
+            let Some(stream) = self.stream.as_mut() else { break };
             let buf = self.session.input_buffer();
             if buf.is_empty() {
                 // Full of frames the events below will consume.
@@ -240,7 +445,7 @@ impl Client {
                 }
                 continue;
             }
-            match self.stream.read(buf) {
+            match stream.read(buf) {
                 Ok(0) => {
                     self.read_closed = true;
                     // A plain-text server that stops talking may still be listening
@@ -262,11 +467,12 @@ impl Client {
     /// Writes what the session has to send until the socket would block.
     fn transmit(&mut self, now: Instant) {
         while self.transport_error.is_none() {
+            let Some(stream) = self.stream.as_mut() else { break };
             let chunk = self.session.poll_transmit();
             if chunk.is_empty() {
                 break;
             }
-            match self.stream.write(chunk) {
+            match stream.write(chunk) {
                 Ok(0) => self.lost(now, ErrorKind::WriteZero.into()),
                 Ok(n) => self.session.advance_transmit(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -292,9 +498,18 @@ impl Client {
         while let Some(event) = self.session.poll_event(now) {
             count += 1;
             match event {
-                Event::Established { mode, .. } => {
-                    log::info!("session established with {} ({mode:?})", self.peer);
+                Event::Established { mode, resumed } => {
+                    let peer = self.peer.map_or_else(String::new, |p| p.to_string());
+                    log::info!("session established with {peer} ({mode:?}, resumed: {resumed})");
                     self.established = true;
+                    self.ever_established = true;
+                    if let Some(retry) = &mut self.retry {
+                        retry.since = None;
+                        retry.backoff = BACKOFF_MIN;
+                        if resumed {
+                            retry.resumed += 1;
+                        }
+                    }
                 }
                 Event::Message { payload, .. } => {
                     let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
@@ -425,13 +640,22 @@ impl Client {
         let stats = self.session.stats();
         let mode = self.session.mode();
         let unacked = self.session.unacked();
-        if self.established {
+        if self.ever_established {
+            let reconnects = match &self.retry {
+                Some(r) if r.reconnects > 0 => {
+                    format!(" ({} reconnects, {} sessions resumed)", r.reconnects, r.resumed)
+                }
+                _ => String::new(),
+            };
             match mode {
-                Mode::Binary => eprintln!("sent {} messages, {} acknowledged", stats.sent, stats.acked),
+                Mode::Binary => eprintln!("sent {} messages, {} acknowledged{reconnects}", stats.sent, stats.acked),
                 Mode::Plain => eprintln!("sent {} lines (plain text: no acknowledgements)", stats.sent),
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
+        if let Some(why) = self.retry.as_mut().and_then(|r| r.gave_up.take()) {
+            bail!("gave up reconnecting: {why}; {not_acked}");
+        }
         let timeout = human(self.timeout);
         let target = self.target.clone();
         match closure {
@@ -507,13 +731,7 @@ impl Client {
     }
 }
 
-/// `10s`, `1.5s` or `250ms`.
-fn human(d: StdDuration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_secs() == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+/// Time from `since` to `now`.
+fn elapsed(since: Instant, now: Instant) -> StdDuration {
+    time::until(now, since)
 }

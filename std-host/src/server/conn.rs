@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use log::{debug, info, warn};
 use mio::net::TcpStream;
+use mio::Token;
 use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
 
 use super::Shared;
@@ -46,6 +47,33 @@ pub(super) enum Reason {
     Stalled,
 }
 
+impl Reason {
+    /// True if the connection was lost rather than the session ended: the client may
+    /// come back and resume it (PROTOCOL.md §4.6).
+    fn is_loss(&self) -> bool {
+        matches!(
+            self,
+            Reason::Io(_)
+                | Reason::Stalled
+                | Reason::Closure(Closure::Eof | Closure::Aborted(Code::IdleTimeout | Code::CloseTimeout))
+        )
+    }
+}
+
+/// The answer to a client's HELLO.
+#[derive(Debug)]
+enum Verdict {
+    /// A new session with this id (its "connected" line is printed).
+    Accept(u64),
+    /// Resume the session of this token.
+    Resume(u64),
+    /// The session of this token is still served by another connection: the event
+    /// loop retires that one first, then calls [`Conn::resume`].
+    TakeOver(u64, Token),
+    /// No room (`--max-clients`), or the server is shutting down.
+    Refuse(Code),
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -61,11 +89,17 @@ impl fmt::Display for Reason {
 #[derive(Debug)]
 pub(super) struct Conn {
     pub stream: TcpStream,
+    /// This connection's key in the event loop.
+    pub token: Token,
     pub peer: SocketAddr,
     pub session: ServerSession,
     pub phase: Phase,
-    /// Messages printed for this session.
+    /// Messages printed for this session (over all its connections).
     pub messages: u64,
+    /// The highest sequence number printed: what a resume continues after.
+    pub last_seq: u64,
+    /// The token under which the session is resumable (0: not registered).
+    pub session_token: u64,
     /// Set by `Event::Closed`.
     pub closure: Option<Closure>,
     /// The socket failed; the connection is dropped at the end of this iteration.
@@ -89,13 +123,16 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, peer: SocketAddr, session: ServerSession) -> Self {
+    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: ServerSession) -> Self {
         Conn {
             stream,
+            token,
             peer,
             session,
             phase: Phase::Handshake,
             messages: 0,
+            last_seq: 0,
+            session_token: 0,
             closure: None,
             error: None,
             readable: false,
@@ -201,13 +238,24 @@ impl Conn {
         while let Some(event) = self.session.poll_event(now) {
             // What to do once the event (which borrows the session) is gone.
             let verdict = match event {
-                Event::Hello { mode, name, .. } => {
-                    if shared.active >= shared.max_clients {
-                        Some(None)
-                    } else {
-                        let id = shared.next_id();
-                        shared.printer.connected(id, peer, name, mode)?;
-                        Some(Some(id))
+                Event::Hello { .. } if shared.shutting_down => Some(Verdict::Refuse(Code::Shutdown)),
+                Event::Hello { mode, name, token, .. } => {
+                    let known = shared
+                        .registry
+                        .get(token)
+                        .filter(|_| mode == Mode::Binary && token != 0);
+                    match known.map(|e| e.live) {
+                        Some(Some(other)) if other != self.token => Some(Verdict::TakeOver(token, other)),
+                        Some(_) => Some(Verdict::Resume(token)),
+                        None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
+                        None => {
+                            if token != 0 {
+                                info!("{peer}: session {token:#x} is not known (any more); starting a new one");
+                            }
+                            let id = shared.next_id();
+                            shared.printer.connected(id, peer, name, mode)?;
+                            Some(Verdict::Accept(id))
+                        }
                     }
                 }
                 Event::Message { seq, payload } => {
@@ -217,6 +265,7 @@ impl Conn {
                     };
                     shared.printer.message(id, peer, seq, payload)?;
                     self.messages += 1;
+                    self.last_seq = seq;
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -234,26 +283,94 @@ impl Conn {
                 }
             };
             match verdict {
-                Some(Some(id)) => {
-                    let token = shared.session_token();
-                    if let Err(e) = self.session.accept(token, None) {
-                        warn!("{peer}: cannot accept session: {e}");
-                    }
-                    self.phase = Phase::Accepted { id };
-                    shared.active += 1;
+                Some(Verdict::Accept(id)) => self.accept_new(shared, id)?,
+                Some(Verdict::Resume(token)) => self.resume(shared, token)?,
+                Some(Verdict::TakeOver(token, other)) => {
+                    // The session waits in the handshake until the event loop has
+                    // retired `other` and calls `resume`.
+                    shared.takeovers.push((self.token, token, other));
+                    return Ok(());
                 }
-                Some(None) => {
-                    let id = shared.next_id();
-                    if let Err(e) = self.session.refuse(Code::ServerFull) {
-                        warn!("{peer}: cannot refuse session: {e}");
-                    }
-                    shared.printer.refused(id, peer, Code::ServerFull.describe())?;
-                    self.phase = Phase::Refused;
-                }
+                Some(Verdict::Refuse(code)) => self.refuse(shared, code)?,
                 None => {}
             }
         }
         Ok(())
+    }
+
+    fn accept_new(&mut self, shared: &mut Shared, id: u64) -> io::Result<()> {
+        let token = shared.session_token();
+        if let Err(e) = self.session.accept(token, None) {
+            warn!("{}: cannot accept session: {e}", self.peer);
+        }
+        self.phase = Phase::Accepted { id };
+        shared.active += 1;
+        if self.session.mode() == Mode::Binary {
+            self.session_token = token;
+            if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
+                shared
+                    .printer
+                    .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes the session of `token` (PROTOCOL.md §4.6) from where its last connection
+    /// left off, then takes the events that follow. A session that is gone by now (it
+    /// expired) starts afresh instead.
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn resume(&mut self, shared: &mut Shared, token: u64) -> io::Result<()> {
+        let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
+        let Some(entry) = entry else {
+            let id = shared.next_id();
+            shared
+                .printer
+                .connected(id, self.peer, self.session.peer_name(), Mode::Binary)?;
+            return self.accept_new(shared, id);
+        };
+        if shared.shutting_down {
+            return self.refuse(shared, Code::Shutdown);
+        }
+        if shared.active >= shared.max_clients {
+            return self.refuse(shared, Code::ServerFull);
+        }
+        if let Err(e) = self.session.accept(token, Some(entry.received)) {
+            warn!("{}: cannot resume session: {e}", self.peer);
+        }
+        self.phase = Phase::Accepted { id: entry.id };
+        self.messages = entry.messages;
+        self.last_seq = entry.received;
+        self.session_token = token;
+        shared.active += 1;
+        shared.registry.attach(token, self.peer, self.token);
+        shared.printer.resumed(entry.id, self.peer, entry.messages)?;
+        Ok(())
+    }
+
+    fn refuse(&mut self, shared: &mut Shared, code: Code) -> io::Result<()> {
+        let id = shared.next_id();
+        if let Err(e) = self.session.refuse(code) {
+            warn!("{}: cannot refuse session: {e}", self.peer);
+        }
+        shared.printer.refused(id, self.peer, code.describe())?;
+        self.phase = Phase::Refused;
+        Ok(())
+    }
+
+    /// Retires this connection because its client resumed the session on another one:
+    /// the session stays registered with what was printed so far. Nothing more is read.
+    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
+        if let Phase::Accepted { id } = self.phase {
+            debug!("#{id} {}: replaced by a resumed connection", self.peer);
+            shared
+                .registry
+                .detach(self.session_token, self.last_seq, self.messages, now);
+            shared.active = shared.active.saturating_sub(1);
+        }
+        self.phase = Phase::Gone;
     }
 
     fn on_closed(&mut self, shared: &mut Shared, closure: Closure, now: Instant) -> io::Result<()> {
@@ -310,9 +427,21 @@ impl Conn {
     }
 
     /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
-    pub fn leave(&mut self, shared: &mut Shared, reason: Reason) -> io::Result<()> {
+    /// A binary session whose connection was lost is kept for a resume instead, and
+    /// its line says "lost".
+    pub fn leave(&mut self, shared: &mut Shared, reason: Reason, now: Instant) -> io::Result<()> {
         if let Phase::Accepted { id } = self.phase {
-            shared.printer.left(id, self.peer, &reason, self.messages)?;
+            let resumable = self.session_token != 0 && reason.is_loss() && !shared.shutting_down;
+            if resumable && shared.registry.get(self.session_token).is_some() {
+                let window = crate::time::human_core(shared.registry.window());
+                shared
+                    .registry
+                    .detach(self.session_token, self.last_seq, self.messages, now);
+                shared.printer.lost(id, self.peer, &reason, self.messages, window)?;
+            } else {
+                shared.registry.remove(self.session_token);
+                shared.printer.left(id, self.peer, &reason, self.messages)?;
+            }
             shared.active = shared.active.saturating_sub(1);
         }
         self.phase = Phase::Gone;
