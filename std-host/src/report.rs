@@ -12,35 +12,166 @@ use soquete_core::Mode;
 
 /// Writes `bytes` escaped as described in the module docs.
 pub fn write_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
-    for chunk in bytes.utf8_chunks() {
-        let valid = chunk.valid();
-        let mut start = 0;
-        for (i, c) in valid.char_indices() {
-            let esc: Option<&str> = match c {
-                '\\' => Some("\\\\"),
-                '\n' => Some("\\n"),
-                '\r' => Some("\\r"),
-                '\t' => Some("\\t"),
-                '\x1b' => Some("\\e"),
-                _ => None,
-            };
-            if esc.is_none() && !c.is_control() {
-                continue;
-            }
-            out.write_all(&valid.as_bytes()[start..i])?;
-            match esc {
-                Some(e) => out.write_all(e.as_bytes())?,
-                None if (c as u32) < 0x100 => write!(out, "\\x{:02x}", c as u32)?,
-                None => write!(out, "\\u{{{:x}}}", c as u32)?,
-            }
-            start = i + c.len_utf8();
+    write_escaped_as::<W, false>(out, bytes)
+}
+
+/// Writes `bytes` escaped as by [`write_escaped`], as a JSON string literal: the same
+/// text with each `\` and `"` escaped once more, in one pass.
+fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    write_escaped_as::<W, true>(out, bytes)?;
+    out.write_all(b"\"")
+}
+
+/// [`write_escaped`], or with `JSON` its output escaped for a JSON string.
+///
+/// Runs of plain bytes are found a word at a time and copied with one `write_all`.
+/// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
+/// (the check `utf8_chunks` makes; no byte is checked twice), and each byte it
+/// rejects is escaped. In the valid part the only characters to escape besides ASCII
+/// ones are the C1 controls U+0080..=U+009F: the controls (Unicode's `Cc`, which is
+/// what `char::is_control` means) end there, so none needs more than `\xNN`.
+fn write_escaped_as<W: Write + ?Sized, const JSON: bool>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    // `bytes[start..i]` prints as is and is not written yet.
+    let mut start = 0;
+    let mut i = 0;
+    loop {
+        i += plain_prefix_len::<JSON, false>(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        if b < 0x80 {
+            out.write_all(&bytes[start..i])?;
+            write_escape::<W, JSON>(out, b)?;
+            i += 1;
+            start = i;
+            continue;
         }
-        out.write_all(&valid.as_bytes()[start..])?;
-        for b in chunk.invalid() {
-            write!(out, "\\x{b:02x}")?;
+        let (valid, invalid) = match std::str::from_utf8(&bytes[i..]) {
+            Ok(s) => (s.len(), 0),
+            Err(e) => (
+                e.valid_up_to(),
+                e.error_len().unwrap_or(bytes.len() - i - e.valid_up_to()),
+            ),
+        };
+        let valid_end = i + valid;
+        loop {
+            i += plain_prefix_len::<JSON, true>(&bytes[i..valid_end]);
+            let Some(&b) = bytes[..valid_end].get(i) else {
+                break;
+            };
+            // In valid UTF-8, 0xC2 leads U+0080..=U+00BF: a C1 control below U+00A0.
+            let (len, code) = match b {
+                0xc2 if bytes[i + 1] >= 0xa0 => {
+                    i += 2;
+                    continue;
+                }
+                0xc2 => (2, bytes[i + 1]),
+                _ => (1, b),
+            };
+            out.write_all(&bytes[start..i])?;
+            write_escape::<W, JSON>(out, code)?;
+            i += len;
+            start = i;
+        }
+        out.write_all(&bytes[start..i])?;
+        for &b in &bytes[i..i + invalid] {
+            write_escape::<W, JSON>(out, b)?;
+        }
+        i += invalid;
+        start = i;
+    }
+    out.write_all(&bytes[start..])
+}
+
+/// Writes the escape for `code`: an ASCII byte not printed as is, a C1 control's code
+/// point or a byte that is not UTF-8.
+fn write_escape<W: Write + ?Sized, const JSON: bool>(out: &mut W, code: u8) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if JSON && code == b'"' {
+        return out.write_all(b"\\\"");
+    }
+    // In JSON the escape's own `\` is escaped too: `\n` becomes `\\n`.
+    let at = if JSON { 2 } else { 1 };
+    let mut buf = [b'\\'; 6];
+    let letter = match code {
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x1b => b'e',
+        _ => {
+            buf[at] = b'x';
+            buf[at + 1] = HEX[usize::from(code >> 4)];
+            buf[at + 2] = HEX[usize::from(code & 0xf)];
+            return out.write_all(&buf[..at + 3]);
+        }
+    };
+    if letter == b'\\' {
+        // Already backslashes: `\\`, or `\\\\` in JSON.
+        return out.write_all(&buf[..2 * at]);
+    }
+    buf[at] = letter;
+    out.write_all(&buf[..at + 1])
+}
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = ONES * 0x80;
+
+/// The high bit of each byte of `word` that may not print as is: ASCII controls, DEL,
+/// `\` (and with `JSON`, `"`), and bytes of 0x80 and more, or with `UTF8` (`word` is
+/// from valid UTF-8) only 0xC2, which leads the C1 controls. Exact per byte: each sum
+/// works on seven-bit values, so none carries into the next byte.
+const fn specials<const JSON: bool, const UTF8: bool>(word: u64) -> u64 {
+    let low = word & !HIGH;
+    let below_space = !(low + ONES * (0x80 - 0x20));
+    let delete = low + ONES;
+    let backslash = !((low ^ (ONES * b'\\' as u64)) + ONES * 0x7f);
+    let quote = if JSON {
+        !((low ^ (ONES * b'"' as u64)) + ONES * 0x7f)
+    } else {
+        0
+    };
+    let ascii = (below_space | delete | backslash | quote) & !word;
+    let high = if UTF8 {
+        let c2 = word ^ (ONES * 0xc2);
+        !(((c2 & !HIGH) + !HIGH) | c2)
+    } else {
+        word
+    };
+    (ascii | high) & HIGH
+}
+
+/// How many bytes at the start of `bytes` print as is (see [`specials`]).
+fn plain_prefix_len<const JSON: bool, const UTF8: bool>(bytes: &[u8]) -> usize {
+    let mut rest = bytes;
+    while let Some((word, tail)) = rest.split_first_chunk::<8>() {
+        let special = specials::<JSON, UTF8>(u64::from_le_bytes(*word));
+        if special != 0 {
+            return bytes.len() - rest.len() + (special.trailing_zeros() / 8) as usize;
+        }
+        rest = tail;
+    }
+    // The last few bytes, padded with plain spaces.
+    let mut word = [b' '; 8];
+    word[..rest.len()].copy_from_slice(rest);
+    let special = specials::<JSON, UTF8>(u64::from_le_bytes(word));
+    bytes.len() - rest.len() + rest.len().min((special.trailing_zeros() / 8) as usize)
+}
+
+/// Writes `n` in decimal.
+fn write_u64<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
+    let mut buf = [0; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    Ok(())
+    out.write_all(&buf[at..])
 }
 
 /// `bytes` escaped into a new string.
@@ -89,7 +220,12 @@ pub enum Format {
 pub struct Printer<W: Write> {
     out: W,
     format: Format,
-    scratch: Vec<u8>,
+    /// [`Printer::message`]'s line up to the text (text) or up to `seq` (JSON), as
+    /// last formatted, for session `head_id`: it is the same for all messages of a
+    /// session, and formatting the peer each time costs as much as escaping a short
+    /// message.
+    head: Vec<u8>,
+    head_id: Option<u64>,
 }
 
 impl<W: Write> Printer<W> {
@@ -98,7 +234,8 @@ impl<W: Write> Printer<W> {
         Printer {
             out,
             format,
-            scratch: Vec::with_capacity(256),
+            head: Vec::with_capacity(64),
+            head_id: None,
         }
     }
 
@@ -112,6 +249,7 @@ impl<W: Write> Printer<W> {
 
     /// `#ID PEER connected as "NAME"` (or `connected (plain text)`, or just `connected`).
     pub fn connected(&mut self, id: u64, peer: impl Display, name: &str, mode: Mode) -> io::Result<()> {
+        self.forget(id);
         match self.format {
             Format::Text => {
                 write!(self.out, "#{id} {peer} connected")?;
@@ -133,30 +271,43 @@ impl<W: Write> Printer<W> {
                     self.out,
                     r#"{{"event":"connected","id":{id},"peer":"{peer}","mode":"{mode}","name":"#
                 )?;
-                self.scratch.clear();
-                write_escaped(&mut self.scratch, name.as_bytes())?;
-                write_json_str(&mut self.out, &self.scratch)?;
+                write_json_escaped(&mut self.out, name.as_bytes())?;
                 self.out.write_all(b"}\n")
             }
         }
     }
 
     /// `#ID PEER: TEXT` with the text escaped.
+    ///
+    /// `peer` is formatted once for a run of messages with the same `id`: pass the
+    /// same peer for an `id` from its [`Printer::connected`] (or [`Printer::resumed`])
+    /// line to its [`Printer::left`] (or [`Printer::lost`]) line, as the server does.
     pub fn message(&mut self, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> io::Result<()> {
+        if self.head_id != Some(id) {
+            // Unset until the head is whole, in case `peer` fails to format.
+            self.head_id = None;
+            self.head.clear();
+            let (before_id, before_peer, after_peer): (&[u8], &[u8], &[u8]) = match self.format {
+                Format::Text => (b"#", b" ", b": "),
+                Format::Json => (br#"{"event":"message","id":"#, br#","peer":""#, br#"","seq":"#),
+            };
+            self.head.extend_from_slice(before_id);
+            write_u64(&mut self.head, id)?;
+            self.head.extend_from_slice(before_peer);
+            write!(self.head, "{peer}")?;
+            self.head.extend_from_slice(after_peer);
+            self.head_id = Some(id);
+        }
+        self.out.write_all(&self.head)?;
         match self.format {
             Format::Text => {
-                write!(self.out, "#{id} {peer}: ")?;
                 write_escaped(&mut self.out, payload)?;
                 self.out.write_all(b"\n")
             }
             Format::Json => {
-                write!(
-                    self.out,
-                    r#"{{"event":"message","id":{id},"peer":"{peer}","seq":{seq},"text":"#
-                )?;
-                self.scratch.clear();
-                write_escaped(&mut self.scratch, payload)?;
-                write_json_str(&mut self.out, &self.scratch)?;
+                write_u64(&mut self.out, seq)?;
+                self.out.write_all(br#","text":"#)?;
+                write_json_escaped(&mut self.out, payload)?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -164,6 +315,7 @@ impl<W: Write> Printer<W> {
 
     /// `#ID PEER left (REASON) after N messages`
     pub fn left(&mut self, id: u64, peer: impl Display, reason: impl Display, messages: u64) -> io::Result<()> {
+        self.forget(id);
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} left ({reason}) after {messages} messages"),
             Format::Json => {
@@ -177,8 +329,50 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// `#ID PEER lost (REASON) after N messages; may resume within WINDOW`: the
+    /// connection went away, the session waits for its client to resume it.
+    pub fn lost(
+        &mut self,
+        id: u64,
+        peer: impl Display,
+        reason: impl Display,
+        messages: u64,
+        window: impl Display,
+    ) -> io::Result<()> {
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(
+                self.out,
+                "#{id} {peer} lost ({reason}) after {messages} messages; may resume within {window}"
+            ),
+            Format::Json => {
+                write!(
+                    self.out,
+                    r#"{{"event":"lost","id":{id},"peer":"{peer}","messages":{messages},"window":"{window}","reason":"#
+                )?;
+                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// `#ID PEER resumed after N messages`: a lost session continues on a new
+    /// connection from `PEER`.
+    pub fn resumed(&mut self, id: u64, peer: impl Display, messages: u64) -> io::Result<()> {
+        // Its messages now come from another address.
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(self.out, "#{id} {peer} resumed after {messages} messages"),
+            Format::Json => writeln!(
+                self.out,
+                r#"{{"event":"resumed","id":{id},"peer":"{peer}","messages":{messages}}}"#
+            ),
+        }
+    }
+
     /// `#ID PEER refused (REASON)`
     pub fn refused(&mut self, id: u64, peer: impl Display, reason: impl Display) -> io::Result<()> {
+        self.forget(id);
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} refused ({reason})"),
             Format::Json => {
@@ -186,6 +380,14 @@ impl<W: Write> Printer<W> {
                 write_json_str(&mut self.out, reason.to_string().as_bytes())?;
                 self.out.write_all(b"}\n")
             }
+        }
+    }
+
+    /// Drops the cached line head of session `id`: its number may be given again, with
+    /// another peer.
+    fn forget(&mut self, id: u64) {
+        if self.head_id == Some(id) {
+            self.head_id = None;
         }
     }
 
@@ -202,7 +404,272 @@ impl<W: Write> Printer<W> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// `write_escaped` as it was before the fast path: the oracle for it.
+    fn reference_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+        for chunk in bytes.utf8_chunks() {
+            let valid = chunk.valid();
+            let mut start = 0;
+            for (i, c) in valid.char_indices() {
+                let esc: Option<&str> = match c {
+                    '\\' => Some("\\\\"),
+                    '\n' => Some("\\n"),
+                    '\r' => Some("\\r"),
+                    '\t' => Some("\\t"),
+                    '\x1b' => Some("\\e"),
+                    _ => None,
+                };
+                if esc.is_none() && !c.is_control() {
+                    continue;
+                }
+                out.write_all(&valid.as_bytes()[start..i])?;
+                match esc {
+                    Some(e) => out.write_all(e.as_bytes())?,
+                    None if (c as u32) < 0x100 => write!(out, "\\x{:02x}", c as u32)?,
+                    None => write!(out, "\\u{{{:x}}}", c as u32)?,
+                }
+                start = i + c.len_utf8();
+            }
+            out.write_all(&valid.as_bytes()[start..])?;
+            for b in chunk.invalid() {
+                write!(out, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A JSON string of the text escaped, as it was made before: in two passes.
+    fn reference_json_escaped(bytes: &[u8]) -> Vec<u8> {
+        let mut text = Vec::new();
+        reference_escaped(&mut text, bytes).unwrap();
+        let mut json = Vec::new();
+        write_json_str(&mut json, &text).unwrap();
+        json
+    }
+
+    /// A message line as `Printer::message` wrote it before the cached head.
+    fn reference_message(format: Format, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match format {
+            Format::Text => {
+                write!(out, "#{id} {peer}: ").unwrap();
+                reference_escaped(&mut out, payload).unwrap();
+                out.push(b'\n');
+            }
+            Format::Json => {
+                write!(
+                    out,
+                    r#"{{"event":"message","id":{id},"peer":"{peer}","seq":{seq},"text":"#
+                )
+                .unwrap();
+                out.extend(reference_json_escaped(payload));
+                out.extend(b"}\n");
+            }
+        }
+        out
+    }
+
+    fn escaped(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_escaped(&mut out, bytes).unwrap();
+        out
+    }
+
+    fn json_escaped(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_json_escaped(&mut out, bytes).unwrap();
+        out
+    }
+
+    fn reference(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        reference_escaped(&mut out, bytes).unwrap();
+        out
+    }
+
+    /// Checks both escapes of `bytes` against the oracle.
+    fn assert_same_as_reference(bytes: &[u8]) {
+        let shown = &bytes[..bytes.len().min(16)];
+        assert_eq!(escaped(bytes), reference(bytes), "text escape of {shown:02x?}...");
+        assert_eq!(
+            json_escaped(bytes),
+            reference_json_escaped(bytes),
+            "JSON escape of {shown:02x?}..."
+        );
+    }
+
+    /// Pieces that make interesting input when put together: plain runs long enough
+    /// for whole words, any character, C1 controls, characters cut short, bytes that
+    /// have an escape or start (or cannot start) a UTF-8 sequence, any byte.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let special = [
+            b'\\', b'"', b'\n', b'\r', b'\t', 0x1b, 0x00, 0x1f, b' ', b'~', 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1,
+            0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
+        ];
+        prop_oneof![
+            prop::collection::vec(0x20u8..0x7f, 0..24),
+            any::<char>().prop_map(|c| c.to_string().into_bytes()),
+            (0x80u8..0xa0).prop_map(|c| vec![0xc2, c]),
+            (any::<char>(), any::<prop::sample::Index>()).prop_map(|(c, cut)| {
+                let mut bytes = c.to_string().into_bytes();
+                bytes.truncate(cut.index(bytes.len()).max(1));
+                bytes
+            }),
+            prop::sample::select(special.to_vec()).prop_map(|b| vec![b]),
+            any::<u8>().prop_map(|b| vec![b]),
+        ]
+    }
+
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(piece(), 0..32).prop_map(|pieces| pieces.concat())
+    }
+
+    /// Bytes that matter to [`specials`], and any other.
+    fn word_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            prop::sample::select(vec![
+                0x00, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xa2, 0xc2, 0xdc, 0xff
+            ]),
+            any::<u8>(),
+        ]
+    }
+
+    /// What [`specials`] computes, a byte at a time.
+    fn specials_bytewise(word: [u8; 8], json: bool, utf8: bool) -> u64 {
+        let special = |b: u8| match b {
+            0x20..=0x7e => b == b'\\' || (json && b == b'"'),
+            0x80.. => !utf8 || b == 0xc2,
+            _ => true,
+        };
+        u64::from_le_bytes(word.map(|b| if special(b) { 0x80 } else { 0 }))
+    }
+
+    proptest! {
+        #[test]
+        fn escaping_matches_reference(bytes in input()) {
+            prop_assert_eq!(escaped(&bytes), reference(&bytes));
+            prop_assert_eq!(json_escaped(&bytes), reference_json_escaped(&bytes));
+        }
+
+        #[test]
+        fn specials_flag_exactly_the_bytes_to_look_at(word in prop::array::uniform8(word_byte())) {
+            let w = u64::from_le_bytes(word);
+            prop_assert_eq!(specials::<false, false>(w), specials_bytewise(word, false, false));
+            prop_assert_eq!(specials::<true, false>(w), specials_bytewise(word, true, false));
+            prop_assert_eq!(specials::<false, true>(w), specials_bytewise(word, false, true));
+            prop_assert_eq!(specials::<true, true>(w), specials_bytewise(word, true, true));
+        }
+
+        /// Sessions' messages interleaved, and numbers given again to new peers: the
+        /// cached line heads must follow.
+        #[test]
+        fn message_lines_match_reference(
+            json in any::<bool>(),
+            steps in prop::collection::vec(
+                (0..3usize, any::<bool>(), prop_oneof![Just(0), Just(u64::MAX), any::<u64>()], input()),
+                0..24,
+            ),
+        ) {
+            let format = if json { Format::Json } else { Format::Text };
+            let mut p = Printer::new(Vec::new(), format);
+            let mut expected = Vec::new();
+            // Session `k` is number `k` (0 included), its peer changes when it reconnects.
+            let mut peers: Vec<SocketAddr> = (0..3).map(|k| SocketAddr::from(([10, 0, 0, k], 5000))).collect();
+            for (k, reconnect, seq, payload) in steps {
+                let id = k as u64;
+                if reconnect {
+                    let old = peers[k];
+                    peers[k].set_port(old.port() + 1);
+                    // A fresh printer for the expected lines: these never use the cache.
+                    let mut lines = Printer::new(Vec::new(), format);
+                    for printer in [&mut p, &mut lines] {
+                        printer.left(id, old, "eof", 1).unwrap();
+                        printer.connected(id, peers[k], "ana", Mode::Binary).unwrap();
+                    }
+                    expected.extend(lines.out);
+                }
+                expected.extend(reference_message(format, id, peers[k], seq, &payload));
+                p.message(id, peers[k], seq, &payload).unwrap();
+            }
+            prop_assert_eq!(String::from_utf8_lossy(&p.out), String::from_utf8_lossy(&expected));
+        }
+    }
+
+    #[test]
+    fn escaping_matches_reference_for_every_char() {
+        // The `\u{..}` branch of the oracle is never taken: no control is above U+009F.
+        assert!((0..=0x10ffff)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+            .all(|c| (c as u32) < 0xa0));
+        // In blocks, so word boundaries fall everywhere: each character whole, then cut
+        // short (when it has more than one byte), then an ASCII byte.
+        let chars: Vec<char> = (0..=0x10ffff).filter_map(char::from_u32).collect();
+        for block in chars.chunks(509) {
+            let mut bytes = Vec::new();
+            for c in block {
+                let mut buf = [0; 4];
+                let encoded = c.encode_utf8(&mut buf).as_bytes();
+                bytes.extend_from_slice(encoded);
+                bytes.extend_from_slice(&encoded[..encoded.len() - 1]);
+                bytes.push(b'a');
+            }
+            assert_same_as_reference(&bytes);
+            // And ending on a cut character.
+            bytes.pop();
+            assert_same_as_reference(&bytes);
+        }
+    }
+
+    #[test]
+    fn escaping_matches_reference_for_every_two_bytes() {
+        // Each lead byte with each second byte, alone and followed by continuations.
+        for first in 0..=0xff {
+            for second in 0..=0xff {
+                for tail in [&[][..], &[0x80], &[0xbf, 0x80], &[0x80, 0x80, b'a']] {
+                    let mut bytes = vec![first, second];
+                    bytes.extend_from_slice(tail);
+                    assert_same_as_reference(&bytes);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn message_heads_follow_the_session() {
+        let a = "127.0.0.1:5";
+        let b = "127.0.0.1:6";
+        let c = "127.0.0.1:7";
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.message(1, a, 1, b"one").unwrap();
+        p.message(1, a, 2, b"two").unwrap();
+        p.message(2, b, 1, b"three").unwrap();
+        p.message(1, a, 3, b"four").unwrap();
+        p.left(1, a, "eof", 3).unwrap();
+        p.connected(1, c, "", Mode::Binary).unwrap();
+        p.message(1, c, 1, b"five").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:5: one\n#1 127.0.0.1:5: two\n#2 127.0.0.1:6: three\n#1 127.0.0.1:5: four\n\
+             #1 127.0.0.1:5 left (eof) after 3 messages\n#1 127.0.0.1:7 connected\n#1 127.0.0.1:7: five\n"
+        );
+
+        let mut p = Printer::new(Vec::new(), Format::Json);
+        p.message(1, a, 1, b"one").unwrap();
+        p.message(2, b, 18_446_744_073_709_551_615, b"two").unwrap();
+        p.message(1, a, 10, b"\"three\"").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "{\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":1,\"text\":\"one\"}\n\
+             {\"event\":\"message\",\"id\":2,\"peer\":\"127.0.0.1:6\",\"seq\":18446744073709551615,\"text\":\"two\"}\n\
+             {\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":10,\"text\":\"\\\"three\\\"\"}\n"
+        );
+    }
 
     #[test]
     fn escapes_controls_backslash_and_invalid_utf8() {
@@ -246,5 +713,19 @@ mod tests {
         assert_eq!(lines[1]["seq"], 7);
         assert_eq!(lines[1]["text"], "q\"uote\\\\ \\x00 \\xff");
         assert_eq!(lines[2]["messages"], 1);
+    }
+
+    #[test]
+    fn resumed_session_messages_show_the_new_peer() {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.message(1, "127.0.0.1:5", 1, b"a").unwrap();
+        p.lost(1, "127.0.0.1:5", "connection closed by peer", 1, "60s").unwrap();
+        p.resumed(1, "127.0.0.1:6", 1).unwrap();
+        p.message(1, "127.0.0.1:6", 2, b"b").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:5: a\n#1 127.0.0.1:5 lost (connection closed by peer) after 1 messages; may resume within 60s\n\
+             #1 127.0.0.1:6 resumed after 1 messages\n#1 127.0.0.1:6: b\n"
+        );
     }
 }
