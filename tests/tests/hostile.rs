@@ -167,3 +167,78 @@ fn flood_of_empty_and_tiny_messages_is_shown_and_acknowledged() {
     }
     assert_eq!(printed, MESSAGES as usize);
 }
+
+/// A raw connection with a bounded read timeout.
+fn raw(server: &Server) -> std::net::TcpStream {
+    let s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).expect("the server closes the connection");
+    out
+}
+
+#[test]
+fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
+    use soquete_core::{Closure, Code};
+    let mut server = Server::start(&[]);
+    for (name, seqs) in [("skipper", [1u64, 3]), ("backer", [1, 1])] {
+        let mut c = BinClient::connect(server.addr, name);
+        let id = id_of(&mut server, name);
+        for seq in seqs {
+            c.stream.write_all(&msg(seq, b"x")).unwrap();
+        }
+        c.wait("the server's error", |c| c.closed.is_some());
+        assert_eq!(c.closed, Some(Closure::PeerError(Code::BadSequence)));
+        let left = server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));
+        assert!(
+            left.ends_with("left (aborted: bad sequence number) after 1 messages"),
+            "{left}"
+        );
+    }
+    calm_round(&mut server, "calm", 10);
+}
+
+#[test]
+fn unsupported_version_is_refused() {
+    let mut server = Server::start(&[]);
+    let mut s = raw(&server);
+    // Magic, then a HELLO whose version byte is 9 (PROTOCOL.md §3.2).
+    let mut hello = vec![0xFE, b'S', b'Q', b'T', 0x01, 0, 0, 0, 26, 9];
+    hello.extend([0u8; 25]);
+    s.write_all(&hello).unwrap();
+    let reply = read_to_eof(&mut s);
+    // Magic, then REFUSE (0x03) with BAD_VERSION (0x11).
+    assert_eq!(reply, [0xFE, b'S', b'Q', b'T', 0x03, 0, 0, 0, 1, 0x11]);
+    server.wait_for(WAIT, |l| l.contains(" refused (unsupported protocol version)"));
+    calm_round(&mut server, "calm", 5);
+}
+
+#[test]
+fn too_long_plain_line_gets_an_err_line() {
+    let mut server = Server::start(&["--max-message", "100"]);
+    let mut s = raw(&server);
+    s.write_all(b"short\n").unwrap();
+    s.write_all(&[b'y'; 300]).unwrap();
+    let reply = read_to_eof(&mut s);
+    assert_eq!(String::from_utf8_lossy(&reply), "ERR line too long (max 100 bytes)\n");
+    server.wait_for(WAIT, |l| l.ends_with(": short"));
+    server.wait_for(WAIT, |l| {
+        l.contains(" left (aborted: message too large) after 1 messages")
+    });
+    calm_round(&mut server, "calm", 5);
+}
+
+#[test]
+fn garbage_bytes_are_plain_text_shown_escaped() {
+    let mut server = Server::start(&[]);
+    let mut s = raw(&server);
+    s.write_all(b"\x00\x01\x9b\xff\xfe\x1b[31mred\x07\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut s).is_empty());
+    server.wait_for(WAIT, |l| l.ends_with(r": \x00\x01\x9b\xff\xfe\e[31mred\x07"));
+    calm_round(&mut server, "calm", 5);
+}
