@@ -3,6 +3,10 @@
 # LTO): a minimal no_std client firmware (bench/footprint) against an empty baseline,
 # plus the RAM of one session with Config::DEFAULT capacities.
 #
+# The firmware uses soquete-core with `default-features = false`: a binary-protocol
+# client without the `server`, `plain`, `detect` and `log` features. The same firmware
+# is then rebuilt with some of them back (bench/footprint's features) for comparison.
+#
 #   bench/footprint.sh            # CARGO_TARGET_DIR defaults to ./target
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +30,8 @@ find_tool() {
 SIZE=$(find_tool llvm-size)
 NM=$(find_tool llvm-nm)
 
-(cd bench/footprint && CARGO_TARGET_DIR=$TARGET_DIR cargo build --quiet --release --target "$TARGET")
+build() { (cd bench/footprint && CARGO_TARGET_DIR=$TARGET_DIR cargo build --quiet --release --target "$TARGET" "$@"); }
+build
 BIN=$TARGET_DIR/$TARGET/release
 
 # .text + .rodata of one binary.
@@ -50,6 +55,7 @@ SESSION=$((16#$(symbol_size "$BIN/ram" SESSION_RAM)))
 CAPACITY=$((16#$(symbol_size "$BIN/ram" SESSION_CAPACITY)))
 
 echo "soquete-core footprint on $TARGET (opt-level \"s\", LTO, panic=abort; $(rustc --version))"
+echo "  soquete-core with default-features = false: binary client only, no log calls"
 echo "  client firmware   .text $(section "$BIN/client" .text) + .rodata $(section "$BIN/client" .rodata) = $CLIENT bytes"
 echo "  empty baseline    .text $(section "$BIN/empty" .text) + .rodata $(section "$BIN/empty" .rodata) = $EMPTY bytes"
 echo "  core flash        $CORE bytes ($(awk -v b="$CORE" 'BEGIN { printf "%.1f", b / 1024 }') KiB; target <= 8192)"
@@ -62,3 +68,17 @@ echo "  largest symbols of the client firmware:"
 "$NM" --print-size --size-sort -C "$BIN/client" | tail -12 | while read -r addr size kind name; do
     printf '    %6d  %s\n' "$((16#$size))" "$name"
 done
+
+# The same client with features added back (each build replaces the last).
+echo "  core flash with features added back (bench/footprint features):"
+variant() {
+    local label=$1 features=$2
+    build --features "$features"
+    local core=$(($(flash "$BIN/client") - EMPTY))
+    printf '    %6d  %s\n' "$core" "$label"
+}
+variant "+ log: the core's log calls, no logger installed" core-log
+variant "+ log, log/release_max_level_off (log calls compiled out)" "core-log log-off"
+variant "+ log, and a logger formatting at trace level (with core::fmt)" "core-log logger"
+variant "default features (server, plain, detect, log), no logger" full
+build

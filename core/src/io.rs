@@ -48,7 +48,9 @@ impl<E: fmt::Debug> core::error::Error for Error<E> {}
 /// session has room. End of stream is passed on with [`Session::handle_eof`].
 ///
 /// Returns the number of bytes read. When the session's receive buffer is full this
-/// returns early: poll the session's events, then pump again.
+/// returns early: poll the session's events (and grow the buffer if
+/// [`Session::rx_wanted`] asks), then pump again. Bytes may still be waiting then: with
+/// edge-triggered readiness, pump again without waiting for a new event.
 ///
 /// # Errors
 /// The transport's read or readiness error.
@@ -108,7 +110,7 @@ where
 
 /// Blocks in one `read` of `transport` into the session. Returns the number of bytes
 /// read; 0 means end of stream (already passed to the session) or a full receive
-/// buffer (poll events first).
+/// buffer (poll events first, and grow it if [`Session::rx_wanted`] asks).
 ///
 /// # Errors
 /// The transport's read error.

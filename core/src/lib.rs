@@ -8,9 +8,13 @@
 //!   [`embedded_io`] transport, blocking or non-blocking.
 //!
 //! Time is [`Instant`] in milliseconds from the caller's clock. Buffers are the
-//! caller's, fixed in size. No input can make the core panic or grow.
+//! caller's, and the session never resizes them; a host may swap in a larger or smaller
+//! receive buffer when the session asks ([`Session::rx_wanted`]). No input can make the
+//! core panic, or ask for more than [`Session::min_rx_len`]`(max_message)` bytes of
+//! receive buffer.
 //!
-//! ```
+#![cfg_attr(feature = "server", doc = "```")]
+#![cfg_attr(not(feature = "server"), doc = "```ignore")]
 //! use soquete_core::{Config, Event, Instant, Session};
 //!
 //! let now = Instant::ZERO;
@@ -24,6 +28,34 @@
 //! assert!(matches!(server.poll_event(now), Some(Event::Hello { name: "ana", .. })));
 //! server.accept(7, None).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! `server`, `plain`, `detect` and `log` are on by default; a firmware that counts its
+//! flash turns them off (`default-features = false`) and adds back what it uses. None
+//! changes the wire protocol. `bench/footprint.sh` measures a client built without any
+//! of them.
+//!
+//! * `server` — `Session::server`, `Session::accept`, `Session::refuse` and the
+//!   server's handshake states. A client-only firmware leaves it out.
+//! * `plain` — plain-text peers (PROTOCOL.md §7): `Session::plain_client`, and a server
+//!   that takes text lines when [`Config::allow_plain`] is set. Without it
+//!   [`Session::mode`] is always [`Mode::Binary`] and a server answers any first byte
+//!   other than the magic with `ERR peer does not speak soquete` (BAD_MAGIC), as with
+//!   `allow_plain: false`.
+//! * `detect` (implies `server` and `plain`) — a plain-text server recognises HTTP and
+//!   TLS and answers `ERR wrong protocol` (§7.3); also
+//!   `wire::plain::{detect_foreign, might_be_foreign, Foreign}`. Without it such peers
+//!   are plain-text peers like any other.
+//! * `log` — log through the [`log`](https://docs.rs/log) crate: state changes at trace
+//!   level, the reason for an abort at debug level. Without it the core makes no log
+//!   calls at all, whatever the rest of the firmware logs. The messages print names and
+//!   small integers, not `Debug` of large types, so a firmware that installs a logger
+//!   pays mostly for `core::fmt` itself.
+//! * `defmt` (off by default) — derives `defmt::Format` for the public types.
+//!
+//! Whatever the features, the core links neither `core::fmt` (other than through `log`
+//! messages and the `Display` impls a caller uses) nor 64-bit division.
 
 #![no_std]
 #![cfg_attr(
@@ -34,6 +66,18 @@
 
 #[cfg(test)]
 extern crate std;
+
+/// The core's log calls, `log_at!(debug, "...", args)`: the `log` crate's macro of that
+/// level with the `log` feature; without it nothing (the arguments are type-checked,
+/// their formatting code is never built).
+macro_rules! log_at {
+    ($level:ident, $($arg:tt)+) => {{
+        #[cfg(feature = "log")]
+        log::$level!($($arg)+);
+        #[cfg(not(feature = "log"))]
+        let _ = format_args!($($arg)+);
+    }};
+}
 
 pub mod io;
 pub mod session;

@@ -2,9 +2,14 @@
 
 use proptest::prelude::*;
 use soquete_core::wire::{Frame, Hello, Repr, Welcome, MAGIC, MAX_NAME_LEN};
-use soquete_core::{Code, Config, Duration, Event, Instant, Mode, Session};
+use soquete_core::{Code, Config, Instant, Mode, Session};
+#[cfg(feature = "server")]
+use soquete_core::{Duration, Event};
 
 type S = Session<[u8; 600], [u8; 2048]>;
+/// A session whose receive buffer can be swapped for a larger or smaller one.
+#[cfg(feature = "server")]
+type V = Session<Vec<u8>, Vec<u8>>;
 
 const CFG: Config = Config {
     max_message: 512,
@@ -23,9 +28,58 @@ fn emit(repr: &Repr<'_>) -> Vec<u8> {
 
 /// Feeds `stream` to a fresh server in chunks of the given sizes (cycled), accepting
 /// whatever says hello; returns the messages and whether the session ended.
+#[cfg(feature = "server")]
 fn serve(stream: &[u8], chunks: &[usize]) -> (Vec<Vec<u8>>, Option<soquete_core::Closure>) {
+    let now = Instant::from_millis(1);
+    serve_with(
+        S::server(CFG, [0; 600], [0; 2048], now).unwrap(),
+        stream,
+        chunks,
+        |_, _| {},
+    )
+}
+
+/// [`serve`] with an `rx` that starts at `MIN_RX_LEN` and grows when the session asks,
+/// after `delay` rounds of waiting; after round `i` it shrinks back to `MIN_RX_LEN`
+/// when it can and `shrink[i]` (cycled) says so.
+#[cfg(feature = "server")]
+fn serve_lazily(
+    stream: &[u8],
+    chunks: &[usize],
+    delay: usize,
+    shrink: &[bool],
+) -> (Vec<Vec<u8>>, Option<soquete_core::Closure>) {
+    let now = Instant::from_millis(1);
+    let s = V::server(CFG, vec![0; V::MIN_RX_LEN], vec![0; 2048], now).unwrap();
+    let mut waited = 0;
+    serve_with(s, stream, chunks, |s, round| {
+        if let Some(want) = s.rx_wanted() {
+            // Never more than a full-size buffer: a peer cannot make it grow further.
+            assert!(want <= V::min_rx_len(CFG.max_message));
+            waited += 1;
+            if waited > delay {
+                s.replace_rx(vec![0; want]).unwrap();
+                waited = 0;
+            }
+        } else if shrink[round % shrink.len()] && s.rx_shrinkable(V::MIN_RX_LEN) {
+            s.replace_rx(vec![0; V::MIN_RX_LEN]).unwrap();
+        }
+    })
+}
+
+/// The loop of [`serve`]: `each_round` runs after the events of every round.
+#[cfg(feature = "server")]
+fn serve_with<R, T>(
+    mut s: Session<R, T>,
+    stream: &[u8],
+    chunks: &[usize],
+    mut each_round: impl FnMut(&mut Session<R, T>, usize),
+) -> (Vec<Vec<u8>>, Option<soquete_core::Closure>)
+where
+    R: AsRef<[u8]> + AsMut<[u8]>,
+    T: AsRef<[u8]> + AsMut<[u8]>,
+{
     let mut now = Instant::from_millis(1);
-    let mut s = S::server(CFG, [0; 600], [0; 2048], now).unwrap();
     let mut msgs = Vec::new();
     let mut closed = None;
     let mut rest = stream;
@@ -47,6 +101,7 @@ fn serve(stream: &[u8], chunks: &[usize]) -> (Vec<Vec<u8>>, Option<soquete_core:
                 _ => {}
             }
         }
+        each_round(&mut s, i);
         // Drain output as a transport would; it must stay bounded.
         let mut out = 0;
         loop {
@@ -64,9 +119,11 @@ fn serve(stream: &[u8], chunks: &[usize]) -> (Vec<Vec<u8>>, Option<soquete_core:
             }
         } else if took == 0 {
             stalls += 1;
-            if stalls > 3 {
+            if stalls > 8 {
                 break;
             }
+        } else {
+            stalls = 0;
         }
         now = now + Duration::from_millis(7);
     }
@@ -108,6 +165,7 @@ proptest! {
         prop_assert_eq!(Repr::parse(&frame).unwrap(), repr);
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn any_split_gives_the_same_messages(
         msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..=512), 0..40),
@@ -124,6 +182,7 @@ proptest! {
         prop_assert!(matches!(closed, Some(soquete_core::Closure::Orderly { by_peer: true, .. })), "{:?}", closed);
     }
 
+    #[cfg(all(feature = "server", feature = "plain"))]
     #[test]
     fn any_split_of_plain_text_gives_the_same_lines(
         lines in prop::collection::vec("[ -~]{0,100}", 1..30),
@@ -138,6 +197,42 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 
+    #[cfg(feature = "server")]
+    #[test]
+    fn any_split_and_lazy_rx_growth_give_the_same_messages(
+        msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..=512), 0..40),
+        chunks in prop::collection::vec(1usize..700, 1..20),
+        delay in 0usize..3,
+        shrink in prop::collection::vec(any::<bool>(), 1..8),
+    ) {
+        let mut stream = MAGIC.to_vec();
+        stream.extend(emit(&Repr::Hello(Hello { max_message: 512, idle_timeout_ms: 0, token: 0, ack: 0, name: "p" })));
+        for (i, m) in msgs.iter().enumerate() {
+            stream.extend(emit(&Repr::Msg { seq: i as u64 + 1, payload: m }));
+        }
+        stream.extend(emit(&Repr::Close(Code::Normal)));
+        let (got, closed) = serve_lazily(&stream, &chunks, delay, &shrink);
+        prop_assert_eq!(got, msgs);
+        prop_assert!(matches!(closed, Some(soquete_core::Closure::Orderly { by_peer: true, .. })), "{:?}", closed);
+    }
+
+    #[cfg(all(feature = "server", feature = "plain"))]
+    #[test]
+    fn any_split_of_plain_text_and_lazy_rx_growth_give_the_same_lines(
+        lines in prop::collection::vec("[ -~]{0,300}", 1..30),
+        chunks in prop::collection::vec(1usize..300, 1..20),
+        delay in 0usize..3,
+        shrink in prop::collection::vec(any::<bool>(), 1..8),
+    ) {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let text = format!("x{text}");
+        let (got, _) = serve_lazily(text.as_bytes(), &chunks, delay, &shrink);
+        let mut expected: Vec<Vec<u8>> = lines.iter().map(|l| l.as_bytes().to_vec()).collect();
+        expected[0].insert(0, b'x');
+        prop_assert_eq!(got, expected);
+    }
+
+    #[cfg(feature = "server")]
     #[test]
     fn random_bytes_never_panic(
         prefix in 0u8..3,
@@ -153,6 +248,7 @@ proptest! {
         }
         stream.extend(noise);
         let _ = serve(&stream, &chunks);
+        let _ = serve_lazily(&stream, &chunks, 0, &[true]);
     }
 
     #[test]

@@ -4,15 +4,18 @@
 //! ([`Session::input_buffer`] then [`Session::advance_input`], or
 //! [`Session::handle_input`]), takes events out ([`Session::poll_event`]), moves bytes
 //! out ([`Session::poll_transmit`] then [`Session::advance_transmit`]) and keeps time
-//! ([`Session::poll_timeout`], [`Session::handle_timeout`]). The same code serves a std host with mio, a smoltcp poll
-//! loop and the deterministic tests.
+//! ([`Session::poll_timeout`], [`Session::handle_timeout`]). The same code serves a std
+//! host with mio, a smoltcp poll loop and the deterministic tests.
 //!
 //! Buffers are supplied by the caller as anything that derefs to a byte slice: arrays or
 //! `&'static mut [u8]` in firmware, `Vec<u8>` on a host. Their length is the session's
-//! fixed capacity; nothing ever grows.
+//! capacity; the session never grows them itself.
 //!
-//! * `rx` holds received bytes until their frames are handled. It must hold one whole
-//!   MSG frame of `config.max_message` bytes ([`Session::min_rx_len`]).
+//! * `rx` holds received bytes until their frames are handled. To receive every frame
+//!   the peer may send it must hold one whole MSG frame of `config.max_message` bytes
+//!   ([`Session::min_rx_len`]). A host with many idle connections may start smaller
+//!   (at least [`Session::MIN_RX_LEN`]) and grow it on demand: see
+//!   [`Session::rx_wanted`] and [`Session::replace_rx`].
 //! * `tx` holds this side's MSG frames from the moment [`Session::send`] accepts them
 //!   until the peer acknowledges them, so that they can be resent after a reconnect.
 //!   A full `tx` makes `send` return [`Error::Full`]: that is the backpressure signal.
@@ -22,14 +25,21 @@ use core::fmt;
 use heapless::Vec;
 
 use crate::time::{Duration, Instant};
-use crate::wire::frame::peek_header;
-use crate::wire::plain::{detect_foreign, might_be_foreign, split_line};
+use crate::wire::frame::{self, peek_header};
+use crate::wire::plain::split_line;
+#[cfg(feature = "detect")]
+use crate::wire::plain::{detect_foreign, might_be_foreign};
 use crate::wire::{
     self, Code, Frame, FrameType, Hello, Repr, Welcome, MAGIC, MAX_CONTROL_LEN, MAX_NAME_LEN, MSG_OVERHEAD,
 };
 
 #[cfg(test)]
 mod tests;
+
+/// Server sessions are compiled in (the `server` feature). Without it the server-only
+/// states (Detect, AwaitHello, Pending) are never entered, and testing this constant
+/// where they are handled lets the compiler drop their code.
+const SERVER: bool = cfg!(feature = "server");
 
 /// Capacity of the small buffer for control frames and plain-text `ERR` lines.
 const CTRL_CAP: usize = MAX_CONTROL_LEN + 64;
@@ -145,8 +155,10 @@ impl fmt::Display for Closure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Event<'a> {
-    /// Server only: a peer introduced itself. Answer with [`Session::accept`] or
-    /// [`Session::refuse`]; until then the session waits (within the handshake timeout).
+    /// Server only: a peer introduced itself. Answer with
+    #[cfg_attr(feature = "server", doc = "[`Session::accept`] or [`Session::refuse`];")]
+    #[cfg_attr(not(feature = "server"), doc = "`Session::accept` or `Session::refuse`;")]
+    /// until then the session waits (within the handshake timeout).
     Hello {
         /// Binary (a HELLO frame) or plain text (the first bytes were not the magic).
         mode: Mode,
@@ -190,7 +202,7 @@ pub enum Event<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Error {
-    /// `rx` cannot hold one frame of `config.max_message` bytes.
+    /// `rx` is shorter than [`Session::MIN_RX_LEN`].
     RxTooSmall,
     /// `tx` cannot hold one control frame.
     TxTooSmall,
@@ -216,7 +228,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::RxTooSmall => f.write_str("receive buffer smaller than one maximum frame"),
+            Error::RxTooSmall => f.write_str("receive buffer smaller than one control frame"),
             Error::TxTooSmall => f.write_str("transmit buffer smaller than one control frame"),
             Error::NameTooLong => write!(f, "name longer than {MAX_NAME_LEN} bytes"),
             Error::NotOpen => f.write_str("session not open"),
@@ -251,6 +263,7 @@ pub struct Stats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Server: no byte yet; the first one tells binary from plain text.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Detect { deadline: Instant },
     /// Server: magic received, waiting for HELLO.
     AwaitHello { deadline: Instant },
@@ -270,6 +283,22 @@ enum State {
     },
     /// Finished; only queued bytes remain to be transmitted.
     Closed(Closure),
+}
+
+impl State {
+    /// The state's name in PROTOCOL.md §4, for logs (much cheaper to print than
+    /// `Debug`).
+    fn name(&self) -> &'static str {
+        match self {
+            State::Detect { .. } => "Detect",
+            State::AwaitHello { .. } => "AwaitHello",
+            State::Pending { .. } => "Pending",
+            State::HelloSent { .. } => "HelloSent",
+            State::Open => "Open",
+            State::Closing { .. } => "Closing",
+            State::Closed(_) => "Closed",
+        }
+    }
 }
 
 /// Control frames waiting to be encoded into `ctrl` (encoded late so that an ACK
@@ -303,6 +332,9 @@ pub struct Session<R, T> {
     rx: R,
     rx_start: usize,
     rx_end: usize,
+    /// Length of the frame at `rx_start` once its header is in and its body is not (0
+    /// otherwise), or the full `min_rx_len` for a plain-text line that fills `rx`.
+    rx_want: usize,
     /// Bytes of the message last returned by `poll_event`, dropped at the next call.
     release: Option<(usize, u64)>,
     eof: bool,
@@ -349,8 +381,23 @@ where
     R: AsRef<[u8]> + AsMut<[u8]>,
     T: AsRef<[u8]> + AsMut<[u8]>,
 {
-    /// The smallest `rx` that can hold one MSG frame of `max_message` bytes (and any
-    /// control frame).
+    /// The smallest `rx` a session accepts (68 bytes): room for the magic and the
+    /// longest HELLO, so for the handshake and every frame other than MSG, and for the
+    /// first bytes a server looks at to recognise HTTP (§7.3).
+    ///
+    /// An `rx` between this and [`Session::min_rx_len`] must be grown when
+    /// [`Session::rx_wanted`] asks for it. A few KiB is a better start for a server:
+    /// small messages then never ask, and an HTTP request line that arrives whole is
+    /// seen whole.
+    pub const MIN_RX_LEN: usize = {
+        #[cfg(feature = "detect")]
+        assert!(MAX_CONTROL_LEN >= crate::wire::plain::SNIFF_LIMIT);
+        MAX_CONTROL_LEN
+    };
+
+    /// The `rx` that can hold one MSG frame of `max_message` bytes (and any control
+    /// frame, and a plain-text line of `max_message` bytes with its `\r\n`): with it, a
+    /// session never asks for more ([`Session::rx_wanted`] is always `None`).
     pub const fn min_rx_len(max_message: u32) -> usize {
         let msg = MSG_OVERHEAD + max_message as usize;
         if msg > MAX_CONTROL_LEN {
@@ -362,9 +409,14 @@ where
 
     /// A client session that will open with magic and HELLO (`name` may be empty).
     ///
+    /// `rx` should be [`Session::min_rx_len`]`(config.max_message)` long, or at least
+    /// [`Session::MIN_RX_LEN`] if the caller grows it on [`Session::rx_wanted`].
+    ///
     /// # Errors
-    /// [`Error::RxTooSmall`] / [`Error::TxTooSmall`] for buffers below the minimum,
+    /// [`Error::RxTooSmall`] for an `rx` shorter than [`Session::MIN_RX_LEN`],
+    /// [`Error::TxTooSmall`] for a `tx` that cannot hold an empty MSG frame,
     /// [`Error::NameTooLong`] for a name over [`MAX_NAME_LEN`] bytes.
+    #[inline(never)]
     pub fn client(config: Config, name: &str, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
         let mut s = Self::new(Role::Client, Mode::Binary, config, rx, tx, now)?;
         s.name = heapless::String::try_from(name).map_err(|_| Error::NameTooLong)?;
@@ -375,8 +427,12 @@ where
     /// A client session that speaks plain text lines to any line-based server
     /// (PROTOCOL.md §7): established at once, no handshake, no acknowledgements.
     ///
+    /// Needs the `plain` feature.
+    ///
     /// # Errors
     /// As [`Session::client`].
+    #[cfg(feature = "plain")]
+    #[inline(never)]
     pub fn plain_client(config: Config, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
         let mut s = Self::new(Role::Client, Mode::Plain, config, rx, tx, now)?;
         s.set_state(State::Open);
@@ -384,10 +440,12 @@ where
         Ok(s)
     }
 
-    /// A server session for a newly accepted connection.
+    /// A server session for a newly accepted connection. Needs the `server` feature.
     ///
     /// # Errors
     /// As [`Session::client`].
+    #[cfg(feature = "server")]
+    #[inline(never)]
     pub fn server(config: Config, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
         let deadline = now + config.handshake_timeout;
         let mut s = Self::new(Role::Server, Mode::Binary, config, rx, tx, now)?;
@@ -395,8 +453,12 @@ where
         Ok(s)
     }
 
+    // Out of line, as are the constructors: inlined into a firmware's setup, the
+    // session's known first state gets specialised into its main loop, costing
+    // flash for nothing (bench/footprint.sh).
+    #[inline(never)]
     fn new(role: Role, mode: Mode, config: Config, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
-        if rx.as_ref().len() < Self::min_rx_len(config.max_message) {
+        if rx.as_ref().len() < Self::MIN_RX_LEN {
             return Err(Error::RxTooSmall);
         }
         if tx.as_ref().len() < MSG_OVERHEAD {
@@ -410,6 +472,7 @@ where
             rx,
             rx_start: 0,
             rx_end: 0,
+            rx_want: 0,
             release: None,
             eof: false,
             flush_partial: false,
@@ -447,9 +510,16 @@ where
         self.role
     }
 
-    /// Binary or plain text (a server knows only after the first bytes).
+    /// Binary or plain text (a server knows only after the first bytes). Always
+    /// [`Mode::Binary`] without the `plain` feature.
+    #[inline]
     pub fn mode(&self) -> Mode {
-        self.mode
+        // A constant without `plain`, so that every plain-text branch compiles away.
+        if cfg!(feature = "plain") {
+            self.mode
+        } else {
+            Mode::Binary
+        }
     }
 
     /// The session's configuration.
@@ -470,7 +540,7 @@ where
     /// The largest message the peer accepts (0 before the handshake; unlimited in
     /// plain mode, where it reports this side's own maximum).
     pub fn peer_max_message(&self) -> u32 {
-        match self.mode {
+        match self.mode() {
             Mode::Plain => self.config.max_message,
             Mode::Binary => self.peer_max,
         }
@@ -478,7 +548,7 @@ where
 
     /// True once the session can send messages (and until it starts closing).
     pub fn is_open(&self) -> bool {
-        self.state == State::Open
+        matches!(self.state, State::Open)
     }
 
     /// True once the session has ended; see [`Session::closure`].
@@ -496,7 +566,7 @@ where
 
     /// Messages sent but not yet acknowledged (binary mode).
     pub fn unacked(&self) -> u64 {
-        match self.mode {
+        match self.mode() {
             Mode::Binary => self.next_seq.saturating_sub(1).saturating_sub(self.acked),
             Mode::Plain => 0,
         }
@@ -513,7 +583,7 @@ where
         let open = matches!(self.state, State::Open | State::Closing { .. });
         self.ctrl_sent < self.ctrl.len()
             || self.pending != Pending::default()
-            || (open && self.mode == Mode::Binary && self.received > self.ack_sent)
+            || (open && self.mode() == Mode::Binary && self.received > self.ack_sent)
             || (self.tx_sent < self.tx_end && (open || self.tx_partial))
     }
 
@@ -533,7 +603,7 @@ where
             return &mut [];
         }
         if self.rx_start > 0 && self.release.is_none() {
-            self.rx.as_mut().copy_within(self.rx_start..self.rx_end, 0);
+            move_to_front(self.rx.as_mut(), self.rx_start, self.rx_end);
             self.rx_end -= self.rx_start;
             self.rx_start = 0;
         }
@@ -574,6 +644,64 @@ where
         self.flush_partial = true;
     }
 
+    // ---------------------------------------------------------------- receive buffer size
+
+    /// The `rx` length the frame in progress needs, when it is more than `rx` has.
+    ///
+    /// `Some(n)` once the header of a frame longer than `rx` is in and has passed its
+    /// checks (its length is within `config.max_message`, PROTOCOL.md §3.1, so `n` is
+    /// at most [`Session::min_rx_len`]`(config.max_message)`); in plain text, once a
+    /// line with no end yet fills `rx` (`n` is then the full `min_rx_len`). Give the
+    /// session a buffer of at least `n` bytes with [`Session::replace_rx`] before
+    /// reading more: until then [`Session::input_buffer`] runs empty once `rx` is full,
+    /// and the session waits (it neither fails nor spins; the idle timeout still runs).
+    ///
+    /// Look after [`Session::poll_event`] has returned `None`: that is when the session
+    /// has examined what it holds. Always `None` once the session is closed, and for an
+    /// `rx` of [`Session::min_rx_len`]`(config.max_message)` bytes or more.
+    pub fn rx_wanted(&self) -> Option<usize> {
+        (self.rx_want > self.rx.as_ref().len() && !self.is_closed()).then_some(self.rx_want)
+    }
+
+    /// Bytes received and not yet consumed: a buffer given to [`Session::replace_rx`]
+    /// must hold at least this many (and [`Session::MIN_RX_LEN`]).
+    pub fn rx_buffered(&self) -> usize {
+        self.rx_end.saturating_sub(self.rx_start)
+    }
+
+    /// True when `rx` is longer than `len` and a buffer of `len` bytes would serve as
+    /// well now: it is at least [`Session::MIN_RX_LEN`], holds every buffered byte and
+    /// the whole frame in progress. Ask after [`Session::poll_event`] has returned
+    /// `None`, then shrink with [`Session::replace_rx`].
+    pub fn rx_shrinkable(&self, len: usize) -> bool {
+        len < self.rx.as_ref().len() && len >= Self::MIN_RX_LEN && self.rx_buffered() <= len && self.rx_want <= len
+    }
+
+    /// Swaps in a new receive buffer, larger or smaller, and hands back the old one.
+    ///
+    /// The session moves its buffered bytes ([`Session::rx_buffered`]) to the start of
+    /// `rx` (the rest of `rx` may hold anything) and goes on with it as if it had been
+    /// there from the start. Any time is fine, also between a [`Event::Message`] and the
+    /// next [`Session::poll_event`]. Nothing is re-examined until the next
+    /// `poll_event`.
+    ///
+    /// # Errors
+    /// `Err(rx)`, with nothing changed, when `rx` is shorter than
+    /// [`Session::MIN_RX_LEN`] or than [`Session::rx_buffered`].
+    pub fn replace_rx(&mut self, mut rx: R) -> Result<R, R> {
+        let held = self.rx_buffered();
+        if rx.as_ref().len() < held.max(Self::MIN_RX_LEN) {
+            return Err(rx);
+        }
+        let src = self.rx.as_ref().get(self.rx_start..self.rx_end).unwrap_or(&[]);
+        if let Some(dst) = rx.as_mut().get_mut(..src.len()) {
+            dst.copy_from_slice(src);
+        }
+        self.rx_start = 0;
+        self.rx_end = held;
+        Ok(core::mem::replace(&mut self.rx, rx))
+    }
+
     // ---------------------------------------------------------------- events
 
     /// The next event, or `None` when there is nothing to report until more input or
@@ -606,7 +734,7 @@ where
                 }
                 Step::Hello { token, ack } => {
                     return Some(Event::Hello {
-                        mode: self.mode,
+                        mode: self.mode(),
                         name: &self.name,
                         token,
                         ack,
@@ -637,7 +765,7 @@ where
     fn take_notice(&mut self) -> Option<Event<'static>> {
         if let Some(resumed) = self.notify.established.take() {
             return Some(Event::Established {
-                mode: self.mode,
+                mode: self.mode(),
                 resumed,
             });
         }
@@ -646,12 +774,13 @@ where
 
     /// Handles what is next in the receive buffer.
     fn step(&mut self, now: Instant) -> Step {
+        self.rx_want = 0;
         let avail = self.rx.as_ref().get(self.rx_start..self.rx_end).unwrap_or(&[]);
         if avail.is_empty() {
             return Step::Idle;
         }
-        match (self.state, self.mode) {
-            (State::Detect { deadline }, _) => self.detect(deadline),
+        match (self.state, self.mode()) {
+            (State::Detect { deadline }, _) if SERVER => self.detect(deadline),
             (State::Pending { .. }, _) => Step::Idle,
             (
                 State::HelloSent {
@@ -660,11 +789,10 @@ where
                 },
                 _,
             ) => {
-                let n = avail.len().min(MAGIC.len());
-                if avail.get(..n) != MAGIC.get(..n) {
+                if !is_magic_prefix(avail) {
                     return self.abort_silently(Code::BadMagic);
                 }
-                if n < MAGIC.len() {
+                if avail.len() < MAGIC.len() {
                     return Step::Idle;
                 }
                 self.rx_start += MAGIC.len();
@@ -684,27 +812,29 @@ where
     /// Server, first bytes: magic → binary, anything else → plain text (§2.1, §7).
     fn detect(&mut self, deadline: Instant) -> Step {
         let avail = self.rx.as_ref().get(self.rx_start..self.rx_end).unwrap_or(&[]);
-        let n = avail.len().min(MAGIC.len());
-        if avail.get(..n) == MAGIC.get(..n) {
-            if n < MAGIC.len() {
+        if is_magic_prefix(avail) {
+            if avail.len() < MAGIC.len() {
                 return Step::Idle;
             }
             self.rx_start += MAGIC.len();
             self.set_state(State::AwaitHello { deadline });
             return Step::Again;
         }
-        if !self.config.allow_plain {
+        if !cfg!(feature = "plain") || !self.config.allow_plain {
             return self.abort(Code::BadMagic);
         }
         // §7.3: HTTP and TLS are recognised before the peer counts as a client.
-        let line = split_line(avail);
-        if detect_foreign(avail, line.map(|(l, _)| l)).is_some() {
-            log::info!("peer speaks another protocol (HTTP or TLS)");
-            self.mode = Mode::Plain;
-            return self.abort(Code::WrongProtocol);
-        }
-        if line.is_none() && !self.eof && might_be_foreign(avail) {
-            return Step::Idle;
+        #[cfg(feature = "detect")]
+        {
+            let line = split_line(avail).map(|(l, _)| l);
+            if detect_foreign(avail, line).is_some() {
+                log_at!(info, "peer speaks another protocol (HTTP or TLS)");
+                self.mode = Mode::Plain;
+                return self.abort(Code::WrongProtocol);
+            }
+            if line.is_none() && !self.eof && might_be_foreign(avail) {
+                return Step::Idle;
+            }
         }
         self.mode = Mode::Plain;
         self.set_state(State::Pending { deadline, ack: 0 });
@@ -718,17 +848,17 @@ where
             return Step::Idle;
         };
         let Some(frame_type) = FrameType::from_u8(ty) else {
-            log::debug!("unknown frame type 0x{ty:02x}");
+            log_at!(debug, "unknown frame type 0x{ty:02x}");
             return self.abort(Code::UnknownFrame);
         };
         // §3.2: a HELLO of another version is refused on its first body byte, whatever
         // its length.
-        if frame_type == FrameType::Hello && matches!(self.state, State::AwaitHello { .. }) {
+        if SERVER && frame_type == FrameType::Hello && matches!(self.state, State::AwaitHello { .. }) {
             match avail.get(wire::HEADER_LEN) {
                 _ if body_len == 0 => return self.abort(Code::Malformed),
                 None => return Step::Idle,
                 Some(&v) if v != wire::VERSION => {
-                    log::debug!("client speaks version {v}");
+                    log_at!(debug, "client speaks version {v}");
                     return self.refuse_now(Code::BadVersion);
                 }
                 Some(_) => {}
@@ -738,18 +868,25 @@ where
         let max = frame_type.max_body_len(self.config.max_message);
         let body_len = usize::try_from(body_len).unwrap_or(usize::MAX);
         if body_len > max {
-            log::debug!("{frame_type:?} body of {body_len} bytes exceeds {max}");
+            log_at!(debug, "{frame_type:?} body of {body_len} bytes exceeds {max}");
             return self.abort(Code::TooLarge);
         }
         let total = wire::HEADER_LEN + body_len;
         let at = self.rx_start;
         let Ok(frame) = Frame::new_checked(avail) else {
+            self.rx_want = total;
             return Step::Idle;
         };
-        let repr = match Repr::parse(&frame) {
+        if !SERVER && frame_type == FrameType::Hello {
+            // Only a server takes HELLO, but its fields are checked first (§3.1 step 6
+            // before 7); this way without decoding the name (see `check_hello`).
+            let valid = frame::check_hello(frame.body_ref()).is_ok();
+            return self.abort(if valid { Code::UnexpectedFrame } else { Code::Malformed });
+        }
+        let repr = match Repr::parse_body(frame_type, frame.body_ref()) {
             Ok(repr) => repr,
             Err(e) => {
-                log::debug!("bad {frame_type:?} frame: {e}");
+                log_at!(debug, "bad {frame_type:?} frame: {e}");
                 return self.abort(Code::Malformed);
             }
         };
@@ -783,7 +920,8 @@ where
             _ => return self.abort(Code::UnexpectedFrame),
         }
         if Some(seq) != self.received.checked_add(1) {
-            log::debug!("expected seq {}, got {seq}", self.received.wrapping_add(1));
+            // In hex: decimal u64 formatting would cost a firmware that logs ~1 KiB.
+            log_at!(debug, "expected seq {:#x}, got {seq:#x}", self.received.wrapping_add(1));
             return self.abort(Code::BadSequence);
         }
         self.release = Some((total, seq));
@@ -793,7 +931,7 @@ where
     fn on_control(&mut self, repr: Repr<'_>, now: Instant) -> Step {
         match (self.state, repr) {
             // Server handshake (§4.1).
-            (State::AwaitHello { deadline }, Repr::Hello(h)) => self.on_hello(h, deadline),
+            (State::AwaitHello { deadline }, Repr::Hello(h)) if SERVER => self.on_hello(h, deadline),
             // Client handshake (§4.2).
             (State::HelloSent { .. }, Repr::Welcome(w)) => self.on_welcome(w),
             (State::HelloSent { .. }, Repr::Refuse(code)) => {
@@ -844,7 +982,7 @@ where
                 Step::Idle
             }
             (state, repr) => {
-                log::debug!("{:?} not allowed in {state:?}", repr.frame_type());
+                log_at!(debug, "{:?} not allowed in {}", repr.frame_type(), state.name());
                 self.abort(Code::UnexpectedFrame)
             }
         }
@@ -865,7 +1003,7 @@ where
 
     fn on_welcome(&mut self, w: Welcome) -> Step {
         if w.resumed && w.token != self.token {
-            log::debug!("server resumed a session we did not ask for");
+            log_at!(debug, "server resumed a session we did not ask for");
             return self.abort(Code::UnknownSession);
         }
         self.peer_max = w.max_message;
@@ -934,7 +1072,14 @@ where
                 self.release = Some((avail.len(), seq));
                 Step::Message { at, len, seq }
             }
-            None => Step::Idle,
+            None => {
+                // A smaller rx (full by now, or the check above would have fired) grows
+                // at once to the full size: a line announces no length.
+                if avail.len() >= self.rx.as_ref().len() {
+                    self.rx_want = Self::min_rx_len(self.config.max_message);
+                }
+                Step::Idle
+            }
         }
     }
 
@@ -948,11 +1093,12 @@ where
     ///
     /// # Errors
     /// [`Error::WrongState`] unless a [`Event::Hello`] is waiting for an answer.
+    #[cfg(feature = "server")]
     pub fn accept(&mut self, token: u64, resume: Option<u64>) -> Result<(), Error> {
         let State::Pending { ack, .. } = self.state else {
             return Err(Error::WrongState);
         };
-        if token == 0 && self.mode == Mode::Binary {
+        if token == 0 && self.mode() == Mode::Binary {
             return Err(Error::WrongState);
         }
         self.token = token;
@@ -963,7 +1109,7 @@ where
             self.acked = ack;
             self.next_seq = ack.saturating_add(1);
         }
-        if self.mode == Mode::Binary {
+        if self.mode() == Mode::Binary {
             self.pending.welcome = Some(resume.is_some());
         }
         self.set_state(State::Open);
@@ -976,6 +1122,7 @@ where
     ///
     /// # Errors
     /// [`Error::WrongState`] unless a [`Event::Hello`] is waiting for an answer.
+    #[cfg(feature = "server")]
     pub fn refuse(&mut self, code: Code) -> Result<(), Error> {
         let State::Pending { .. } = self.state else {
             return Err(Error::WrongState);
@@ -988,7 +1135,7 @@ where
         self.rx_start = self.rx_end;
         self.ctrl.clear();
         self.ctrl_sent = 0;
-        match self.mode {
+        match self.mode() {
             Mode::Binary => {
                 self.push_magic_once();
                 push_ctrl(&mut self.ctrl, Repr::Refuse(code));
@@ -1016,7 +1163,7 @@ where
         }
         let cap = self.tx.as_ref().len();
         let seq = self.next_seq;
-        let need = match self.mode {
+        let need = match self.mode() {
             Mode::Binary => {
                 let room = cap.saturating_sub(MSG_OVERHEAD).min(self.peer_max as usize);
                 if payload.len() > room {
@@ -1045,10 +1192,11 @@ where
             }
         }
         let end = self.tx_end + need;
+        let mode = self.mode();
         let Some(dst) = self.tx.as_mut().get_mut(self.tx_end..end) else {
             return Err(Error::Full);
         };
-        match self.mode {
+        match mode {
             Mode::Binary => {
                 if (Repr::Msg { seq, payload }).emit(dst).is_err() {
                     return Err(Error::Full);
@@ -1074,7 +1222,7 @@ where
     /// handshake it aborts with ERROR(`code`). Once either side is closing, it does
     /// nothing.
     pub fn close(&mut self, now: Instant, code: Code) {
-        match (self.state, self.mode) {
+        match (self.state, self.mode()) {
             (State::Open, Mode::Binary) => {
                 let deadline = now + self.config.close_timeout;
                 self.set_state(State::Closing {
@@ -1089,14 +1237,15 @@ where
                 self.flush_partial = true;
                 self.set_state(State::Closed(Closure::Orderly { code, by_peer: false }));
             }
-            (State::Pending { .. }, _) => {
+            (State::Pending { .. }, _) if SERVER => {
                 self.refuse_now(code);
             }
             (State::Detect { .. } | State::AwaitHello { .. } | State::HelloSent { .. }, _) => {
                 self.abort(code);
             }
-            // Already closing (whoever started it keeps its reason) or closed.
-            (State::Closing { .. } | State::Closed(_), _) => {}
+            // Already closing (whoever started it keeps its reason) or closed; Pending
+            // here only without `server`, where it cannot happen.
+            (State::Closing { .. } | State::Closed(_) | State::Pending { .. }, _) => {}
         }
     }
 
@@ -1110,11 +1259,12 @@ where
     /// # Errors
     /// [`Error::WrongState`] for a server or a plain-text session.
     pub fn reconnect(&mut self, now: Instant) -> Result<(), Error> {
-        if self.role != Role::Client || self.mode != Mode::Binary {
+        if self.role != Role::Client || self.mode() != Mode::Binary {
             return Err(Error::WrongState);
         }
         self.rx_start = 0;
         self.rx_end = 0;
+        self.rx_want = 0;
         self.release = None;
         self.eof = false;
         self.flush_partial = false;
@@ -1132,6 +1282,7 @@ where
         Ok(())
     }
 
+    #[inline(never)]
     fn start_handshake(&mut self, now: Instant) {
         self.pending.hello = true;
         self.set_state(State::HelloSent {
@@ -1157,7 +1308,7 @@ where
         }
         let end = match self.state {
             State::Open | State::Closing { .. } => self.tx_end,
-            State::Closed(Closure::Orderly { .. }) if self.mode == Mode::Plain => self.tx_end,
+            State::Closed(Closure::Orderly { .. }) if self.mode() == Mode::Plain => self.tx_end,
             // After an abort, only finish a frame already started, so the peer can
             // still parse the ERROR that follows it.
             State::Closed(_) if self.tx_partial => self.frame_end_after(self.tx_sent),
@@ -1178,12 +1329,12 @@ where
             return;
         }
         let chunk_end = match self.state {
-            State::Closed(_) if self.mode == Mode::Binary => self.frame_end_after(self.tx_sent),
+            State::Closed(_) if self.mode() == Mode::Binary => self.frame_end_after(self.tx_sent),
             _ => self.tx_end,
         };
         self.tx_sent = self.tx_sent.saturating_add(n).min(chunk_end);
         self.tx_partial = self.tx_sent < chunk_end;
-        if self.mode == Mode::Plain {
+        if self.mode() == Mode::Plain {
             // Plain text is never acknowledged: sent bytes are done with.
             self.tx_start = self.tx_sent;
         }
@@ -1209,7 +1360,7 @@ where
                 self.magic_sent = true;
             }
         }
-        if let Some(resumed) = self.pending.welcome {
+        if let (true, Some(resumed)) = (SERVER, self.pending.welcome) {
             let welcome = Repr::Welcome(Welcome {
                 resumed,
                 max_message: self.config.max_message,
@@ -1222,7 +1373,7 @@ where
                 self.magic_sent = true;
             }
         }
-        if self.mode == Mode::Plain {
+        if self.mode() == Mode::Plain {
             return;
         }
         let open = matches!(self.state, State::Open | State::Closing { .. });
@@ -1254,14 +1405,18 @@ where
         }
     }
 
+    /// Queues the `ERR` line for `code` (§7.2); text that does not fit is cut.
+    /// Written without `core::fmt`, which would cost a firmware more than the rest of
+    /// this function.
     fn push_err_line(&mut self, code: Code) {
-        let mut line = LineWriter(&mut self.ctrl);
+        let line = &mut self.ctrl;
         let _ = match code {
-            Code::TooLarge => fmt::write(
-                &mut line,
-                format_args!("ERR line too long (max {} bytes)\n", self.config.max_message),
-            ),
-            code => fmt::write(&mut line, format_args!("ERR {}\n", code.describe())),
+            Code::TooLarge => push_text(line, b"ERR line too long (max ")
+                .and_then(|()| push_decimal(line, self.config.max_message))
+                .and_then(|()| push_text(line, b" bytes)\n")),
+            code => push_text(line, b"ERR ")
+                .and_then(|()| push_text(line, code.describe().as_bytes()))
+                .and_then(|()| push_text(line, b"\n")),
         };
     }
 
@@ -1305,7 +1460,7 @@ where
         if self.tx_start == 0 {
             return;
         }
-        self.tx.as_mut().copy_within(self.tx_start..self.tx_end, 0);
+        move_to_front(self.tx.as_mut(), self.tx_start, self.tx_end);
         self.tx_sent -= self.tx_start;
         self.tx_end -= self.tx_start;
         self.tx_start = 0;
@@ -1347,11 +1502,11 @@ where
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         if let Some(idle) = self.idle_timeout() {
             consider(self.last_activity() + idle);
-            if self.mode == Mode::Binary && !self.ping_out {
-                consider(self.last_rx + Duration::from_millis(idle.as_millis() / 3));
+            if self.mode() == Mode::Binary && !self.ping_out {
+                consider(self.last_rx + third(idle));
             }
         }
-        if self.mode == Mode::Plain && self.rx_end > self.rx_start && !self.config.line_gap.is_zero() {
+        if self.mode() == Mode::Plain && self.rx_end > self.rx_start && !self.config.line_gap.is_zero() {
             consider(self.last_rx + self.config.line_gap);
         }
         next
@@ -1359,7 +1514,7 @@ where
 
     /// Last traffic the idle timer counts: received bytes; for plain text, sent too.
     fn last_activity(&self) -> Instant {
-        match self.mode {
+        match self.mode() {
             Mode::Binary => self.last_rx,
             Mode::Plain => self.last_rx.max(self.last_tx),
         }
@@ -1368,7 +1523,7 @@ where
     /// The idle timeout in force: the smaller non-zero one of the two sides (§4.4).
     fn idle_timeout(&self) -> Option<Duration> {
         let own = self.config.idle_timeout;
-        let peer = if self.mode == Mode::Binary {
+        let peer = if self.mode() == Mode::Binary {
             self.peer_idle
         } else {
             Duration::ZERO
@@ -1401,23 +1556,20 @@ where
             State::Closed(_) => return,
         }
         if let Some(idle) = self.idle_timeout() {
-            if self.mode == Mode::Plain && core::mem::take(&mut self.tx_activity) {
+            if self.mode() == Mode::Plain && core::mem::take(&mut self.tx_activity) {
                 self.last_tx = now;
             }
             if now >= self.last_activity() + idle {
                 self.abort(Code::IdleTimeout);
                 return;
             }
-            if self.mode == Mode::Binary
-                && !self.ping_out
-                && now >= self.last_rx + Duration::from_millis(idle.as_millis() / 3)
-            {
+            if self.mode() == Mode::Binary && !self.ping_out && now >= self.last_rx + third(idle) {
                 self.nonce = self.nonce.wrapping_add(1);
                 self.pending.ping = Some(self.nonce);
                 self.ping_out = true;
             }
         }
-        if self.mode == Mode::Plain && self.rx_end > self.rx_start && now >= self.last_rx + self.config.line_gap {
+        if self.mode() == Mode::Plain && self.rx_end > self.rx_start && now >= self.last_rx + self.config.line_gap {
             self.flush_partial = true;
         }
     }
@@ -1461,12 +1613,12 @@ where
     /// Ends the session because of `code`, telling the peer with ERROR (or an `ERR`
     /// line in plain text).
     fn abort(&mut self, code: Code) -> Step {
-        log::debug!("aborting session: {}", code.describe());
+        log_at!(debug, "aborting session: {}", code.describe());
         self.rx_start = self.rx_end;
         self.release = None;
         self.pending = Pending::default();
         // A peer still silent in Detect gets text: a binary client would have spoken.
-        let text = self.mode == Mode::Plain || matches!(self.state, State::Detect { .. });
+        let text = self.mode() == Mode::Plain || (SERVER && matches!(self.state, State::Detect { .. }));
         if text {
             self.push_err_line(code);
         } else {
@@ -1494,8 +1646,9 @@ where
     }
 
     fn set_state(&mut self, state: State) {
-        if self.state != state {
-            log::trace!("{:?} session: {:?} -> {:?}", self.role, self.state, state);
+        #[cfg(feature = "log")]
+        if log::log_enabled!(log::Level::Trace) && self.state != state {
+            log::trace!("{:?} session: {} -> {}", self.role, self.state.name(), state.name());
         }
         self.state = state;
     }
@@ -1513,32 +1666,72 @@ enum Step {
     Hello { token: u64, ack: u64 },
 }
 
+/// True when `bytes` start with the magic, or are a prefix of it (§2.1). Byte by byte:
+/// a slice comparison would take `memcmp` for four bytes.
+fn is_magic_prefix(bytes: &[u8]) -> bool {
+    bytes.iter().zip(MAGIC).all(|(&b, m)| b == m)
+}
+
 /// Appends one encoded frame to the control buffer; false (and nothing appended) when
 /// it does not fit.
 fn push_ctrl(ctrl: &mut Vec<u8, CTRL_CAP>, repr: Repr<'_>) -> bool {
-    let at = ctrl.len();
-    if ctrl.resize(at + repr.buffer_len(), 0).is_err() {
-        return false;
-    }
-    let ok = ctrl.get_mut(at..).is_some_and(|buf| repr.emit(buf).is_ok());
-    if !ok {
-        ctrl.truncate(at);
-    }
-    ok
+    // Encoded on the stack, then copied: `resize`d room would be zeroed first, which
+    // takes more code than the copy (~200 bytes, bench/footprint.sh).
+    let mut frame = [0u8; MAX_CONTROL_LEN];
+    let Ok(n) = repr.emit(&mut frame) else { return false };
+    frame.get(..n).is_some_and(|f| ctrl.extend_from_slice(f).is_ok())
 }
 
 fn millis_u32(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
-/// `fmt::Write` into the control buffer; text that does not fit is cut.
-struct LineWriter<'a>(&'a mut Vec<u8, CTRL_CAP>);
+/// Appends text to the control buffer byte by byte; `Err` once it is full (what fits
+/// stays, so that a long line is cut rather than lost).
+fn push_text(ctrl: &mut Vec<u8, CTRL_CAP>, text: &[u8]) -> Result<(), ()> {
+    text.iter().try_for_each(|&b| ctrl.push(b).map_err(drop))
+}
 
-impl fmt::Write for LineWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for &b in s.as_bytes() {
-            self.0.push(b).map_err(|_| fmt::Error)?;
+/// Appends `v` in decimal, as [`push_text`].
+fn push_decimal(ctrl: &mut Vec<u8, CTRL_CAP>, mut v: u32) -> Result<(), ()> {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+        start -= 1;
+        if v == 0 {
+            break;
         }
-        Ok(())
+    }
+    push_text(ctrl, digits.get(start..).unwrap_or(&[]))
+}
+
+/// A third of `d`, the keepalive interval (§4.4). Exact, but without a 64-bit division,
+/// which would cost a 32-bit firmware about 1 KiB of compiler-builtins.
+fn third(d: Duration) -> Duration {
+    let ms = d.as_millis();
+    // 2^32 = 1 (mod 3), so the remainder comes from the two halves; what is left is a
+    // multiple of 3, which multiplying by the inverse of 3 (mod 2^64) divides exactly.
+    let rem = ((ms >> 32) as u32 % 3 + ms as u32 % 3) % 3;
+    Duration::from_millis((ms - u64::from(rem)).wrapping_mul(0xaaaa_aaaa_aaaa_aaab))
+}
+
+/// `buf.copy_within(start..end, 0)`, in pieces that do not overlap so that it takes
+/// `memcpy` (which every user of the core links) rather than `memmove` (1.5 KiB more on
+/// a Cortex-M). Each piece is at most `start` bytes long.
+fn move_to_front(buf: &mut [u8], start: usize, end: usize) {
+    let mut to = 0usize;
+    while start > 0 && to.saturating_add(start) < end {
+        let from = to + start;
+        let n = start.min(end - from);
+        let Some((dst, src)) = buf.split_at_mut_checked(from) else {
+            return;
+        };
+        match (dst.get_mut(to..to + n), src.get(..n)) {
+            (Some(dst), Some(src)) => dst.copy_from_slice(src),
+            _ => return,
+        }
+        to += n;
     }
 }

@@ -5,6 +5,7 @@ use std::vec::Vec as StdVec;
 
 use super::*;
 
+#[cfg(any(feature = "server", feature = "plain"))]
 type TestSession = Session<[u8; 256], [u8; 512]>;
 
 const CFG: Config = Config {
@@ -13,6 +14,7 @@ const CFG: Config = Config {
 };
 
 /// Two sessions joined by in-memory pipes on virtual time (quinn's `Pair`).
+#[cfg(feature = "server")]
 struct Pair {
     client: TestSession,
     server: TestSession,
@@ -60,7 +62,11 @@ fn own(e: Event<'_>) -> Owned {
     }
 }
 
-fn drain(s: &mut TestSession, now: Instant) -> StdVec<Owned> {
+fn drain<R, T>(s: &mut Session<R, T>, now: Instant) -> StdVec<Owned>
+where
+    R: AsRef<[u8]> + AsMut<[u8]>,
+    T: AsRef<[u8]> + AsMut<[u8]>,
+{
     let mut out = StdVec::new();
     while let Some(e) = s.poll_event(now) {
         out.push(own(e));
@@ -69,7 +75,11 @@ fn drain(s: &mut TestSession, now: Instant) -> StdVec<Owned> {
     out
 }
 
-fn transmit(s: &mut TestSession, max: usize) -> StdVec<u8> {
+fn transmit<R, T>(s: &mut Session<R, T>, max: usize) -> StdVec<u8>
+where
+    R: AsRef<[u8]> + AsMut<[u8]>,
+    T: AsRef<[u8]> + AsMut<[u8]>,
+{
     let mut out = StdVec::new();
     loop {
         let chunk = s.poll_transmit();
@@ -82,6 +92,7 @@ fn transmit(s: &mut TestSession, max: usize) -> StdVec<u8> {
     }
 }
 
+#[cfg(feature = "server")]
 impl Pair {
     fn new() -> Pair {
         Pair::with(CFG, CFG, "ana")
@@ -173,6 +184,7 @@ impl Pair {
     }
 }
 
+#[cfg(feature = "server")]
 mod handshake {
     use super::*;
 
@@ -288,6 +300,7 @@ mod handshake {
     }
 }
 
+#[cfg(feature = "server")]
 mod open {
     use super::*;
 
@@ -344,6 +357,7 @@ mod open {
     }
 }
 
+#[cfg(feature = "server")]
 mod closing {
     use super::*;
 
@@ -392,6 +406,7 @@ mod closing {
 }
 
 /// A server session fed raw bytes, with its events and output collected.
+#[cfg(feature = "server")]
 struct Raw {
     s: TestSession,
     now: Instant,
@@ -399,6 +414,7 @@ struct Raw {
     out: StdVec<u8>,
 }
 
+#[cfg(feature = "server")]
 impl Raw {
     fn server() -> Raw {
         let now = Instant::from_millis(5_000);
@@ -491,6 +507,7 @@ fn msg(seq: u64, payload: &[u8]) -> StdVec<u8> {
     frame(Repr::Msg { seq, payload })
 }
 
+#[cfg(feature = "server")]
 mod detect {
     use super::*;
 
@@ -512,6 +529,7 @@ mod detect {
         );
     }
 
+    #[cfg(feature = "plain")]
     #[test]
     fn detect_text_is_plain() {
         let mut r = Raw::server();
@@ -530,6 +548,7 @@ mod detect {
         assert!(r.out.is_empty(), "plain peers get no acknowledgements");
     }
 
+    #[cfg(feature = "plain")]
     #[test]
     fn detect_magic_prefix_then_text_is_plain() {
         let mut r = Raw::server();
@@ -558,6 +577,7 @@ mod detect {
     }
 }
 
+#[cfg(feature = "server")]
 mod await_hello {
     use super::*;
 
@@ -599,6 +619,7 @@ mod await_hello {
     }
 }
 
+#[cfg(feature = "server")]
 mod open_errors {
     use super::*;
 
@@ -694,9 +715,11 @@ mod open_errors {
     }
 }
 
+#[cfg(feature = "plain")]
 mod plain {
     use super::*;
 
+    #[cfg(feature = "server")]
     fn plain_server() -> Raw {
         let mut r = Raw::server();
         r.feed(b"x");
@@ -705,6 +728,7 @@ mod plain {
         r
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_lines_crlf_and_empty() {
         let mut r = plain_server();
@@ -715,6 +739,7 @@ mod plain {
         );
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_partial_line_after_gap() {
         let mut r = plain_server();
@@ -729,6 +754,7 @@ mod plain {
         assert_eq!(r.messages(), [b"x".to_vec(), b"yz".to_vec()]);
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_partial_line_on_eof() {
         let mut r = plain_server();
@@ -738,6 +764,7 @@ mod plain {
         assert_eq!(r.closed(), Some(Closure::Eof));
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_line_too_long() {
         let mut r = plain_server();
@@ -746,6 +773,7 @@ mod plain {
         assert_eq!(r.out, b"ERR line too long (max 200 bytes)\n");
     }
 
+    #[cfg(feature = "detect")]
     #[test]
     fn plain_http_request_is_recognised() {
         let mut r = Raw::server();
@@ -758,6 +786,7 @@ mod plain {
         assert_eq!(r.out, b"ERR wrong protocol\n");
     }
 
+    #[cfg(feature = "detect")]
     #[test]
     fn plain_tls_client_hello_is_recognised() {
         let mut r = Raw::server();
@@ -765,6 +794,7 @@ mod plain {
         assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_refused_gets_err_line() {
         let mut r = Raw::server();
@@ -775,6 +805,7 @@ mod plain {
         assert!(r.s.is_finished());
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_server_sends_lines() {
         let mut r = plain_server();
@@ -825,6 +856,7 @@ mod plain {
     }
 }
 
+#[cfg(feature = "server")]
 mod keepalive {
     use super::*;
 
@@ -859,6 +891,7 @@ mod keepalive {
     }
 }
 
+#[cfg(feature = "server")]
 mod resume {
     use super::*;
 
@@ -933,5 +966,356 @@ mod resume {
         p.server.accept(42, Some(7)).unwrap();
         p.run();
         assert!(p.client_events.contains(&Owned::Closed(Closure::Aborted(Code::BadAck))));
+    }
+}
+
+/// A client fed the server's side as raw bytes: these run without the `server` feature.
+mod client {
+    use super::*;
+
+    pub(super) fn welcome_bytes(token: u64) -> StdVec<u8> {
+        let welcome = Welcome {
+            resumed: false,
+            max_message: 200,
+            idle_timeout_ms: 30_000,
+            token,
+            ack: 0,
+        };
+        [&MAGIC[..], &frame(Repr::Welcome(welcome))].concat()
+    }
+
+    /// A client past the handshake, with an `rx` of `rx_len` bytes.
+    pub(super) fn open_client(rx_len: usize) -> Session<StdVec<u8>, [u8; 512]> {
+        let now = Instant::ZERO;
+        let mut c = Session::client(CFG, "cli", vec![0; rx_len], [0; 512], now).unwrap();
+        assert_eq!(transmit(&mut c, usize::MAX), [&MAGIC[..], &hello_bytes("cli")].concat());
+        let welcome = welcome_bytes(3);
+        assert_eq!(c.handle_input(now, &welcome), welcome.len());
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Established {
+                mode: Mode::Binary,
+                resumed: false
+            }]
+        );
+        c
+    }
+
+    #[test]
+    fn client_receives_and_acknowledges_from_bytes() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_input(now, &[msg(1, b"one"), msg(2, b"two")].concat());
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Message(1, b"one".to_vec()), Owned::Message(2, b"two".to_vec())]
+        );
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(2)));
+    }
+
+    #[test]
+    fn client_checks_a_hello_before_calling_it_unexpected() {
+        // §3.1: field checks (step 6) come before the state check (step 7), also in a
+        // build without the server, which checks HELLO without decoding its name.
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_input(now, &hello_bytes("srv"));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Aborted(Code::UnexpectedFrame))]
+        );
+
+        for bad_name in [&[0xff][..], &[0xc0, 0x80], &[0xed, 0xa0, 0x80], &[0xe2, 0x82]] {
+            let mut c = open_client(256);
+            let mut hello = hello_bytes("");
+            hello[4] += bad_name.len() as u8;
+            *hello.last_mut().unwrap() = bad_name.len() as u8;
+            hello.extend_from_slice(bad_name);
+            c.handle_input(now, &hello);
+            assert_eq!(
+                drain(&mut c, now),
+                [Owned::Closed(Closure::Aborted(Code::Malformed))],
+                "{bad_name:x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_rx_below_the_minimum_is_refused() {
+        type S = Session<StdVec<u8>, [u8; 512]>;
+        let now = Instant::ZERO;
+        let short = S::client(CFG, "", vec![0; S::MIN_RX_LEN - 1], [0; 512], now);
+        assert_eq!(short.err(), Some(Error::RxTooSmall));
+        assert!(S::client(CFG, "", vec![0; S::MIN_RX_LEN], [0; 512], now).is_ok());
+    }
+
+    #[test]
+    fn compaction_moves_like_copy_within() {
+        for len in 0..40 {
+            for start in 0..=len {
+                for end in start..=len {
+                    let original: StdVec<u8> = (0..len as u8).collect();
+                    let mut expected = original.clone();
+                    expected.copy_within(start..end, 0);
+                    let mut got = original.clone();
+                    move_to_front(&mut got, start, end);
+                    assert_eq!(got[..end - start], expected[..end - start], "{start}..{end} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn err_line_numbers_in_decimal() {
+        for (v, text) in [(0, "0"), (7, "7"), (10, "10"), (1024, "1024"), (u32::MAX, "4294967295")] {
+            let mut line = Vec::<u8, CTRL_CAP>::new();
+            push_decimal(&mut line, v).unwrap();
+            assert_eq!(&line[..], text.as_bytes());
+        }
+        let mut full = Vec::<u8, CTRL_CAP>::new();
+        assert!(push_text(&mut full, &[b'x'; CTRL_CAP - 2]).is_ok());
+        assert!(push_decimal(&mut full, 12345).is_err());
+        assert_eq!(&full[CTRL_CAP - 2..], b"12", "what fits stays");
+    }
+
+    #[test]
+    fn keepalive_interval_is_an_exact_third() {
+        for ms in [
+            0,
+            1,
+            2,
+            3,
+            4,
+            5,
+            29_999,
+            30_000,
+            u64::from(u32::MAX) + 2,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(third(Duration::from_millis(ms)).as_millis(), ms / 3, "{ms}");
+        }
+    }
+}
+
+/// A receive buffer that starts small and grows on demand (`rx_wanted`, `replace_rx`).
+mod lazy_rx {
+    use super::client::open_client;
+    use super::*;
+
+    type Small = Session<StdVec<u8>, [u8; 512]>;
+    const MIN: usize = Small::MIN_RX_LEN;
+
+    /// Feeds `bytes` in chunks of at most `chunk`, growing `rx` when asked (after
+    /// `delay` stalled rounds) and shrinking it back to `MIN` when it can.
+    fn feed_growing(s: &mut Small, bytes: &[u8], chunk: usize, delay: usize) -> StdVec<Owned> {
+        let now = Instant::ZERO;
+        let mut events = StdVec::new();
+        let mut rest = bytes;
+        let mut stalled = 0;
+        for _ in 0..100_000 {
+            let n = s.handle_input(now, &rest[..rest.len().min(chunk)]);
+            rest = &rest[n..];
+            events.extend(drain(s, now));
+            if let Some(want) = s.rx_wanted() {
+                assert!(want <= Small::min_rx_len(CFG.max_message));
+                stalled += 1;
+                if stalled > delay {
+                    let old = s.replace_rx(vec![0; want]).unwrap();
+                    assert!(old.len() < want);
+                    stalled = 0;
+                }
+            } else if s.rx_shrinkable(MIN) {
+                s.replace_rx(vec![0; MIN]).unwrap();
+            }
+            if rest.is_empty() && s.rx_buffered() == 0 || s.is_closed() {
+                return events;
+            }
+        }
+        panic!("input not consumed");
+    }
+
+    #[test]
+    fn small_rx_grows_for_a_frame_larger_than_it() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        let big = msg(1, &[b'b'; 150]);
+        assert_eq!(c.handle_input(now, &big), MIN);
+        assert_eq!(drain(&mut c, now), []);
+        assert_eq!(c.rx_wanted(), Some(big.len()));
+        assert!(c.input_buffer().is_empty());
+        let old = c.replace_rx(vec![0; big.len()]).unwrap();
+        assert_eq!(old.len(), MIN);
+        assert_eq!(c.rx_buffered(), MIN);
+        assert_eq!(c.handle_input(now, &big[MIN..]), big.len() - MIN);
+        assert_eq!(drain(&mut c, now), [Owned::Message(1, vec![b'b'; 150])]);
+        assert_eq!(c.rx_wanted(), None);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(1)));
+    }
+
+    #[test]
+    fn without_growth_the_session_waits_without_spinning() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        let big = msg(1, &[b'b'; 150]);
+        c.handle_input(now, &big);
+        for _ in 0..100 {
+            assert_eq!(drain(&mut c, now), []);
+            assert!(c.input_buffer().is_empty());
+            assert_eq!(c.handle_input(now, &big[MIN..]), 0);
+            assert_eq!(c.rx_wanted(), Some(big.len()));
+        }
+        // Timers still run: the keepalive goes out, then the idle timeout ends it.
+        let mut t = now;
+        while let Some(deadline) = c.poll_timeout() {
+            assert!(deadline >= t);
+            t = deadline;
+            c.handle_timeout(t);
+            let _ = transmit(&mut c, usize::MAX);
+            if c.is_closed() {
+                break;
+            }
+        }
+        assert_eq!(drain(&mut c, t), [Owned::Closed(Closure::Aborted(Code::IdleTimeout))]);
+        assert_eq!(c.rx_wanted(), None);
+    }
+
+    #[test]
+    fn oversize_length_still_errors_from_the_header_alone() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        c.handle_input(now, &[0x10, 0, 0, 0x10, 0]);
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::TooLarge))]);
+        assert_eq!(c.rx_wanted(), None);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Error(Code::TooLarge)));
+    }
+
+    #[test]
+    fn shrinking_after_the_large_frame() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        let events = feed_growing(&mut c, &msg(1, &[7; 200]), usize::MAX, 0);
+        assert_eq!(events, [Owned::Message(1, vec![7; 200])]);
+        // `feed_growing` shrank it back once the frame was consumed.
+        assert!(!c.rx_shrinkable(MIN));
+        c.handle_input(now, &msg(2, b"small again"));
+        assert_eq!(drain(&mut c, now), [Owned::Message(2, b"small again".to_vec())]);
+        // Not shrinkable below what is buffered or the frame in progress.
+        let mut c = open_client(MIN);
+        c.replace_rx(vec![0; 300]).unwrap();
+        c.handle_input(now, &msg(1, &[1; 150])[..100]);
+        drain(&mut c, now);
+        assert!(!c.rx_shrinkable(MIN), "frame in progress needs 163");
+        assert!(c.rx_shrinkable(163));
+        assert!(!c.rx_shrinkable(MIN - 1));
+    }
+
+    #[test]
+    fn replace_rx_refuses_a_buffer_that_cannot_hold_what_is_buffered() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        c.replace_rx(vec![0; 300]).unwrap();
+        let big = msg(1, &[3; 150]);
+        c.handle_input(now, &big[..100]);
+        drain(&mut c, now);
+        assert_eq!(c.replace_rx(vec![0; 99]).map_err(|b| b.len()).err(), Some(99));
+        assert_eq!(c.replace_rx(vec![0; MIN - 1]).map_err(|b| b.len()).err(), Some(MIN - 1));
+        assert_eq!(c.rx_buffered(), 100);
+        // Smaller than the frame is allowed: the session just asks again.
+        assert_eq!(c.replace_rx(vec![0; 100]).map(|b| b.len()).ok(), Some(300));
+        drain(&mut c, now);
+        assert_eq!(c.rx_wanted(), Some(big.len()));
+        c.replace_rx(vec![0; big.len()]).unwrap();
+        c.handle_input(now, &big[100..]);
+        assert_eq!(drain(&mut c, now), [Owned::Message(1, vec![3; 150])]);
+    }
+
+    #[test]
+    fn replace_rx_while_a_message_is_held() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        let stream = [msg(1, b"first"), msg(2, &[9; 100])].concat();
+        let n = c.handle_input(now, &stream);
+        assert!(matches!(c.poll_event(now), Some(Event::Message { seq: 1, .. })));
+        // The message's bytes are released by the next poll_event, in the new buffer.
+        c.replace_rx(vec![0; 120]).unwrap();
+        assert_eq!(c.poll_event(now), None);
+        c.handle_input(now, &stream[n..]);
+        assert_eq!(drain(&mut c, now), [Owned::Message(2, vec![9; 100])]);
+    }
+
+    #[test]
+    fn any_chunking_and_growth_delay_give_the_same_messages() {
+        let payloads: StdVec<StdVec<u8>> = (0..12u8)
+            .map(|i| vec![i; [0, 5, 200, 55, 56, 120][usize::from(i) % 6]])
+            .collect();
+        let stream: StdVec<u8> = payloads
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| msg(i as u64 + 1, p))
+            .collect();
+        let expected: StdVec<Owned> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Owned::Message(i as u64 + 1, p.clone()))
+            .collect();
+        for chunk in [1, 2, 7, 13, 64, 68, 100, 1000] {
+            for delay in [0, 1, 3] {
+                let mut c = open_client(MIN);
+                assert_eq!(
+                    feed_growing(&mut c, &stream, chunk, delay),
+                    expected,
+                    "chunk {chunk} delay {delay}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn full_size_rx_never_asks() {
+        let now = Instant::ZERO;
+        let mut c = open_client(Small::min_rx_len(CFG.max_message));
+        let big = msg(1, &[1; 200]);
+        for b in &big {
+            c.handle_input(now, &[*b]);
+            drain(&mut c, now);
+            assert_eq!(c.rx_wanted(), None);
+        }
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn server_handshake_fits_the_minimum() {
+        let now = Instant::ZERO;
+        let mut s: Small = Session::server(CFG, vec![0; MIN], [0; 512], now).unwrap();
+        let longest = "n".repeat(MAX_NAME_LEN);
+        let opening = [&MAGIC[..], &hello_bytes(&longest)].concat();
+        assert_eq!(opening.len(), MIN);
+        assert_eq!(s.handle_input(now, &opening), MIN);
+        assert!(matches!(drain(&mut s, now)[..], [Owned::Hello { .. }]));
+        assert_eq!(s.rx_wanted(), None);
+    }
+
+    #[cfg(all(feature = "server", feature = "plain"))]
+    #[test]
+    fn plain_line_longer_than_a_small_rx_asks_for_the_full_buffer() {
+        let now = Instant::ZERO;
+        let mut s: Small = Session::server(CFG, vec![0; MIN], [0; 512], now).unwrap();
+        s.handle_input(now, b"x");
+        drain(&mut s, now);
+        s.accept(1, None).unwrap();
+        drain(&mut s, now);
+        let line = [&[b'y'; 150][..], b"\n"].concat();
+        let n = s.handle_input(now, &line);
+        assert_eq!(drain(&mut s, now), []);
+        assert_eq!(s.rx_wanted(), Some(Small::min_rx_len(CFG.max_message)));
+        s.replace_rx(vec![0; Small::min_rx_len(CFG.max_message)]).unwrap();
+        s.handle_input(now, &line[n..]);
+        let mut expected = vec![b'x'];
+        expected.extend([b'y'; 150]);
+        assert_eq!(drain(&mut s, now), [Owned::Message(1, expected)]);
+        // Past the grown buffer, the line limit is max_message as ever.
+        s.handle_input(now, &[b'z'; 250]);
+        assert_eq!(drain(&mut s, now), [Owned::Closed(Closure::Aborted(Code::TooLarge))]);
     }
 }

@@ -243,8 +243,13 @@ impl<'a> Repr<'a> {
     /// body of the wrong length, a HELLO with an unsupported version, a name that is
     /// too long or not UTF-8.
     pub fn parse(frame: &Frame<&'a [u8]>) -> Result<Repr<'a>> {
-        let body = frame.body_ref();
         let ty = FrameType::from_u8(frame.frame_type()).ok_or(Error::UnknownType(frame.frame_type()))?;
+        Repr::parse_body(ty, frame.body_ref())
+    }
+
+    /// [`Repr::parse`] for a frame whose type the caller has already read.
+    #[inline]
+    pub(crate) fn parse_body(ty: FrameType, body: &'a [u8]) -> Result<Repr<'a>> {
         match ty {
             FrameType::Hello => parse_hello(body).map(Repr::Hello),
             FrameType::Welcome => {
@@ -359,14 +364,7 @@ pub(crate) fn hello_version(body: &[u8]) -> Option<u8> {
 }
 
 fn parse_hello(body: &[u8]) -> Result<Hello<'_>> {
-    if hello_version(body) != Some(VERSION) {
-        return Err(Error::Malformed);
-    }
-    let name_len = usize::from(*body.get(hello::NAME_LEN).ok_or(Error::Malformed)?);
-    if name_len > MAX_NAME_LEN || body.len() != HELLO_FIXED_LEN + name_len {
-        return Err(Error::Malformed);
-    }
-    let name = body.get(hello::NAME..).ok_or(Error::Malformed)?;
+    let name = hello_name(body)?;
     Ok(Hello {
         max_message: read_u32(body, hello::MAX_MESSAGE.start)?,
         idle_timeout_ms: read_u32(body, hello::IDLE_TIMEOUT.start)?,
@@ -374,6 +372,58 @@ fn parse_hello(body: &[u8]) -> Result<Hello<'_>> {
         ack: read_u64(body, hello::ACK.start)?,
         name: core::str::from_utf8(name).map_err(|_| Error::Malformed)?,
     })
+}
+
+/// The name bytes of a HELLO body whose version, name length and body length are valid.
+fn hello_name(body: &[u8]) -> Result<&[u8]> {
+    if hello_version(body) != Some(VERSION) {
+        return Err(Error::Malformed);
+    }
+    let name_len = usize::from(*body.get(hello::NAME_LEN).ok_or(Error::Malformed)?);
+    if name_len > MAX_NAME_LEN || body.len() != HELLO_FIXED_LEN + name_len {
+        return Err(Error::Malformed);
+    }
+    body.get(hello::NAME..).ok_or(Error::Malformed)
+}
+
+/// Checks a HELLO body exactly as [`Repr::parse`] does, but without building the
+/// name's `&str`: `core::str::from_utf8` and its tables cost a firmware most of a
+/// kilobyte, and a client only needs to know whether the frame is valid (§3.1 step 6).
+pub(crate) fn check_hello(body: &[u8]) -> Result<()> {
+    if is_utf8(hello_name(body)?) {
+        Ok(())
+    } else {
+        Err(Error::Malformed)
+    }
+}
+
+/// Whether `bytes` are UTF-8 as `core::str::from_utf8` defines it: shortest forms only,
+/// no surrogates, nothing above U+10FFFF.
+fn is_utf8(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some((&lead, tail)) = rest.split_first() {
+        let (extra, min, mut cp) = match lead {
+            0x00..=0x7f => (0, 0, u32::from(lead)),
+            0xc0..=0xdf => (1, 0x80, u32::from(lead & 0x1f)),
+            0xe0..=0xef => (2, 0x800, u32::from(lead & 0x0f)),
+            0xf0..=0xf7 => (3, 0x1_0000, u32::from(lead & 0x07)),
+            _ => return false,
+        };
+        let Some((cont, after)) = tail.split_at_checked(extra) else {
+            return false;
+        };
+        for &b in cont {
+            if b & 0xc0 != 0x80 {
+                return false;
+            }
+            cp = cp << 6 | u32::from(b & 0x3f);
+        }
+        if cp < min || cp > 0x10_ffff || (0xd800..=0xdfff).contains(&cp) {
+            return false;
+        }
+        rest = after;
+    }
+    true
 }
 
 fn exact_u64(body: &[u8]) -> Result<u64> {
@@ -555,6 +605,47 @@ mod tests {
             payload: b"hello",
         };
         assert_eq!(m.emit(&mut [0u8; 10]), Err(Error::BufferTooSmall));
+    }
+
+    #[test]
+    fn utf8_check_agrees_with_core_str() {
+        let agrees = |b: &[u8]| assert_eq!(is_utf8(b), core::str::from_utf8(b).is_ok(), "{b:x?}");
+        for a in 0..=255u8 {
+            agrees(&[a]);
+            for b in 0..=255u8 {
+                agrees(&[a, b]);
+            }
+        }
+        // Every lead byte of a 3- or 4-byte form with every second and third byte.
+        for a in 0xe0..=0xff {
+            for b in 0..=255u8 {
+                for c in 0..=255u8 {
+                    agrees(&[a, b, c]);
+                    agrees(&[a, b, c, 0x80]);
+                    agrees(&[a, b, c, 0xbf, b'x']);
+                }
+            }
+        }
+        agrees("añ€😀 ok".as_bytes());
+    }
+
+    #[test]
+    fn hello_check_agrees_with_parse() {
+        let mut cases = std::vec![HELLO_ANA.to_vec()];
+        let mut v2 = HELLO_ANA;
+        v2[5] = 2;
+        cases.push(v2.to_vec());
+        let mut bad = HELLO_ANA;
+        bad[33] = 0xc3;
+        cases.push(bad.to_vec());
+        let mut long_len = HELLO_ANA;
+        long_len[31] = 4;
+        cases.push(long_len.to_vec());
+        cases.push(HELLO_ANA[..20].to_vec());
+        for case in cases {
+            let body = case.get(HEADER_LEN..).unwrap_or(&[]);
+            assert_eq!(check_hello(body).is_ok(), parse_hello(body).is_ok(), "{case:x?}");
+        }
     }
 
     #[test]

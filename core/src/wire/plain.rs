@@ -1,4 +1,6 @@
 //! Plain-text framing (PROTOCOL.md §7): one message per line, `\n` with optional `\r`.
+//!
+//! The recognition of HTTP and TLS (§7.3) needs the `detect` feature.
 
 /// Finds the first complete line in `buf`.
 ///
@@ -13,6 +15,7 @@ pub fn split_line(buf: &[u8]) -> Option<(&[u8], usize)> {
 
 /// Another protocol recognised in the first bytes of a plain-text connection
 /// (PROTOCOL.md §7.3).
+#[cfg(feature = "detect")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Foreign {
@@ -22,6 +25,7 @@ pub enum Foreign {
     Tls,
 }
 
+#[cfg(feature = "detect")]
 const HTTP_METHODS: [&[u8]; 9] = [
     b"GET ",
     b"POST ",
@@ -39,6 +43,7 @@ const HTTP_METHODS: [&[u8]; 9] = [
 /// HTTP is recognised on the first complete line: a method followed by a path and
 /// ` HTTP/`, or a `Host:` header (as Redis does for its port). TLS by its record header:
 /// content type 0x16 (handshake), major version 3.
+#[cfg(feature = "detect")]
 pub fn detect_foreign(first_bytes: &[u8], complete_line: Option<&[u8]>) -> Option<Foreign> {
     if let [0x16, 0x03, ..] = first_bytes {
         return Some(Foreign::Tls);
@@ -49,12 +54,17 @@ pub fn detect_foreign(first_bytes: &[u8], complete_line: Option<&[u8]>) -> Optio
     (is_request || is_host).then_some(Foreign::Http)
 }
 
+/// How many first bytes without a line end a server waits for before it stops
+/// suspecting HTTP (§7.3).
+#[cfg(feature = "detect")]
+pub(crate) const SNIFF_LIMIT: usize = 64;
+
 /// True while `first_bytes` (no complete line yet) could still turn out to be an HTTP
 /// request: a prefix of a method or of `Host:`, or a method and more. A server waits for
 /// the line before deciding (§7.3).
+#[cfg(feature = "detect")]
 pub fn might_be_foreign(first_bytes: &[u8]) -> bool {
-    const LIMIT: usize = 64;
-    if first_bytes.len() >= LIMIT {
+    if first_bytes.len() >= SNIFF_LIMIT {
         return false;
     }
     let host = b"host:";
@@ -68,6 +78,7 @@ pub fn might_be_foreign(first_bytes: &[u8]) -> bool {
             .any(|m| m.starts_with(first_bytes) || first_bytes.starts_with(m))
 }
 
+#[cfg(feature = "detect")]
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -84,6 +95,7 @@ mod tests {
         assert_eq!(split_line(b"no newline"), None);
     }
 
+    #[cfg(feature = "detect")]
     #[test]
     fn foreign_protocols_are_recognised() {
         assert_eq!(
@@ -99,6 +111,7 @@ mod tests {
         assert_eq!(detect_foreign(b"hello", Some(b"hello")), None);
     }
 
+    #[cfg(feature = "detect")]
     #[test]
     fn http_prefixes_wait_for_the_line() {
         assert!(might_be_foreign(b"GE"));
