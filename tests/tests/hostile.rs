@@ -1,13 +1,16 @@
 //! Broken and hostile clients against the real `soquete server`, each beside a
 //! well-behaved client whose messages must keep flowing: a client that never reads, a
-//! reset in the middle of a frame, a flood of empty messages.
+//! half-closed socket, a reset in the middle of a frame, a flood of empty messages,
+//! bad sequence numbers, an unsupported version, a too-long line, garbage.
 //!
 //! Readiness is a printed line or a socket read; every wait is bounded.
 
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use socket2::SockRef;
+use soquete_core::Closure;
 use soquete_tests::{BinClient, Server, WAIT};
 
 fn id_of(server: &mut Server, name: &str) -> String {
@@ -127,6 +130,25 @@ fn client_that_never_reads_costs_bounded_memory_and_delays_nobody() {
 }
 
 #[test]
+fn half_closed_client_gets_its_acknowledgements_and_a_clean_end() {
+    let mut server = Server::start(&[]);
+    let mut half = BinClient::connect(server.addr, "half");
+    let id = id_of(&mut server, "half");
+    for j in 0..10 {
+        half.send(format!("h{j}").as_bytes());
+    }
+    half.flush();
+    half.stream.shutdown(Shutdown::Write).unwrap();
+    // It still reads: everything printed is acknowledged, then the server closes.
+    half.wait("the end", |c| c.closed.is_some());
+    assert_eq!(half.acked, 10, "acknowledgements reach a half-closed client");
+    assert_eq!(half.closed, Some(Closure::Eof));
+    let lost = server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" lost ("));
+    assert!(lost.contains("(connection closed by peer) after 10 messages"), "{lost}");
+    calm_round(&mut server, "calm", 10);
+}
+
+#[test]
 fn reset_in_the_middle_of_a_frame_shows_only_whole_messages() {
     let mut server = Server::start(&[]);
     let mut r = BinClient::connect(server.addr, "resetter");
@@ -183,7 +205,7 @@ fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
 
 #[test]
 fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
-    use soquete_core::{Closure, Code};
+    use soquete_core::Code;
     let mut server = Server::start(&[]);
     for (name, seqs) in [("skipper", [1u64, 3]), ("backer", [1, 1])] {
         let mut c = BinClient::connect(server.addr, name);

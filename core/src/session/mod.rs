@@ -750,6 +750,16 @@ where
             return Some(Event::PeerClosing(code));
         }
         if self.eof && !self.is_closed() {
+            // A peer that only shut down its sending side still reads: it gets the
+            // acknowledgement of everything delivered (PROTOCOL.md §4.5).
+            let open = matches!(self.state, State::Open | State::Closing { .. });
+            if open
+                && self.mode() == Mode::Binary
+                && self.received > self.ack_sent
+                && push_ctrl(&mut self.ctrl, Repr::Ack(self.received))
+            {
+                self.ack_sent = self.received;
+            }
             self.set_state(State::Closed(Closure::Eof));
         }
         match self.state {

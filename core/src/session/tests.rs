@@ -705,6 +705,17 @@ mod open_errors {
     }
 
     #[test]
+    fn open_half_closed_peer_gets_the_final_ack() {
+        let mut r = Raw::open_server();
+        let burst: StdVec<u8> = (1..=3).flat_map(|i| msg(i, b"m")).collect();
+        assert_eq!(r.s.handle_input(r.now, &burst), burst.len());
+        r.eof();
+        assert_eq!(r.messages().len(), 3);
+        assert_eq!(r.out, frame(Repr::Ack(3)), "the peer may still read");
+        assert_eq!(r.closed(), Some(Closure::Eof));
+    }
+
+    #[test]
     fn open_eof_mid_frame_is_eof() {
         let mut r = Raw::open_server();
         r.feed(&msg(1, b"whole"));
