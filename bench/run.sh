@@ -148,17 +148,45 @@ if command -v iperf3 >/dev/null; then
 fi
 
 # soquete server, started fresh for each variant (text output to a file, or --json).
+#
+# Its output file lives on tmpfs (SERVER_OUT_DIR, default /dev/shm) so that the table
+# measures the server rather than the disk, and is truncated every second so that a
+# few seconds at GB/s cannot fill memory (the server appends: O_APPEND). Memory is
+# written once before the matrix: on VMs that back guest memory on first touch, the
+# first pass over fresh pages is several times slower than any later one.
+SERVER_OUT_DIR=${SERVER_OUT_DIR:-/dev/shm}
+[[ -d $SERVER_OUT_DIR && -w $SERVER_OUT_DIR ]] || SERVER_OUT_DIR=$OUT
+SERVER_OUT=$SERVER_OUT_DIR/soquete-bench-$$.out
+warm_mib=$(awk '/MemAvailable/ { m = int($2 / 1024 / 4); print (m < 3072 ? m : 3072) }' /proc/meminfo 2>/dev/null)
+dd if=/dev/zero of="$SERVER_OUT" bs=1M count="${warm_mib:-1024}" status=none 2>/dev/null
+rm -f "$SERVER_OUT"
 SOQ_PID=
+TRUNC_PID=
 start_soquete() {
     local name=$1
     shift
     SOQ_PID=
     [[ -n $SOQUETE ]] || return 1
-    start "$name" "$P_SOQUETE" "$SOQUETE" server --listen "127.0.0.1:$P_SOQUETE" --max-clients 20000 "$@"
-    SOQ_PID=$STARTED_PID
-    [[ -n $SOQ_PID ]]
+    : >"$SERVER_OUT"
+    "$SOQUETE" server --listen "127.0.0.1:$P_SOQUETE" --max-clients 20000 "$@" >>"$SERVER_OUT" 2>"$OUT/$name.err" &
+    local pid=$!
+    PIDS+=("$pid")
+    if ! wait_port "$P_SOQUETE" 10 "$pid"; then
+        say "$name did not start: $(tail -n 3 "$OUT/$name.err" | tr '\n' ' ')"
+        stop_pid "$pid"
+        return 1
+    fi
+    SOQ_PID=$pid
+    (while kill -0 "$pid" 2>/dev/null; do sleep 1; truncate -s 0 "$SERVER_OUT"; done) &
+    TRUNC_PID=$!
+    PIDS+=("$TRUNC_PID")
 }
-stop_soquete() { [[ -n $SOQ_PID ]] && stop_pid "$SOQ_PID"; SOQ_PID=; }
+stop_soquete() {
+    [[ -n $SOQ_PID ]] && stop_pid "$SOQ_PID"
+    [[ -n $TRUNC_PID ]] && stop_pid "$TRUNC_PID"
+    SOQ_PID= TRUNC_PID=
+    rm -f "$SERVER_OUT"
+}
 
 # ---------------------------------------------------------------- the matrix
 

@@ -335,7 +335,8 @@ impl Server {
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
         }
-        let rx = vec![0; ServerSession::min_rx_len(self.config.max_message)];
+        let rx_len = conn::RX_START.min(ServerSession::min_rx_len(self.config.max_message));
+        let rx = vec![0; rx_len];
         let session = match Session::server(self.config, rx, vec![0; TX_LEN], now) {
             Ok(s) => s,
             Err(e) => {
@@ -354,7 +355,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
-        let mut conn = Conn::new(stream, token, peer, session);
+        let mut conn = Conn::new(stream, token, peer, session, rx_len);
         conn.dirty = true;
         self.dirty.push(token);
         self.conns.insert(token, conn);

@@ -381,3 +381,23 @@ fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
     let expected: Vec<String> = (0..200).map(|j| format!("calm {j}")).collect();
     assert_eq!(messages_of(&server.seen, &id), expected);
 }
+
+#[test]
+fn messages_larger_than_the_first_buffer_arrive_whole() {
+    let mut server = Server::start(&[]);
+    let mut c = Client::connect(server.addr, "big");
+    let id = session_id(&mut server, |l| l.ends_with("as \"big\""));
+    let sizes = [10, 5000, 12000, 3, 9000, 4096, 4097, 1];
+    let texts: Vec<String> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| format!("{i}{}", "x".repeat(n)))
+        .collect();
+    for t in &texts {
+        c.send(t.as_bytes());
+    }
+    c.wait("the acknowledgements", |c| c.acked == sizes.len() as u64);
+    c.close();
+    server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left "));
+    assert_eq!(messages_of(&server.seen, &id), texts);
+}

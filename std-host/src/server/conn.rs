@@ -18,8 +18,15 @@ use super::Shared;
 /// cannot starve the others.
 pub(super) const READ_BUDGET: usize = 64 * 1024;
 
-/// The session type of one connection: buffers on the heap, sized at accept.
+/// The session type of one connection: buffers on the heap.
 pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
+
+/// Receive buffer of a new connection. It grows to the size of a larger frame when
+/// one arrives (at most `min_rx_len(--max-message)`), and shrinks back once large
+/// frames have stopped for [`RX_SHRINK_AFTER`], so that idle connections stay small.
+pub(super) const RX_START: usize = 4096;
+/// How long a grown receive buffer is kept after the last growth.
+const RX_SHRINK_AFTER: soquete_core::Duration = soquete_core::Duration::from_secs(1);
 
 /// Where a connection stands with the application (what has been printed about it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,10 +127,14 @@ pub(super) struct Conn {
     pub give_up: Option<Instant>,
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
+    /// Length of the session's receive buffer.
+    rx_len: usize,
+    /// When the receive buffer last grew.
+    rx_grown: Option<Instant>,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: ServerSession) -> Self {
+    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: ServerSession, rx_len: usize) -> Self {
         Conn {
             stream,
             token,
@@ -142,6 +153,8 @@ impl Conn {
             lingering: false,
             give_up: None,
             scheduled: None,
+            rx_len,
+            rx_grown: None,
         }
     }
 
@@ -166,12 +179,12 @@ impl Conn {
         }
         let mut budget = READ_BUDGET;
         while budget > 0 && self.error.is_none() {
-            let buf = self.session.input_buffer();
-            if buf.is_empty() {
+            if self.session.input_buffer().is_empty() && !self.grow_rx(now) {
                 // Closed (nothing more to read into it) or waiting for an answer: the
                 // socket keeps its data until the session wants it.
                 return Ok(false);
             }
+            let buf = self.session.input_buffer();
             let want = buf.len().min(budget);
             let Some(buf) = buf.get_mut(..want) else { break };
             match self.stream.read(buf) {
@@ -189,6 +202,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.readable = false;
+                    self.shrink_rx(now);
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -200,6 +214,33 @@ impl Conn {
             }
         }
         Ok(self.readable && self.error.is_none())
+    }
+
+    /// Gives the session the bigger receive buffer it asks for (a frame larger than
+    /// the current one is coming). Returns true if it got one.
+    fn grow_rx(&mut self, now: Instant) -> bool {
+        let Some(want) = self.session.rx_wanted() else {
+            return false;
+        };
+        match self.session.replace_rx(vec![0; want]) {
+            Ok(_) => {
+                debug!("{}: receive buffer {} -> {want} bytes", self.peer, self.rx_len);
+                self.rx_len = want;
+                self.rx_grown = Some(now);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Returns a grown receive buffer to [`RX_START`] once large frames have stopped.
+    fn shrink_rx(&mut self, now: Instant) {
+        let quiet = self.rx_grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER);
+        let shrink = self.rx_len > RX_START && quiet && self.session.rx_shrinkable(RX_START);
+        if shrink && self.session.replace_rx(vec![0; RX_START]).is_ok() {
+            self.rx_len = RX_START;
+            self.rx_grown = None;
+        }
     }
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
