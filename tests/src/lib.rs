@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -133,6 +133,18 @@ impl Server {
         }
     }
 
+    /// The `#ID` of the session whose "connected" line matches `pred` (waits for it).
+    pub fn session_id(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let line = self.wait_for(WAIT, |l| l.contains(" connected") && pred(l));
+        line.split(' ').next().expect("a #ID").to_string()
+    }
+
+    /// The `#ID` of the session of the client named `name` (waits for it).
+    pub fn named_session(&mut self, name: &str) -> String {
+        let end = format!("connected as \"{name}\"");
+        self.session_id(|l| l.ends_with(&end))
+    }
+
     /// Sends `signal` (e.g. `"TERM"`) to the server.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
@@ -253,6 +265,30 @@ impl ClientProcess {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
+}
+
+/// Message texts printed for session `id` (`#N`), in order.
+pub fn messages_of(seen: &[String], id: &str) -> Vec<String> {
+    let prefix = format!("{id} ");
+    seen.iter()
+        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(' '))
+        .filter(|(peer, _)| peer.ends_with(':'))
+        .map(|(_, text)| text.to_string())
+        .collect()
+}
+
+/// A raw (plain-text) connection to `addr`, reads bounded by [`WAIT`].
+pub fn plain(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    stream
+}
+
+/// Reads until the server closes the connection.
+pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).expect("read until the server closes");
+    out
 }
 
 /// Forwards every line of `out` to a channel (lossy UTF-8, terminator removed).

@@ -11,24 +11,7 @@ use std::time::Duration;
 
 use socket2::SockRef;
 use soquete_core::Closure;
-use soquete_tests::{BinClient, Server, WAIT};
-
-fn id_of(server: &mut Server, name: &str) -> String {
-    let line = server.wait_for(WAIT, |l| l.ends_with(&format!("connected as \"{name}\"")));
-    line.split(' ').next().unwrap().to_string()
-}
-
-/// Message lines of session `id`.
-fn count_messages(seen: &[String], id: &str) -> usize {
-    let prefix = format!("{id} ");
-    seen.iter()
-        .filter(|l| {
-            l.strip_prefix(&prefix)
-                .is_some_and(|r| r.split_once(' ').is_none_or(|(p, _)| p.ends_with(':')))
-        })
-        .filter(|l| l.contains(": ") || l.ends_with(':'))
-        .count()
-}
+use soquete_tests::{messages_of, plain, read_to_eof, BinClient, Server, WAIT};
 
 /// A MSG frame (PROTOCOL.md §3.4).
 fn msg(seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -52,7 +35,7 @@ fn rss_kib(server: &Server) -> u64 {
 /// A calm client sends `n` messages and closes; all must arrive in order.
 fn calm_round(server: &mut Server, name: &str, n: usize) {
     let mut calm = BinClient::connect(server.addr, name);
-    let id = id_of(server, name);
+    let id = server.named_session(name);
     for j in 0..n {
         calm.send(format!("{name} {j}").as_bytes());
     }
@@ -67,7 +50,7 @@ fn client_that_never_reads_costs_bounded_memory_and_delays_nobody() {
     const MESSAGES: u64 = 400_000;
     let mut server = Server::start(&[]);
     let mut deaf = BinClient::connect(server.addr, "deaf");
-    let id = id_of(&mut server, "deaf");
+    let id = server.named_session("deaf");
     let rss_before = rss_kib(&server);
 
     // 400 000 messages (about 13 MB) written without reading a byte. Were an
@@ -86,7 +69,7 @@ fn client_that_never_reads_costs_bounded_memory_and_delays_nobody() {
     });
     calm_round(&mut server, "calm", 100);
     writer.join().expect("the server took every byte");
-    let mut printed = count_messages(&server.seen, &id);
+    let mut printed = messages_of(&server.seen, &id).len();
     while printed < MESSAGES as usize {
         let line = server
             .next_line(WAIT)
@@ -133,7 +116,7 @@ fn client_that_never_reads_costs_bounded_memory_and_delays_nobody() {
 fn half_closed_client_gets_its_acknowledgements_and_a_clean_end() {
     let mut server = Server::start(&[]);
     let mut half = BinClient::connect(server.addr, "half");
-    let id = id_of(&mut server, "half");
+    let id = server.named_session("half");
     for j in 0..10 {
         half.send(format!("h{j}").as_bytes());
     }
@@ -152,7 +135,7 @@ fn half_closed_client_gets_its_acknowledgements_and_a_clean_end() {
 fn reset_in_the_middle_of_a_frame_shows_only_whole_messages() {
     let mut server = Server::start(&[]);
     let mut r = BinClient::connect(server.addr, "resetter");
-    let id = id_of(&mut server, "resetter");
+    let id = server.named_session("resetter");
     for j in 0..3 {
         r.send(format!("r{j}").as_bytes());
     }
@@ -172,7 +155,7 @@ fn flood_of_empty_and_tiny_messages_is_shown_and_acknowledged() {
     const MESSAGES: u64 = 50_000;
     let mut server = Server::start(&[]);
     let flood = BinClient::connect(server.addr, "flood");
-    let id = id_of(&mut server, "flood");
+    let id = server.named_session("flood");
     let mut batch = Vec::new();
     for seq in 1..=MESSAGES {
         let payload: &[u8] = if seq % 2 == 0 { b"" } else { b"." };
@@ -182,25 +165,12 @@ fn flood_of_empty_and_tiny_messages_is_shown_and_acknowledged() {
     let writer = std::thread::spawn(move || stream.write_all(&batch).unwrap());
     calm_round(&mut server, "calm", 100);
     writer.join().unwrap();
-    let mut printed = count_messages(&server.seen, &id);
+    let mut printed = messages_of(&server.seen, &id).len();
     while printed < MESSAGES as usize {
         let line = server.next_line(WAIT).expect("every message printed");
         printed += usize::from(line.starts_with(&format!("{id} ")) && (line.ends_with(": ") || line.ends_with(": .")));
     }
     assert_eq!(printed, MESSAGES as usize);
-}
-
-/// A raw connection with a bounded read timeout.
-fn raw(server: &Server) -> std::net::TcpStream {
-    let s = std::net::TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    s
-}
-
-fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("the server closes the connection");
-    out
 }
 
 #[test]
@@ -209,7 +179,7 @@ fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
     let mut server = Server::start(&[]);
     for (name, bad) in [("skipper", 3u64), ("backer", 1)] {
         let mut c = BinClient::connect(server.addr, name);
-        let id = id_of(&mut server, name);
+        let id = server.named_session(name);
         // Message 1 through the session (so that its ACK is expected), then a bad one.
         c.send(b"x");
         c.flush();
@@ -228,7 +198,7 @@ fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
 #[test]
 fn unsupported_version_is_refused() {
     let mut server = Server::start(&[]);
-    let mut s = raw(&server);
+    let mut s = plain(server.addr);
     // Magic, then a HELLO whose version byte is 9 (PROTOCOL.md §3.2).
     let mut hello = vec![0xFE, b'S', b'Q', b'T', 0x01, 0, 0, 0, 26, 9];
     hello.extend([0u8; 25]);
@@ -243,7 +213,7 @@ fn unsupported_version_is_refused() {
 #[test]
 fn too_long_plain_line_gets_an_err_line() {
     let mut server = Server::start(&["--max-message", "100"]);
-    let mut s = raw(&server);
+    let mut s = plain(server.addr);
     s.write_all(b"short\n").unwrap();
     s.write_all(&[b'y'; 300]).unwrap();
     let reply = read_to_eof(&mut s);
@@ -258,7 +228,7 @@ fn too_long_plain_line_gets_an_err_line() {
 #[test]
 fn garbage_bytes_are_plain_text_shown_escaped() {
     let mut server = Server::start(&[]);
-    let mut s = raw(&server);
+    let mut s = plain(server.addr);
     s.write_all(b"\x00\x01\x9b\xff\xfe\x1b[31mred\x07\n").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(read_to_eof(&mut s).is_empty());

@@ -8,32 +8,17 @@ use std::io::Read;
 use std::net::Shutdown;
 
 use soquete_core::{Closure, Code};
-use soquete_tests::{BinClient, Server, WAIT};
-
-/// Texts of the message lines of session `id` (`#N`), in order.
-fn messages_of(seen: &[String], id: &str) -> Vec<String> {
-    let prefix = format!("{id} ");
-    seen.iter()
-        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(": "))
-        .filter(|(peer, _)| !peer.contains(' '))
-        .map(|(_, text)| text.to_string())
-        .collect()
-}
+use soquete_tests::{messages_of, BinClient, Server, WAIT};
 
 fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|j| format!("m{j}")).collect()
-}
-
-fn id_of(server: &mut Server, name: &str) -> String {
-    let line = server.wait_for(WAIT, |l| l.ends_with(&format!("connected as \"{name}\"")));
-    line.split(' ').next().unwrap().to_string()
 }
 
 #[test]
 fn cut_connection_resumes_without_loss_or_repeats() {
     let mut server = Server::start(&[]);
     let mut c = BinClient::connect(server.addr, "cut");
-    let id = id_of(&mut server, "cut");
+    let id = server.named_session("cut");
     for j in 0..5 {
         c.send(format!("m{j}").as_bytes());
     }
@@ -71,7 +56,7 @@ fn cut_connection_resumes_without_loss_or_repeats() {
 fn resume_takes_over_a_connection_the_server_still_serves() {
     let mut server = Server::start(&[]);
     let mut c = BinClient::connect(server.addr, "twice");
-    let id = id_of(&mut server, "twice");
+    let id = server.named_session("twice");
     for j in 0..3 {
         c.send(format!("m{j}").as_bytes());
     }
@@ -104,7 +89,7 @@ fn resume_takes_over_a_connection_the_server_still_serves() {
 fn lost_session_is_forgotten_after_the_resume_window() {
     let mut server = Server::start(&["--resume-window", "300ms"]);
     let mut c = BinClient::connect(server.addr, "gone");
-    let id = id_of(&mut server, "gone");
+    let id = server.named_session("gone");
     c.send(b"only");
     c.wait("the acknowledgement", |c| c.acked == 1);
     c.stream.shutdown(Shutdown::Both).unwrap();
@@ -121,7 +106,7 @@ fn lost_session_is_forgotten_after_the_resume_window() {
     c.cut();
     c.reconnect(server.addr);
     assert_eq!(c.established, Some(false), "not resumed");
-    let id2 = id_of(&mut server, "gone");
+    let id2 = server.named_session("gone");
     assert_ne!(id, id2);
     c.wait("the acknowledgement", |c| c.acked >= 1);
     c.close();
@@ -133,7 +118,7 @@ fn lost_session_is_forgotten_after_the_resume_window() {
 fn zero_resume_window_ends_sessions_at_once() {
     let mut server = Server::start(&["--resume-window", "0"]);
     let mut c = BinClient::connect(server.addr, "brief");
-    let id = id_of(&mut server, "brief");
+    let id = server.named_session("brief");
     c.send(b"x");
     c.wait("the acknowledgement", |c| c.acked == 1);
     c.stream.shutdown(Shutdown::Both).unwrap();

@@ -4,50 +4,20 @@
 //! Nothing here sleeps to synchronise: tests wait for printed lines or socket reads,
 //! every wait bounded.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use soquete_core::{Closure, Code};
-use soquete_tests::{BinClient as Client, Server, WAIT};
-
-/// A raw plain-text connection.
-fn plain(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream
-}
-
-/// Reads until the server closes the connection.
-fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).expect("read until the server closes");
-    out
-}
-
-/// The `#ID` of the session whose "connected" line matches `pred`.
-fn session_id(server: &mut Server, pred: impl Fn(&str) -> bool) -> String {
-    let line = server.wait_for(WAIT, |l| l.contains(" connected") && pred(l));
-    line.split(' ').next().unwrap().to_string()
-}
-
-/// Message texts printed for session `id`, in order.
-fn messages_of(seen: &[String], id: &str) -> Vec<String> {
-    let prefix = format!("{id} ");
-    seen.iter()
-        .filter_map(|l| l.strip_prefix(&prefix)?.split_once(' '))
-        .filter(|(peer, _)| peer.ends_with(':'))
-        .map(|(_, text)| text.to_string())
-        .collect()
-}
+use soquete_tests::{messages_of, plain, read_to_eof, BinClient as Client, Server, WAIT};
 
 #[test]
 fn plain_text_lines_and_partial_line_after_the_gap() {
     let mut server = Server::start(&["--line-gap", "50ms"]);
     let mut s = plain(server.addr);
     s.write_all(b"hello\nworld\r\n").unwrap();
-    let id = session_id(&mut server, |l| l.ends_with("connected (plain text)"));
+    let id = server.session_id(|l| l.ends_with("connected (plain text)"));
     server.wait_for(WAIT, |l| l == format!("{id} {}: world", s.local_addr().unwrap()));
 
     // No newline: shown once the line gap has passed.
@@ -77,7 +47,7 @@ fn plain_text_partial_line_is_shown_at_close() {
     let mut server = Server::start(&["--line-gap", "1m"]);
     let mut s = plain(server.addr);
     s.write_all(b"one\ntwo, unfinished").unwrap();
-    let id = session_id(&mut server, |_| true);
+    let id = server.session_id(|_| true);
     server.wait_for(WAIT, |l| l.ends_with(": one"));
     s.shutdown(Shutdown::Write).unwrap();
     server.wait_for(WAIT, |l| l.contains(" left "));
@@ -225,7 +195,7 @@ fn sigterm_closes_sessions_after_acknowledging_in_flight_messages() {
     const MESSAGES: usize = 300;
     let mut server = Server::start(&[]);
     let mut c = Client::connect(server.addr, "stayer");
-    let id = session_id(&mut server, |l| l.ends_with("as \"stayer\""));
+    let id = server.session_id(|l| l.ends_with("as \"stayer\""));
     let mut p = plain(server.addr);
     p.write_all(b"plain one\n").unwrap();
     server.wait_for(WAIT, |l| l.ends_with(": plain one"));
@@ -386,7 +356,7 @@ fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
 fn messages_larger_than_the_first_buffer_arrive_whole() {
     let mut server = Server::start(&[]);
     let mut c = Client::connect(server.addr, "big");
-    let id = session_id(&mut server, |l| l.ends_with("as \"big\""));
+    let id = server.session_id(|l| l.ends_with("as \"big\""));
     let sizes = [10, 5000, 12000, 3, 9000, 4096, 4097, 1];
     let texts: Vec<String> = sizes
         .iter()
