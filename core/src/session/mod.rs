@@ -363,7 +363,13 @@ pub struct Session<R, T> {
     peer_max: u32,
     peer_idle: Duration,
     ping_out: bool,
+    /// Nonce of the last PING queued (§3.7): they count 1, 2, ... per session.
     nonce: u64,
+    /// Highest PING nonce whose frame has completely left; a PONG may name only a
+    /// nonce in `pong_seen + 1..=ping_sent`.
+    ping_sent: u64,
+    /// Highest nonce a PONG has answered.
+    pong_seen: u64,
 
     /// Next sequence number to assign to an outgoing message.
     next_seq: u64,
@@ -373,6 +379,9 @@ pub struct Session<R, T> {
     received: u64,
     /// Highest sequence number we acknowledged on the wire.
     ack_sent: u64,
+    /// Highest sequence number of ours completely transmitted on an earlier connection
+    /// of this session: a resumed WELCOME may acknowledge up to it (§4.2).
+    transmitted_before: u64,
     stats: Stats,
 }
 
@@ -495,10 +504,13 @@ where
             peer_idle: Duration::ZERO,
             ping_out: false,
             nonce: 0,
+            ping_sent: 0,
+            pong_seen: 0,
             next_seq: 1,
             acked: 0,
             received: 0,
             ack_sent: 0,
+            transmitted_before: 0,
             stats: Stats::default(),
         })
     }
@@ -954,7 +966,13 @@ where
                 self.pending.pong = Some(nonce);
                 Step::Again
             }
-            (State::Open | State::Closing { .. }, Repr::Pong(_)) => Step::Again,
+            // A PONG answers a PING that completely left, once (§3.7).
+            (State::Open | State::Closing { .. }, Repr::Pong(nonce))
+                if nonce > self.pong_seen && nonce <= self.ping_sent =>
+            {
+                self.pong_seen = nonce;
+                Step::Again
+            }
             // Orderly close (§4.5): remember the peer's reason, finish our side.
             (State::Open, Repr::Close(code)) => {
                 self.notify.peer_closing = Some(code);
@@ -1016,12 +1034,18 @@ where
             log_at!(debug, "server resumed a session we did not ask for");
             return self.abort(Code::UnknownSession);
         }
+        if !w.resumed && w.ack != 0 {
+            // A new session: nothing of it was sent yet (§3.3).
+            return self.abort(Code::BadAck);
+        }
         self.peer_max = w.max_message;
         self.peer_idle = Duration::from_millis(w.idle_timeout_ms.into());
         self.token = w.token;
         if w.resumed {
-            // §4.6: the server has everything up to w.ack; resend the rest.
-            if w.ack > self.next_seq.saturating_sub(1) || w.ack < self.acked {
+            // §4.6: the server has everything up to w.ack; resend the rest. It can
+            // only have what completely left on an earlier connection (§4.2).
+            if w.ack > self.transmitted_before || w.ack < self.acked {
+                log_at!(debug, "resumed WELCOME acknowledges {:#x}", w.ack);
                 return self.abort(Code::BadAck);
             }
             self.notify.acked = w.ack > self.acked;
@@ -1039,15 +1063,14 @@ where
     }
 
     fn on_ack(&mut self, seq: u64) -> Step {
-        if seq > self.next_seq.saturating_sub(1) {
+        // Checked before anything changes: an ACK may cover only MSGs that completely
+        // left on this connection (§4.3).
+        if seq > self.transmitted() {
+            log_at!(debug, "ACK {:#x} of a message not completely sent", seq);
             return self.abort(Code::BadAck);
         }
         if seq > self.acked {
             self.drop_acked(seq);
-            if self.tx_start > self.tx_sent {
-                // Acknowledged bytes we have not finished sending.
-                return self.abort(Code::BadAck);
-            }
             self.notify.acked = true;
             self.progress_close();
         }
@@ -1266,12 +1289,24 @@ where
     /// last sequence number received, so the server can drop duplicates. Counters and
     /// sequence numbers carry over.
     ///
+    /// Call it once the transport is gone, whatever the state: after
+    /// [`Event::Closed`] (end of stream, a timeout, a peer's ERROR or REFUSE), or on a
+    /// transport error while the session still thinks it is open.
+    ///
     /// # Errors
-    /// [`Error::WrongState`] for a server or a plain-text session.
+    /// [`Error::WrongState`] for a server, a plain-text session, or a session that this
+    /// side closed in order (every message was acknowledged; nothing to resume).
     pub fn reconnect(&mut self, now: Instant) -> Result<(), Error> {
-        if self.role != Role::Client || self.mode() != Mode::Binary {
+        if self.role != Role::Client
+            || self.mode() != Mode::Binary
+            || matches!(self.state, State::Closed(Closure::Orderly { by_peer: false, .. }))
+        {
             return Err(Error::WrongState);
         }
+        self.transmitted_before = self.transmitted_before.max(self.transmitted());
+        // PINGs of the old connection can no longer be answered.
+        self.ping_sent = self.nonce;
+        self.pong_seen = self.nonce;
         self.rx_start = 0;
         self.rx_end = 0;
         self.rx_want = 0;
@@ -1336,6 +1371,10 @@ where
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
         if !self.tx_partial && self.ctrl_sent < self.ctrl.len() {
             self.ctrl_sent = self.ctrl_sent.saturating_add(n).min(self.ctrl.len());
+            if self.ctrl_sent == self.ctrl.len() {
+                // Every PING encoded so far has left; one still pending has not.
+                self.ping_sent = self.nonce.wrapping_sub(u64::from(self.pending.ping.is_some()));
+            }
             return;
         }
         let chunk_end = match self.state {
@@ -1449,6 +1488,21 @@ where
         }
     }
 
+    /// Highest sequence number of ours whose MSG frame has completely left on this
+    /// connection (the frames in `tx` carry `acked + 1`, `acked + 2`, ...).
+    fn transmitted(&self) -> u64 {
+        let mut at = self.tx_start;
+        let mut seq = self.acked;
+        while let Some((_, body_len)) = self.tx.as_ref().get(at..self.tx_sent).and_then(peek_header) {
+            at = at.saturating_add(wire::HEADER_LEN + body_len as usize);
+            if at > self.tx_sent {
+                break;
+            }
+            seq += 1;
+        }
+        seq
+    }
+
     /// Rewrites the sequence numbers of unacknowledged frames as 1, 2, ... (§4.6).
     fn renumber(&mut self) {
         let mut at = self.tx_start;
@@ -1463,6 +1517,7 @@ where
             seq += 1;
         }
         self.acked = 0;
+        self.transmitted_before = 0;
         self.next_seq = seq;
     }
 

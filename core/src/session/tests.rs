@@ -1109,6 +1109,228 @@ mod client {
     }
 }
 
+/// A peer that acknowledges, answers or resumes what this side never completely sent
+/// (PROTOCOL.md §4.3, §3.7, §4.2): each is a protocol error decided before any state
+/// changes, never a wedged session.
+mod lying_peer {
+    use super::client::open_client;
+    use super::*;
+
+    type Client = Session<StdVec<u8>, [u8; 512]>;
+
+    /// The client with `payload` queued and the first `sent` bytes of its MSG written.
+    fn with_msg(payload: &[u8], sent: usize) -> Client {
+        let mut c = open_client(256);
+        c.send(payload).unwrap();
+        let out = transmit(&mut c, sent);
+        assert_eq!(out.len(), sent);
+        c
+    }
+
+    #[test]
+    fn open_ack_before_the_msg_was_transmitted_is_bad_ack() {
+        let now = Instant::ZERO;
+        let mut c = with_msg(b"hello", 0);
+        c.handle_input(now, &frame(Repr::Ack(1)));
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::BadAck))]);
+        assert_eq!(c.unacked(), 1, "nothing counted as acknowledged");
+        assert_eq!(c.stats().acked, 0);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Error(Code::BadAck)));
+    }
+
+    #[test]
+    fn open_ack_of_a_half_written_msg_is_bad_ack_and_the_error_still_leaves() {
+        let now = Instant::ZERO;
+        let full = msg(1, b"hello");
+        let mut c = with_msg(b"hello", 3);
+        c.handle_input(now, &frame(Repr::Ack(1)));
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::BadAck))]);
+        // The frame in progress is finished so that the ERROR starts on a boundary.
+        let rest = transmit(&mut c, usize::MAX);
+        assert_eq!(rest, [&full[3..], &frame(Repr::Error(Code::BadAck))[..]].concat());
+        assert!(c.is_finished());
+    }
+
+    #[test]
+    fn open_ack_of_the_complete_msg_before_a_partial_one_is_fine() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.send(b"one").unwrap();
+        c.send(b"two").unwrap();
+        let first = msg(1, b"one").len();
+        assert_eq!(transmit(&mut c, first + 2).len(), first + 2);
+        c.handle_input(now, &frame(Repr::Ack(1)));
+        assert_eq!(drain(&mut c, now), [Owned::Acked(1)]);
+        c.handle_input(now, &frame(Repr::Ack(2)));
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::BadAck))]);
+        assert_eq!(c.unacked(), 1);
+    }
+
+    #[test]
+    fn open_ack_while_a_pong_waits_behind_a_partial_msg_never_wedges() {
+        // The reported hang: a half-written MSG, an ACK covering it, then a PING.
+        let now = Instant::ZERO;
+        let mut c = with_msg(b"hello", 4);
+        c.handle_input(now, &[frame(Repr::Ack(1)), frame(Repr::Ping(5))].concat());
+        drain(&mut c, now);
+        let out = transmit(&mut c, usize::MAX);
+        assert!(!out.is_empty(), "poll_transmit stuck empty");
+        assert!(!c.wants_transmit());
+    }
+
+    #[test]
+    fn open_pong_without_a_ping_is_unexpected() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_input(now, &frame(Repr::Pong(1)));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Aborted(Code::UnexpectedFrame))]
+        );
+    }
+
+    /// The client after its keepalive PING went out; returns the PING's nonce.
+    fn pinged() -> (Client, u64, Instant) {
+        let mut c = open_client(256);
+        let now = c.poll_timeout().unwrap();
+        c.handle_timeout(now);
+        let out = transmit(&mut c, usize::MAX);
+        let Ok(Repr::Ping(nonce)) = Repr::parse(&Frame::new_checked(&out[..]).unwrap()) else {
+            panic!("no PING in {out:x?}");
+        };
+        (c, nonce, now)
+    }
+
+    #[test]
+    fn open_pong_with_the_ping_nonce_is_accepted_once() {
+        let (mut c, nonce, now) = pinged();
+        c.handle_input(now, &frame(Repr::Pong(nonce)));
+        assert_eq!(drain(&mut c, now), []);
+        assert!(c.is_open());
+        c.handle_input(now, &frame(Repr::Pong(nonce)));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Aborted(Code::UnexpectedFrame))],
+            "a PING is answered once"
+        );
+    }
+
+    #[test]
+    fn open_pong_with_another_nonce_is_unexpected() {
+        let (mut c, nonce, now) = pinged();
+        c.handle_input(now, &frame(Repr::Pong(nonce + 1)));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Aborted(Code::UnexpectedFrame))]
+        );
+    }
+
+    #[test]
+    fn open_pong_for_a_ping_not_yet_written_is_unexpected() {
+        let mut c = open_client(256);
+        let now = c.poll_timeout().unwrap();
+        c.handle_timeout(now);
+        let ping = frame(Repr::Ping(1));
+        assert_eq!(transmit(&mut c, ping.len() - 1), ping[..ping.len() - 1]);
+        c.handle_input(now, &frame(Repr::Pong(1)));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Aborted(Code::UnexpectedFrame))]
+        );
+    }
+
+    fn welcome(resumed: bool, token: u64, ack: u64) -> StdVec<u8> {
+        let w = Welcome {
+            resumed,
+            max_message: 200,
+            idle_timeout_ms: 30_000,
+            token,
+            ack,
+        };
+        [&MAGIC[..], &frame(Repr::Welcome(w))].concat()
+    }
+
+    #[test]
+    fn hello_sent_new_session_welcome_with_an_ack_is_bad_ack() {
+        let now = Instant::ZERO;
+        let mut c = Client::client(CFG, "cli", vec![0; 256], [0; 512], now).unwrap();
+        transmit(&mut c, usize::MAX);
+        c.handle_input(now, &welcome(false, 3, 1));
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::BadAck))]);
+    }
+
+    #[test]
+    fn hello_sent_resumed_welcome_acking_a_msg_never_transmitted_is_bad_ack() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.send(b"sent").unwrap();
+        transmit(&mut c, usize::MAX);
+        c.send(b"queued only").unwrap();
+        c.reconnect(now).unwrap();
+        transmit(&mut c, usize::MAX);
+        c.handle_input(now, &welcome(true, 3, 2));
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Aborted(Code::BadAck))]);
+        assert_eq!(c.unacked(), 2);
+    }
+
+    #[test]
+    fn hello_sent_resumed_welcome_acking_what_was_transmitted_resends_the_rest() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.send(b"sent").unwrap();
+        transmit(&mut c, usize::MAX);
+        c.send(b"queued only").unwrap();
+        c.reconnect(now).unwrap();
+        transmit(&mut c, usize::MAX);
+        c.handle_input(now, &welcome(true, 3, 1));
+        assert_eq!(
+            drain(&mut c, now),
+            [
+                Owned::Established {
+                    mode: Mode::Binary,
+                    resumed: true
+                },
+                Owned::Acked(1)
+            ]
+        );
+        assert_eq!(transmit(&mut c, usize::MAX), msg(2, b"queued only"));
+    }
+
+    #[test]
+    fn reconnect_after_an_own_orderly_close_is_wrong_state() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.close(now, Code::Normal);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Close(Code::Normal)));
+        c.handle_input(now, &frame(Repr::Close(Code::Normal)));
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Orderly {
+                code: Code::Normal,
+                by_peer: false
+            })]
+        );
+        assert_eq!(c.reconnect(now), Err(Error::WrongState));
+    }
+
+    #[test]
+    fn reconnect_after_a_lost_connection_is_allowed() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_eof(now);
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Eof)]);
+        assert_eq!(c.reconnect(now), Ok(()));
+        assert_eq!(transmit(&mut c, usize::MAX)[..4], MAGIC);
+    }
+
+    #[cfg(feature = "server")]
+    #[test]
+    fn reconnect_on_a_server_is_wrong_state() {
+        let mut r = Raw::open_server();
+        assert_eq!(r.s.reconnect(r.now), Err(Error::WrongState));
+    }
+}
+
 /// A receive buffer that starts small and grows on demand (`rx_wanted`, `replace_rx`).
 mod lazy_rx {
     use super::client::open_client;
