@@ -31,6 +31,12 @@ mod welcome {
     pub const FLAG_RESUMED: u8 = 0x01;
 }
 
+/// MSG body field offsets (PROTOCOL.md §3.5).
+mod msg {
+    use core::ops::Range;
+    pub const SEQ: Range<usize> = 0..8;
+}
+
 /// HELLO body length without the name.
 pub(crate) const HELLO_FIXED_LEN: usize = hello::NAME;
 /// Body length of frames that carry one `u64` (MSG's sequence number, ACK, PING, PONG).
@@ -154,6 +160,24 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// The body bytes (empty if the buffer is shorter than the frame).
     pub fn body(&self) -> &[u8] {
         self.buffer.as_ref().get(HEADER_LEN..self.total_len()).unwrap_or(&[])
+    }
+}
+
+impl<T: AsRef<[u8]>> Frame<T> {
+    /// A MSG frame's sequence number (0 if the buffer is too short to hold it).
+    pub fn msg_seq(&self) -> u64 {
+        read_u64(self.body(), msg::SEQ.start).unwrap_or(0)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
+    /// Rewrites a MSG frame's sequence number in place (nothing if the buffer is too
+    /// short to hold it).
+    pub fn set_msg_seq(&mut self, seq: u64) {
+        let at = HEADER_LEN + msg::SEQ.start;
+        if let Some(field) = self.buffer.as_mut().get_mut(at..at + U64_LEN) {
+            field.copy_from_slice(&seq.to_be_bytes());
+        }
     }
 }
 
@@ -551,6 +575,19 @@ mod tests {
         round_trip(&ACK_1, Repr::Ack(1));
         round_trip(&CLOSE_NORMAL, Repr::Close(Code::Normal));
         round_trip(&ERROR_TOO_LARGE, Repr::Error(Code::TooLarge));
+    }
+
+    #[test]
+    fn msg_seq_is_read_and_rewritten_in_place() {
+        let mut bytes = MSG_HI;
+        let mut frame = Frame::new_checked(&mut bytes[..]).unwrap();
+        assert_eq!(frame.msg_seq(), 1);
+        frame.set_msg_seq(0x0102_0304_0506_0708);
+        assert_eq!(bytes[5..13], [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(bytes[13..], *b"hi", "the payload is untouched");
+        let mut short = [0x10, 0, 0, 0, 8, 0, 0];
+        Frame::new_unchecked(&mut short[..]).set_msg_seq(9);
+        assert_eq!(short, [0x10, 0, 0, 0, 8, 0, 0], "too short: nothing written");
     }
 
     #[test]
