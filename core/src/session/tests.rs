@@ -3,7 +3,12 @@
 use std::vec;
 use std::vec::Vec as StdVec;
 
+use heapless::Vec;
+
+use super::control::{push_decimal, push_text, CTRL_CAP};
+use super::timer::third;
 use super::*;
+use crate::wire::{Frame, Hello, Welcome, MAGIC};
 
 #[cfg(any(feature = "server", feature = "plain"))]
 type TestSession = Session<[u8; 256], [u8; 512]>;
