@@ -47,12 +47,58 @@
 //!   TLS and answers `ERR wrong protocol` (§7.3); also
 //!   `wire::plain::{detect_foreign, might_be_foreign, Foreign}`. Without it such peers
 //!   are plain-text peers like any other.
+//! * `explicit-ack` — `Session::set_explicit_ack` and [`Session::confirm`] as
+//!   described below (without it `confirm` exists but only acknowledges early).
 //! * `log` — log through the [`log`](https://docs.rs/log) crate: state changes at trace
 //!   level, the reason for an abort at debug level. Without it the core makes no log
 //!   calls at all, whatever the rest of the firmware logs. The messages print names and
 //!   small integers, not `Debug` of large types, so a firmware that installs a logger
 //!   pays mostly for `core::fmt` itself.
 //! * `defmt` (off by default) — derives `defmt::Format` for the public types.
+//!
+//! # Acknowledgement
+//!
+//! A message is acknowledged to the peer once it is *delivered* (PROTOCOL.md §1): by
+//! default, when the application calls [`Session::poll_event`] again after the
+//! [`Event::Message`] — right for a firmware that handles each message in place. A
+//! host that hands messages on to something slower (a blocked stdout, a file, a
+//! broker) turns on explicit acknowledgement with `Session::set_explicit_ack`: each
+//! message is then *taken* by the event (its bytes leave the receive buffer at the
+//! next `poll_event`, so reception goes on) and acknowledged only when
+//! [`Session::confirm`]`(seq)` says the application is done with everything up to
+//! `seq`. At most `max_unconfirmed` messages are taken and unconfirmed; at that many
+//! the session takes no more and the transport stops reading, so TCP slows the peer.
+//!
+#![cfg_attr(all(feature = "server", feature = "explicit-ack"), doc = "```")]
+#![cfg_attr(not(all(feature = "server", feature = "explicit-ack")), doc = "```ignore")]
+//! use soquete_core::{Config, Event, Instant, Session};
+//! # let now = Instant::ZERO;
+//! # let mut client = Session::client(Config::DEFAULT, "ana", [0u8; 1100], [0u8; 2048], now).unwrap();
+//! let mut server = Session::server(Config::DEFAULT, [0u8; 1100], [0u8; 2048], now).unwrap();
+//! server.set_explicit_ack(64);
+//! # let hello = client.poll_transmit().to_vec();
+//! # client.advance_transmit(hello.len());
+//! # server.handle_input(now, &hello);
+//! # while let Some(Event::Hello { .. }) = server.poll_event(now) { server.accept(7, None).unwrap(); }
+//! # let out = server.poll_transmit().to_vec();
+//! # server.advance_transmit(out.len());
+//! # client.handle_input(now, &out);
+//! # while client.poll_event(now).is_some() {}
+//! # client.send(b"hello").unwrap();
+//! # let out = client.poll_transmit().to_vec();
+//! # client.advance_transmit(out.len());
+//! # server.handle_input(now, &out);
+//! let mut stored = Vec::new();
+//! while let Some(event) = server.poll_event(now) {
+//!     if let Event::Message { seq, payload } = event {
+//!         stored.push((seq, payload.to_vec())); // handed on; confirmed later
+//!     }
+//! }
+//! assert!(server.poll_transmit().is_empty()); // no ACK yet
+//! let (last, _) = stored.last().unwrap();
+//! server.confirm(*last).unwrap();             // the sink has them all
+//! assert!(!server.poll_transmit().is_empty()); // ACK 1
+//! ```
 //!
 //! Whatever the features, the core links neither `core::fmt` (other than through `log`
 //! messages and the `Display` impls a caller uses) nor 64-bit division.

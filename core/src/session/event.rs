@@ -83,8 +83,11 @@ pub enum Event<'a> {
         /// True if an earlier session was resumed (§4.6).
         resumed: bool,
     },
-    /// A message from the peer. It counts as delivered (and is acknowledged) once the
-    /// application calls `poll_event` again.
+    /// A message from the peer, now *taken*: its bytes are valid until the next
+    /// `poll_event`. By default it counts as delivered (and is acknowledged) once the
+    /// application calls `poll_event` again; with explicit acknowledgement
+    /// (`Session::set_explicit_ack`), once
+    /// [`Session::confirm`](super::Session::confirm)`(seq)` covers it.
     Message {
         /// Its sequence number (plain text: its line number in this session).
         seq: u64,

@@ -187,12 +187,16 @@ where
         // Lengths only, so that the buffer is free to change below.
         let line = split_line(avail).map(|(line, used)| (line.len(), used));
         let (held, unended) = (avail.len(), avail.strip_suffix(b"\r").unwrap_or(avail).len());
-        let seq = self.delivered.saturating_add(1);
+        let seq = self.taken.saturating_add(1);
         let max = self.config.max_message as usize;
+        if self.window_full() {
+            return Step::Idle;
+        }
         match line {
             Some((len, _)) if len > max => self.abort(Code::TooLarge),
             Some((len, used)) => {
                 self.rx.held = Some((used, seq));
+                self.taken = seq;
                 Step::Message { at, len, seq }
             }
             // Room for the longest line and its "\r\n" is guaranteed by min_rx_len;
@@ -201,6 +205,7 @@ where
             None if self.flush_partial => {
                 self.flush_partial = self.eof;
                 self.rx.held = Some((held, seq));
+                self.taken = seq;
                 Step::Message { at, len: unended, seq }
             }
             None => {

@@ -60,6 +60,10 @@ use crate::wire::{Code, Repr, MAX_CONTROL_LEN, MAX_NAME_LEN, MSG_OVERHEAD};
 /// where they are handled lets the compiler drop their code.
 const SERVER: bool = cfg!(feature = "server");
 
+/// Explicit acknowledgement is compiled in (the `explicit-ack` feature); without it
+/// the code that tests this constant compiles away.
+const EXPLICIT_ACK: bool = cfg!(feature = "explicit-ack");
+
 /// One soquete session over one connection. See the [module docs](self).
 #[derive(Debug)]
 pub struct Session<R, T> {
@@ -88,9 +92,17 @@ pub struct Session<R, T> {
     /// Highest sequence number of ours completely transmitted on an earlier connection
     /// of this session: a resumed WELCOME may acknowledge up to it (§4.2).
     transmitted_before: u64,
-    /// Highest sequence number received from the peer and delivered to the
-    /// application.
+    /// Highest sequence number received from the peer and handed to the application
+    /// in an [`Event::Message`].
+    taken: u64,
+    /// Highest sequence number received from the peer and delivered: the application
+    /// is done with it and it may be acknowledged (§1 "Acknowledged"). Implicitly the
+    /// last message taken once `poll_event` is called again; with explicit
+    /// acknowledgement, what [`Session::confirm`] says.
     delivered: u64,
+    /// Explicit acknowledgement: at most this many messages taken and not confirmed;
+    /// 0 for implicit acknowledgement.
+    window: u32,
     /// Highest sequence number we acknowledged on the wire.
     ack_sent: u64,
     stats: Stats,
@@ -203,7 +215,9 @@ where
             next_seq: 1,
             acked: 0,
             transmitted_before: 0,
+            taken: 0,
             delivered: 0,
+            window: 0,
             ack_sent: 0,
             stats: Stats::default(),
         })
@@ -276,6 +290,27 @@ where
             Mode::Binary => self.next_seq.saturating_sub(1).saturating_sub(self.acked),
             Mode::Plain => 0,
         }
+    }
+
+    /// Messages taken from the peer ([`Event::Message`]) and not yet confirmed with
+    /// [`Session::confirm`]; always 0 without explicit acknowledgement.
+    pub fn unconfirmed(&self) -> u64 {
+        if self.explicit_ack() {
+            self.taken.saturating_sub(self.delivered)
+        } else {
+            0
+        }
+    }
+
+    /// True in explicit acknowledgement mode (`Session::set_explicit_ack`).
+    #[inline]
+    fn explicit_ack(&self) -> bool {
+        EXPLICIT_ACK && self.window > 0
+    }
+
+    /// True when no further message may be taken until the application confirms.
+    fn window_full(&self) -> bool {
+        self.explicit_ack() && self.unconfirmed() >= u64::from(self.window)
     }
 
     /// The session's counters.
@@ -397,7 +432,9 @@ where
     pub fn poll_event(&mut self, now: Instant) -> Option<Event<'_>> {
         if let Some((len, seq)) = self.rx.held.take() {
             self.rx.consume(len);
-            self.delivered = seq;
+            if !self.explicit_ack() {
+                self.delivered = seq;
+            }
             self.stats.received = self.stats.received.saturating_add(1);
         }
         if let Some(event) = self.take_notice() {
@@ -432,7 +469,9 @@ where
         if let Some(code) = self.notify.peer_closing.take() {
             return Some(Event::PeerClosing(code));
         }
-        if self.eof && !self.is_closed() {
+        // With explicit acknowledgement the end waits until every message taken is
+        // confirmed, so that the last ACK covers them (or the idle timeout ends it).
+        if self.eof && !self.is_closed() && self.unconfirmed() == 0 {
             // A peer that only shut down its sending side still reads: it gets the
             // acknowledgement of everything delivered (PROTOCOL.md §4.5).
             if matches!(self.state, State::Open | State::Closing { .. }) && self.mode() == Mode::Binary {
@@ -469,6 +508,7 @@ where
         }
         self.token = token;
         self.delivered = resume.unwrap_or(0);
+        self.taken = self.delivered;
         self.ack_sent = self.delivered;
         if resume.is_some() {
             // §4.6: our numbering continues after what the client already has.
@@ -559,6 +599,53 @@ where
         Ok(seq)
     }
 
+    /// Switches to explicit acknowledgement (PROTOCOL.md §1 "Acknowledged", §4.3): a
+    /// message is *taken* when [`Session::poll_event`] returns it (its bytes are
+    /// released at the next call, as always, so reception goes on) but acknowledged
+    /// to the peer only once [`Session::confirm`] covers it. At most
+    /// `max_unconfirmed` (at least 1) messages are taken and not confirmed: at that
+    /// many the session takes no more, its receive buffer fills and the transport
+    /// stops reading, so TCP slows the peer. That is backpressure, never an error;
+    /// only the idle timeout ends a session whose application stops confirming.
+    ///
+    /// In this mode an orderly close (§4.5) is answered, and end of stream reported,
+    /// only once every message taken is confirmed; a resume (§4.6) acknowledges only
+    /// confirmed messages, so the peer sends the others again.
+    ///
+    /// Call it before the first message arrives (right after creating the session):
+    /// messages released before it count as delivered. Needs the `explicit-ack`
+    /// feature.
+    #[cfg(feature = "explicit-ack")]
+    pub fn set_explicit_ack(&mut self, max_unconfirmed: u32) {
+        // Whatever was taken before counts as delivered, as it did then.
+        if !self.explicit_ack() && self.rx.held.is_none() {
+            self.delivered = self.taken;
+        }
+        self.window = max_unconfirmed.max(1);
+    }
+
+    /// Confirms every message up to and including `seq`: the application is done with
+    /// them (stored, forwarded, acted on). The acknowledgement goes out at the next
+    /// [`Session::poll_transmit`]; call [`Session::poll_event`] afterwards, as taking
+    /// may resume and a close may complete. A `seq` already confirmed does nothing.
+    ///
+    /// Without explicit acknowledgement (`Session::set_explicit_ack`) messages are
+    /// confirmed implicitly, and this only acknowledges a message early.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] for a `seq` beyond the last message taken
+    /// ([`Event::Message`]); nothing changes then.
+    pub fn confirm(&mut self, seq: u64) -> Result<(), Error> {
+        if seq > self.taken {
+            return Err(Error::WrongState);
+        }
+        if seq > self.delivered {
+            self.delivered = seq;
+            self.progress_close();
+        }
+        Ok(())
+    }
+
     /// Starts an orderly close with `code` (§4.5): no new messages; CLOSE goes out once
     /// every message sent so far is acknowledged; the session ends when the peer's
     /// CLOSE arrives (or aborts with CLOSE_TIMEOUT after `config.close_timeout`).
@@ -624,6 +711,9 @@ where
         self.notify = Notify::default();
         self.timers.on_input(now);
         self.timers.forget_pings();
+        // Messages taken but not confirmed are not acknowledged: the peer sends them
+        // again after the resume (§4.6).
+        self.taken = self.delivered;
         self.ack_sent = self.delivered;
         self.start_handshake(now);
         Ok(())
@@ -661,7 +751,7 @@ where
         if !self.tx.is_partial() && self.ctrl.has_unsent() {
             if self.ctrl.advance(n) {
                 // Every PING encoded so far has left; one still due has not.
-                let due = u64::from(self.ctrl.due.ping.is_some());
+                let due = u32::from(self.ctrl.due.ping.is_some());
                 self.timers.ping_sent = self.timers.nonce.wrapping_sub(due);
             }
             return;

@@ -62,16 +62,18 @@ where
             State::Open | State::Closing { peer: None, .. } => {}
             _ => return self.abort(Code::UnexpectedFrame),
         }
-        if Some(seq) != self.delivered.checked_add(1) {
+        if self.window_full() {
+            // Backpressure, not an error: the MSG waits in `rx` until the application
+            // confirms (§4.3).
+            return Step::Idle;
+        }
+        if Some(seq) != self.taken.checked_add(1) {
             // In hex: decimal u64 formatting would cost a firmware that logs ~1 KiB.
-            log_at!(
-                debug,
-                "expected seq {:#x}, got {seq:#x}",
-                self.delivered.wrapping_add(1)
-            );
+            log_at!(debug, "expected seq {:#x}, got {seq:#x}", self.taken.wrapping_add(1));
             return self.abort(Code::BadSequence);
         }
         self.rx.held = Some((total, seq));
+        self.taken = seq;
         Step::Message { at, len, seq }
     }
 
@@ -177,6 +179,7 @@ where
             self.next_seq = self.tx.renumber(1);
             self.acked = 0;
             self.transmitted_before = 0;
+            self.taken = 0;
             self.delivered = 0;
             self.ack_sent = 0;
         }
@@ -212,8 +215,9 @@ where
         else {
             return;
         };
-        // The CLOSE is encoded at the next transmit, after any ACK.
-        let queued = close_queued || self.unacked() == 0;
+        // The CLOSE is encoded at the next transmit, after any ACK: so it answers the
+        // peer only once every message taken from it is confirmed.
+        let queued = close_queued || (self.unacked() == 0 && self.unconfirmed() == 0);
         if queued && !close_queued {
             self.ctrl.due.close = Some(local.or(peer).unwrap_or(Code::Normal));
             self.set_state(State::Closing {

@@ -1336,6 +1336,194 @@ mod lying_peer {
     }
 }
 
+/// Explicit acknowledgement: messages taken, acknowledged once confirmed (§4.3).
+#[cfg(feature = "explicit-ack")]
+mod explicit_ack {
+    use super::client::open_client;
+    use super::*;
+
+    type Client = Session<StdVec<u8>, [u8; 512]>;
+
+    fn explicit(window: u32) -> Client {
+        let mut c = open_client(256);
+        c.set_explicit_ack(window);
+        c
+    }
+
+    fn msgs(seqs: core::ops::RangeInclusive<u64>) -> StdVec<u8> {
+        seqs.flat_map(|i| msg(i, &[i as u8])).collect()
+    }
+
+    fn seqs_of(events: &[Owned]) -> StdVec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Owned::Message(s, _) => Some(*s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn open_messages_are_acknowledged_only_once_confirmed() {
+        let now = Instant::ZERO;
+        let mut c = explicit(8);
+        c.handle_input(now, &msgs(1..=3));
+        assert_eq!(seqs_of(&drain(&mut c, now)), [1, 2, 3]);
+        assert_eq!(c.unconfirmed(), 3);
+        assert_eq!(c.rx_buffered(), 0, "taken messages leave rx");
+        assert_eq!(transmit(&mut c, usize::MAX), [], "nothing confirmed, nothing acked");
+        c.confirm(2).unwrap();
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(2)));
+        assert_eq!(c.confirm(1), Ok(()), "already confirmed: nothing to do");
+        assert_eq!(transmit(&mut c, usize::MAX), []);
+        assert_eq!(c.confirm(4), Err(Error::WrongState), "4 was never taken");
+        c.confirm(3).unwrap();
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(3)));
+        assert_eq!(c.unconfirmed(), 0);
+    }
+
+    #[test]
+    fn open_a_full_window_stops_taking_without_an_error() {
+        let now = Instant::ZERO;
+        let mut c = explicit(2);
+        c.handle_input(now, &msgs(1..=5));
+        assert_eq!(seqs_of(&drain(&mut c, now)), [1, 2]);
+        assert!(c.is_open());
+        assert_eq!(c.rx_buffered(), 3 * 14, "the rest waits in rx");
+        c.confirm(1).unwrap();
+        assert_eq!(seqs_of(&drain(&mut c, now)), [3]);
+        c.confirm(3).unwrap();
+        assert_eq!(seqs_of(&drain(&mut c, now)), [4, 5]);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(3)));
+    }
+
+    #[test]
+    fn open_a_full_window_fills_rx_and_stops_reading() {
+        let now = Instant::ZERO;
+        let mut c = explicit(1);
+        let stream = msgs(1..=40);
+        let mut fed = 0;
+        let mut seen = StdVec::new();
+        for _ in 0..100 {
+            fed += c.handle_input(now, &stream[fed..]);
+            seen.extend(seqs_of(&drain(&mut c, now)));
+            if c.input_buffer().is_empty() {
+                break;
+            }
+        }
+        assert!(c.input_buffer().is_empty(), "rx full: the transport stops reading");
+        assert!(fed < stream.len() && c.is_open());
+        assert_eq!(seen, [1]);
+        for _ in 0..1000 {
+            if let Some(&last) = seen.last() {
+                c.confirm(last).unwrap();
+            }
+            fed += c.handle_input(now, &stream[fed..]);
+            seen.extend(seqs_of(&drain(&mut c, now)));
+            if seen.len() == 40 {
+                break;
+            }
+        }
+        assert_eq!(seen, (1..=40).collect::<StdVec<_>>());
+    }
+
+    #[test]
+    fn closing_answers_the_peer_close_only_once_everything_is_confirmed() {
+        let now = Instant::ZERO;
+        let mut c = explicit(8);
+        c.handle_input(now, &[msgs(1..=2), frame(Repr::Close(Code::Shutdown))].concat());
+        let ev = drain(&mut c, now);
+        assert_eq!(seqs_of(&ev), [1, 2]);
+        assert!(ev.contains(&Owned::PeerClosing(Code::Shutdown)));
+        assert_eq!(transmit(&mut c, usize::MAX), []);
+        c.confirm(1).unwrap();
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(1)));
+        assert!(!c.is_closed());
+        c.confirm(2).unwrap();
+        assert_eq!(
+            transmit(&mut c, usize::MAX),
+            [frame(Repr::Ack(2)), frame(Repr::Close(Code::Shutdown))].concat()
+        );
+        assert_eq!(
+            drain(&mut c, now),
+            [Owned::Closed(Closure::Orderly {
+                code: Code::Shutdown,
+                by_peer: true
+            })]
+        );
+    }
+
+    #[test]
+    fn closing_an_own_close_waits_for_confirmation_too() {
+        let now = Instant::ZERO;
+        let mut c = explicit(8);
+        c.handle_input(now, &msgs(1..=1));
+        drain(&mut c, now);
+        c.close(now, Code::Normal);
+        assert_eq!(transmit(&mut c, usize::MAX), []);
+        c.confirm(1).unwrap();
+        assert_eq!(
+            transmit(&mut c, usize::MAX),
+            [frame(Repr::Ack(1)), frame(Repr::Close(Code::Normal))].concat()
+        );
+    }
+
+    #[test]
+    fn open_end_of_stream_waits_for_confirmation_then_acks() {
+        let now = Instant::ZERO;
+        let mut c = explicit(8);
+        c.handle_input(now, &msgs(1..=2));
+        c.handle_eof(now);
+        assert_eq!(seqs_of(&drain(&mut c, now)), [1, 2]);
+        assert!(!c.is_closed(), "the half-closed peer still waits for its ACK");
+        c.confirm(2).unwrap();
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::Eof)]);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(2)));
+    }
+
+    #[test]
+    fn hello_sent_a_resume_acknowledges_only_what_was_confirmed() {
+        let now = Instant::ZERO;
+        let mut c = explicit(8);
+        c.handle_input(now, &msgs(1..=3));
+        drain(&mut c, now);
+        c.confirm(2).unwrap();
+        c.reconnect(now).unwrap();
+        let out = transmit(&mut c, usize::MAX);
+        let Ok(Repr::Hello(h)) = Repr::parse(&Frame::new_checked(&out[4..]).unwrap()) else {
+            panic!("no HELLO in {out:x?}");
+        };
+        assert_eq!(h.ack, 2, "message 3 was taken but not confirmed");
+        let welcome = [
+            &MAGIC[..],
+            &frame(Repr::Welcome(Welcome {
+                resumed: true,
+                max_message: 200,
+                idle_timeout_ms: 30_000,
+                token: 3,
+                ack: 0,
+            })),
+        ]
+        .concat();
+        c.handle_input(now, &[welcome, msgs(3..=3)].concat());
+        assert_eq!(seqs_of(&drain(&mut c, now)), [3], "3 again, after the resume");
+    }
+
+    #[test]
+    fn implicit_mode_is_unchanged_and_confirm_acknowledges_early() {
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_input(now, &msgs(1..=2));
+        assert_eq!(c.poll_event(now).map(own), Some(Owned::Message(1, vec![1])));
+        c.confirm(1).unwrap();
+        assert_eq!(c.unconfirmed(), 0);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(1)));
+        assert_eq!(seqs_of(&drain(&mut c, now)), [2]);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Ack(2)));
+    }
+}
+
 /// A receive buffer that starts small and grows on demand (`rx_wanted`, `replace_rx`).
 mod lazy_rx {
     use super::client::open_client;

@@ -16,13 +16,14 @@ pub(super) struct Timers {
     pub(super) tx_activity: bool,
     /// A PING is due or out, and nothing was received since.
     pub(super) ping_out: bool,
-    /// Nonce of the last PING queued (§3.7): they count 1, 2, ... per session.
-    pub(super) nonce: u64,
+    /// Nonce of the last PING queued (§3.7): they count 1, 2, ... per session (32
+    /// bits are ample at one PING per keepalive interval).
+    pub(super) nonce: u32,
     /// Highest PING nonce whose frame has completely left; a PONG may name only a
     /// nonce in `pong_seen + 1..=ping_sent`.
-    pub(super) ping_sent: u64,
+    pub(super) ping_sent: u32,
     /// Highest nonce a PONG has answered.
-    pub(super) pong_seen: u64,
+    pub(super) pong_seen: u32,
 }
 
 impl Timers {
@@ -46,11 +47,13 @@ impl Timers {
 
     /// True for a PONG that answers an outstanding PING (§3.7); it counts as answered.
     pub(super) fn take_pong(&mut self, nonce: u64) -> bool {
-        let valid = nonce > self.pong_seen && nonce <= self.ping_sent;
-        if valid {
-            self.pong_seen = nonce;
+        match u32::try_from(nonce) {
+            Ok(n) if n > self.pong_seen && n <= self.ping_sent => {
+                self.pong_seen = n;
+                true
+            }
+            _ => false,
         }
-        valid
     }
 
     /// A new connection: PINGs of the old one can no longer be answered.
@@ -148,7 +151,7 @@ where
             }
             if self.mode() == Mode::Binary && !self.timers.ping_out && now >= self.timers.last_rx + third(idle) {
                 self.timers.nonce = self.timers.nonce.wrapping_add(1);
-                self.ctrl.due.ping = Some(self.timers.nonce);
+                self.ctrl.due.ping = Some(self.timers.nonce.into());
                 self.timers.ping_out = true;
             }
         }
