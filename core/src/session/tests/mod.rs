@@ -10,6 +10,14 @@ use super::timer::third;
 use super::*;
 use crate::wire::{Frame, Hello, Welcome, MAGIC};
 
+#[cfg(feature = "server")]
+mod faults;
+#[cfg(feature = "server")]
+mod pair;
+
+#[cfg(feature = "server")]
+use pair::Pair;
+
 #[cfg(any(feature = "server", feature = "plain"))]
 type TestSession = Session<[u8; 256], [u8; 512]>;
 
@@ -17,22 +25,6 @@ const CFG: Config = Config {
     max_message: 200,
     ..Config::DEFAULT
 };
-
-/// Two sessions joined by in-memory pipes on virtual time (quinn's `Pair`).
-#[cfg(feature = "server")]
-struct Pair {
-    client: TestSession,
-    server: TestSession,
-    now: Instant,
-    /// Bytes in flight client → server and server → client.
-    c2s: StdVec<u8>,
-    s2c: StdVec<u8>,
-    /// Largest chunk moved per step (to exercise splits).
-    chunk: usize,
-    client_events: StdVec<Owned>,
-    server_events: StdVec<Owned>,
-    auto_accept: bool,
-}
 
 /// An event with its payload copied out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,98 +86,6 @@ where
         }
         out.extend_from_slice(&chunk[..n]);
         s.advance_transmit(n);
-    }
-}
-
-#[cfg(feature = "server")]
-impl Pair {
-    fn new() -> Pair {
-        Pair::with(CFG, CFG, "ana")
-    }
-
-    fn with(ccfg: Config, scfg: Config, name: &str) -> Pair {
-        let now = Instant::from_millis(1_000);
-        Pair {
-            client: Session::client(ccfg, name, [0; 256], [0; 512], now).unwrap(),
-            server: Session::server(scfg, [0; 256], [0; 512], now).unwrap(),
-            now,
-            c2s: StdVec::new(),
-            s2c: StdVec::new(),
-            chunk: usize::MAX,
-            client_events: StdVec::new(),
-            server_events: StdVec::new(),
-            auto_accept: true,
-        }
-    }
-
-    /// One round: each side transmits, bytes move (at most `chunk` per direction),
-    /// each side takes input and reports events. Returns whether anything moved.
-    fn step(&mut self) -> bool {
-        let now = self.now;
-        self.c2s.extend(transmit(&mut self.client, usize::MAX));
-        self.s2c.extend(transmit(&mut self.server, usize::MAX));
-        let mut moved = false;
-        for (bytes, to) in [(&mut self.c2s, &mut self.server), (&mut self.s2c, &mut self.client)] {
-            let n = bytes.len().min(self.chunk);
-            if n > 0 {
-                let took = to.handle_input(now, &bytes[..n]);
-                bytes.drain(..took);
-                moved |= took > 0;
-            }
-        }
-        let ev = drain(&mut self.server, now);
-        for e in &ev {
-            if let (Owned::Hello { .. }, true) = (e, self.auto_accept) {
-                self.server.accept(42, None).unwrap();
-            }
-        }
-        moved |= !ev.is_empty();
-        self.server_events.extend(ev);
-        let ev = drain(&mut self.client, now);
-        moved |= !ev.is_empty();
-        self.client_events.extend(ev);
-        moved || self.client.wants_transmit() || self.server.wants_transmit()
-    }
-
-    /// Steps until nothing moves (bounded).
-    fn run(&mut self) {
-        for _ in 0..10_000 {
-            if !self.step() {
-                return;
-            }
-        }
-        panic!("pair did not settle");
-    }
-
-    /// Advances virtual time to the earliest deadline and fires it.
-    fn advance_to_next_timeout(&mut self) {
-        let next = [self.client.poll_timeout(), self.server.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min();
-        let next = next.expect("no timer");
-        self.now = self.now.max(next);
-        self.client.handle_timeout(self.now);
-        self.server.handle_timeout(self.now);
-    }
-
-    fn established() -> Pair {
-        let mut p = Pair::new();
-        p.run();
-        assert!(p.client.is_open() && p.server.is_open());
-        p.client_events.clear();
-        p.server_events.clear();
-        p
-    }
-
-    fn server_messages(&self) -> StdVec<(u64, StdVec<u8>)> {
-        self.server_events
-            .iter()
-            .filter_map(|e| match e {
-                Owned::Message(s, p) => Some((*s, p.clone())),
-                _ => None,
-            })
-            .collect()
     }
 }
 
