@@ -86,16 +86,23 @@ impl Pair {
         self
     }
 
-    /// Bytes for the other side: they arrive after the latency.
+    /// Bytes for the other side: they arrive after the latency, never before bytes
+    /// sent earlier in the same direction (TCP keeps order even when the delay
+    /// shrinks).
     fn send_wire(&mut self, to_server: bool, bytes: StdVec<u8>) {
         if bytes.is_empty() {
             return;
         }
-        if self.latency.is_zero() {
-            let pipe = if to_server { &mut self.c2s } else { &mut self.s2c };
-            pipe.extend(bytes);
-        } else {
-            self.in_flight.push_back((self.now + self.latency, to_server, bytes));
+        let last = self.in_flight.iter().filter(|f| f.1 == to_server).map(|f| f.0).max();
+        match last {
+            None if self.latency.is_zero() => {
+                let pipe = if to_server { &mut self.c2s } else { &mut self.s2c };
+                pipe.extend(bytes);
+            }
+            _ => {
+                let at = (self.now + self.latency).max(last.unwrap_or(self.now));
+                self.in_flight.push_back((at, to_server, bytes));
+            }
         }
     }
 
@@ -106,17 +113,18 @@ impl Pair {
 
     /// Moves what has arrived by now into the pipes (in order, per direction).
     fn arrive(&mut self) {
-        while let Some((at, to_server, _)) = self.in_flight.front() {
-            if *at > self.now {
-                break;
+        let now = self.now;
+        let mut later = VecDeque::new();
+        for (at, to_server, bytes) in self.in_flight.drain(..) {
+            if at > now {
+                later.push_back((at, to_server, bytes));
+            } else if to_server {
+                self.c2s.extend(bytes);
+            } else {
+                self.s2c.extend(bytes);
             }
-            let to_server = *to_server;
-            let Some((_, _, bytes)) = self.in_flight.pop_front() else {
-                break;
-            };
-            let pipe = if to_server { &mut self.c2s } else { &mut self.s2c };
-            pipe.extend(bytes);
         }
+        self.in_flight = later;
     }
 
     /// One round: each side transmits, arrived bytes move (at most `chunk` per
@@ -189,8 +197,8 @@ impl Pair {
             if self.step() {
                 continue;
             }
-            match self.in_flight.front() {
-                Some(&(at, _, _)) => self.now = self.now.max(at),
+            match self.in_flight.iter().map(|f| f.0).min() {
+                Some(at) => self.now = self.now.max(at),
                 None => return,
             }
         }
