@@ -3,6 +3,5 @@
 
 pub mod cli;
 pub mod client;
-pub mod report;
 pub mod server;
 pub mod time;

@@ -33,10 +33,10 @@ use signal_hook_mio::v1_0::Signals;
 use soquete_core::{Code, Config, Duration, Instant, Session};
 
 use crate::cli::ServerArgs;
-use crate::report::{Format, Printer};
 use crate::time;
 use conn::{Conn, Reason, ServerSession};
 use registry::Registry;
+use soquete_text::{Format, Printer};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);

@@ -34,8 +34,8 @@ use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Sessio
 
 use self::input::Input;
 use crate::cli::ClientArgs;
-use crate::report::write_escaped;
 use crate::time::{self, human};
+use soquete_text::write_escaped;
 
 /// Largest message accepted from the server.
 const MAX_MESSAGE: u32 = 65536;
