@@ -20,7 +20,6 @@ mod input;
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, ErrorKind, Read, Stdout, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -33,7 +32,6 @@ use soquete_core::wire::{MAX_NAME_LEN, MSG_OVERHEAD};
 use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Session};
 
 use self::input::Input;
-use crate::cli::ClientArgs;
 use crate::time::{self, human};
 use soquete_text::write_escaped;
 
@@ -54,19 +52,35 @@ const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
 
 type ClientSession = Session<Vec<u8>, Vec<u8>>;
 
+/// How a client behaves: `soquete client`'s flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Server address, `HOST:PORT`.
+    pub connect: String,
+    /// Name to introduce this client with (at most [`MAX_NAME_LEN`] bytes).
+    pub name: Option<String>,
+    /// Longest wait for connecting and, at the end, for acknowledgements.
+    pub timeout: StdDuration,
+    /// Speak plain text lines: no handshake, no acknowledgements.
+    pub plain: bool,
+    /// When the connection is lost, connect again and resume the session, giving up
+    /// after this long without a session (zero: never). `None`: a loss is the end.
+    pub reconnect: Option<StdDuration>,
+}
+
 /// Runs the client until end of input or a line `S`, then closes the session.
 ///
 /// # Errors
 /// Anything that keeps the lines from being delivered and acknowledged, with a message
 /// for the user; the summary is on stderr already.
-pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+pub fn run(options: &Options) -> anyhow::Result<()> {
     // Without --reconnect, failing to connect is the end; with it, the loop retries.
-    let first = if args.reconnect {
+    let first = if options.reconnect.is_some() {
         None
     } else {
-        Some(connect(&args.connect, args.timeout)?)
+        Some(connect(&options.connect, options.timeout)?)
     };
-    let mut client = Client::new(args, first)?;
+    let mut client = Client::new(options, first)?;
     let closure = client.run()?;
     client.finish(closure)
 }
@@ -197,7 +211,7 @@ impl Retry {
 }
 
 impl Client {
-    fn new(args: &ClientArgs, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
+    fn new(args: &Options, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
         let now = time::now();
         let timeout = time::to_core(args.timeout);
         let config = Config {
@@ -227,8 +241,8 @@ impl Client {
             }
             None => (None, None),
         };
-        let retry = args.reconnect.then(|| Retry {
-            limit: args.reconnect_for,
+        let retry = args.reconnect.map(|limit| Retry {
+            limit,
             backoff: BACKOFF_MIN,
             at: Some(now),
             since: Some(now),
@@ -636,7 +650,7 @@ impl Client {
     }
 
     /// Prints the summary and turns the way the session ended into the exit status.
-    fn finish(mut self, closure: Closure) -> anyhow::Result<ExitCode> {
+    fn finish(mut self, closure: Closure) -> anyhow::Result<()> {
         let stats = self.session.stats();
         let mode = self.session.mode();
         let unacked = self.session.unacked();
@@ -724,7 +738,7 @@ impl Client {
                     }
                     Some(Stop::InputError(e)) => Err(e).context("cannot read standard input"),
                     _ if unacked > 0 => bail!("{not_acked}"),
-                    _ => Ok(ExitCode::SUCCESS),
+                    _ => Ok(()),
                 }
             }
         }

@@ -173,7 +173,7 @@ impl Conn {
 
     /// Reads at most [`READ_BUDGET`] bytes into the session, handling events as they
     /// come. Returns true if the socket may still have data (read again next time).
-    pub fn read(&mut self, shared: &mut Shared, now: Instant) -> io::Result<bool> {
+    pub fn read<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<bool> {
         if self.lingering {
             return Ok(self.discard(shared));
         }
@@ -245,7 +245,7 @@ impl Conn {
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
     /// may still have data.
-    fn discard(&mut self, shared: &mut Shared) -> bool {
+    fn discard<W: Write>(&mut self, shared: &mut Shared<W>) -> bool {
         let mut budget = READ_BUDGET;
         while budget > 0 {
             match self.stream.read(&mut shared.scratch) {
@@ -274,7 +274,7 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print (standard output is gone).
-    pub fn drain(&mut self, shared: &mut Shared, now: Instant) -> io::Result<()> {
+    pub fn drain<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<()> {
         let peer = self.peer;
         while let Some(event) = self.session.poll_event(now) {
             // What to do once the event (which borrows the session) is gone.
@@ -339,7 +339,7 @@ impl Conn {
         Ok(())
     }
 
-    fn accept_new(&mut self, shared: &mut Shared, id: u64) -> io::Result<()> {
+    fn accept_new<W: Write>(&mut self, shared: &mut Shared<W>, id: u64) -> io::Result<()> {
         let token = shared.session_token();
         if let Err(e) = self.session.accept(token, None) {
             warn!("{}: cannot accept session: {e}", self.peer);
@@ -363,7 +363,7 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print.
-    pub fn resume(&mut self, shared: &mut Shared, token: u64) -> io::Result<()> {
+    pub fn resume<W: Write>(&mut self, shared: &mut Shared<W>, token: u64) -> io::Result<()> {
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
             let id = shared.next_id();
@@ -391,7 +391,7 @@ impl Conn {
         Ok(())
     }
 
-    fn refuse(&mut self, shared: &mut Shared, code: Code) -> io::Result<()> {
+    fn refuse<W: Write>(&mut self, shared: &mut Shared<W>, code: Code) -> io::Result<()> {
         let id = shared.next_id();
         if let Err(e) = self.session.refuse(code) {
             warn!("{}: cannot refuse session: {e}", self.peer);
@@ -403,7 +403,7 @@ impl Conn {
 
     /// Retires this connection because its client resumed the session on another one:
     /// the session stays registered with what was printed so far. Nothing more is read.
-    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
+    pub fn replaced<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) {
         if let Phase::Accepted { id } = self.phase {
             debug!("#{id} {}: replaced by a resumed connection", self.peer);
             shared
@@ -414,7 +414,7 @@ impl Conn {
         self.phase = Phase::Gone;
     }
 
-    fn on_closed(&mut self, shared: &mut Shared, closure: Closure, now: Instant) -> io::Result<()> {
+    fn on_closed<W: Write>(&mut self, shared: &mut Shared<W>, closure: Closure, now: Instant) -> io::Result<()> {
         self.closure = Some(closure);
         // The last bytes (ERROR, CLOSE, an ERR line) get a bounded time to leave.
         self.give_up = Some(now + self.session.config().close_timeout);
@@ -470,7 +470,7 @@ impl Conn {
     /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
     /// A binary session whose connection was lost is kept for a resume instead, and
     /// its line says "lost".
-    pub fn leave(&mut self, shared: &mut Shared, reason: Reason, now: Instant) -> io::Result<()> {
+    pub fn leave<W: Write>(&mut self, shared: &mut Shared<W>, reason: Reason, now: Instant) -> io::Result<()> {
         if let Phase::Accepted { id } = self.phase {
             let resumable = self.session_token != 0 && reason.is_loss() && !shared.shutting_down;
             if resumable && shared.registry.get(self.session_token).is_some() {

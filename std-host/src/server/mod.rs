@@ -1,45 +1,49 @@
 //! `soquete server`: one thread, one mio event loop, one core session per connection.
 //!
 //! Each loop iteration:
-//! 1. waits for socket readiness, a signal, or the earliest session deadline;
+//! 1. waits for socket readiness, a stop request ([`Shutdown`]), or the earliest
+//!    session deadline;
 //! 2. accepts new connections (a bounded batch);
 //! 3. runs due timers (`handle_timeout`);
 //! 4. reads from each readable connection, at most [`conn::READ_BUDGET`] bytes, printing
 //!    the messages; a connection with more to read waits for the next iteration;
-//! 5. flushes standard output, and only then
+//! 5. flushes the output, and only then
 //! 6. writes each touched connection's output (acknowledgements among it), so that every
 //!    acknowledged message has been printed first.
 //!
 //! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
+//!
+//! The library's entry point is [`run`]: a listener, [`Options`], an output and a
+//! [`Shutdown`]; the `soquete server` program passes standard output and SIGINT/SIGTERM,
+//! tests pass a pipe of lines and a [`Trigger`].
 
 mod conn;
 mod registry;
+mod shutdown;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufWriter, Stdout};
-use std::net::Shutdown;
-use std::process::ExitCode;
+use std::io::{self, Write};
+use std::net::Shutdown as HowShutdown;
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use soquete_core::{Code, Config, Duration, Instant, Session};
+use soquete_text::{Format, Printer};
 
-use crate::cli::ServerArgs;
 use crate::time;
 use conn::{Conn, Reason, ServerSession};
 use registry::Registry;
-use soquete_text::{Format, Printer};
+use shutdown::Request;
+pub use shutdown::{Shutdown, Trigger};
 
 const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
+const SHUTDOWN: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
 /// Connections accepted beyond `--max-clients`, so that refusals go out in-protocol
@@ -56,10 +60,54 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How long sessions get to close after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How a server behaves: `soquete server`'s flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Sessions served at once; more are refused with "server full".
+    pub max_clients: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message: u32,
+    /// Close a session after this long without traffic (zero: never).
+    pub idle_timeout: std::time::Duration,
+    /// Plain-text peers: show a partial line after this long without input (zero:
+    /// wait for the newline or the end of the connection).
+    pub line_gap: std::time::Duration,
+    /// How long a lost binary session waits to be resumed (zero: resume disabled).
+    pub resume_window: std::time::Duration,
+    /// Text lines or JSON lines.
+    pub format: Format,
+}
+
+impl Default for Options {
+    /// `soquete server`'s defaults.
+    fn default() -> Self {
+        Options {
+            max_clients: 1024,
+            max_message: 65536,
+            idle_timeout: std::time::Duration::from_secs(120),
+            line_gap: std::time::Duration::from_millis(100),
+            resume_window: std::time::Duration::from_secs(60),
+            format: Format::Text,
+        }
+    }
+}
+
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every session closed (or the grace period ran out) after a stop request.
+    Gracefully,
+    /// A second request stopped the server at once.
+    AtOnce {
+        /// The signal, if the request was one.
+        signal: Option<i32>,
+    },
+}
+
 /// State shared by all connections.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    printer: Printer<BufWriter<Stdout>>,
+pub(crate) struct Shared<W: Write> {
+    printer: Printer<W>,
     /// Accepted sessions that have not left yet.
     active: usize,
     max_clients: usize,
@@ -77,7 +125,7 @@ pub(crate) struct Shared {
     shutting_down: bool,
 }
 
-impl Shared {
+impl<W: Write> Shared<W> {
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -92,33 +140,49 @@ impl Shared {
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM.
+/// A listening socket on `addr`, as [`run`] wants it: with `SO_REUSEADDR`, so that a
+/// restarted server gets its address back while the last one's connections are in
+/// TIME_WAIT.
 ///
 /// # Errors
-/// The address cannot be bound, the event loop fails, or standard output is gone.
-pub fn run(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+/// The address cannot be bound (in use, not local, no permission).
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    TcpListener::bind(addr).map(std::net::TcpListener::from)
+}
+
+/// Serves clients on `listener` until `shutdown` asks to stop, printing every event
+/// to `output` ("listening on ADDR" first). `output` is flushed before anything
+/// printed is acknowledged (PROTOCOL.md §4.3): pass a buffered writer.
+///
+/// # Errors
+/// The event loop fails, or `output` does.
+pub fn run<W: Write>(
+    listener: std::net::TcpListener,
+    options: &Options,
+    output: W,
+    shutdown: Shutdown,
+) -> anyhow::Result<Stopped> {
     let config = Config {
-        max_message: args.max_message,
-        idle_timeout: time::to_core(args.idle_timeout),
+        max_message: options.max_message,
+        idle_timeout: time::to_core(options.idle_timeout),
         handshake_timeout: Duration::from_secs(10),
         close_timeout: Duration::from_secs(10),
-        line_gap: time::to_core(args.line_gap),
+        line_gap: time::to_core(options.line_gap),
         allow_plain: true,
     };
-    let format = if args.json { Format::Json } else { Format::Text };
-    let mut server = Server::bind(args, config, format)?;
+    let mut server = Server::new(listener, options, config, output, shutdown)?;
     server.run()
 }
 
 /// The event loop and everything it owns.
-struct Server {
+struct Server<W: Write> {
     poll: Poll,
     listener: Option<TcpListener>,
-    signals: Signals,
+    shutdown: Shutdown,
     config: Config,
     conns: HashMap<Token, Conn>,
     next_token: usize,
-    shared: Shared,
+    shared: Shared<W>,
     /// Earliest deadline first; entries whose deadline no longer matches the
     /// connection's `scheduled` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
@@ -133,46 +197,49 @@ struct Server {
     shutdown_deadline: Option<Instant>,
 }
 
-impl Server {
-    fn bind(args: &ServerArgs, config: Config, format: Format) -> anyhow::Result<Server> {
+impl<W: Write> Server<W> {
+    fn new(
+        listener: std::net::TcpListener,
+        options: &Options,
+        config: Config,
+        output: W,
+        mut shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
         let poll = Poll::new().context("cannot create the event loop")?;
-        let mut listener = TcpListener::bind(args.listen).with_context(|| {
-            format!(
-                "cannot listen on {}: is another server running there? Choose another address with --listen",
-                args.listen
-            )
-        })?;
+        listener
+            .set_nonblocking(true)
+            .context("cannot make the listening socket non-blocking")?;
+        let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .context("cannot watch the listening socket")?;
-        let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .context("cannot watch signals")?;
+        shutdown
+            .register(poll.registry(), SHUTDOWN)
+            .context("cannot watch for stop requests")?;
         let local = listener.local_addr().context("cannot read the listening address")?;
 
-        let mut printer = Printer::new(BufWriter::with_capacity(64 * 1024, io::stdout()), format);
+        let mut printer = Printer::new(output, options.format);
         let registry = Registry::new(
-            time::to_core(args.resume_window),
-            args.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
+            time::to_core(options.resume_window),
+            options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
         );
         printer
             .listening(local)
             .and_then(|()| printer.flush())
             .context("cannot write to standard output")?;
-        info!("listening on {local}, at most {} clients", args.max_clients);
+        info!("listening on {local}, at most {} clients", options.max_clients);
 
         Ok(Server {
             poll,
             listener: Some(listener),
-            signals,
+            shutdown,
             config,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             shared: Shared {
                 printer,
                 active: 0,
-                max_clients: args.max_clients,
+                max_clients: options.max_clients,
                 next_id: 0,
                 tokens: RandomState::new(),
                 token_counter: 0,
@@ -190,7 +257,7 @@ impl Server {
         })
     }
 
-    fn run(&mut self) -> anyhow::Result<ExitCode> {
+    fn run(&mut self) -> anyhow::Result<Stopped> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = time::now();
@@ -214,9 +281,9 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
-                    SIGNALS => {
-                        if let Some(code) = self.on_signals(now)? {
-                            return Ok(code);
+                    SHUTDOWN => {
+                        if let Some(stopped) = self.on_stop_requests(now)? {
+                            return Ok(stopped);
                         }
                     }
                     token => {
@@ -239,7 +306,7 @@ impl Server {
             self.iterate(now).context("cannot write to standard output")?;
         }
         self.shared.printer.flush().context("cannot write to standard output")?;
-        Ok(ExitCode::SUCCESS)
+        Ok(Stopped::Gracefully)
     }
 
     /// Steps 2–6 of the module docs.
@@ -437,7 +504,7 @@ impl Server {
             // Our side is done; read what the peer still sends until it closes, so
             // that the kernel does not answer it with a reset that could destroy our
             // last frame in flight.
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
+            if let Err(e) = conn.stream.shutdown(HowShutdown::Write) {
                 debug!("{}: shutdown: {e}", conn.peer);
             }
             conn.lingering = true;
@@ -493,19 +560,21 @@ impl Server {
         }
     }
 
-    /// Handles pending signals; returns an exit code if the server must stop now.
-    fn on_signals(&mut self, now: Instant) -> io::Result<Option<ExitCode>> {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        for signal in pending {
+    /// Handles pending stop requests; returns how the server stopped if it must stop
+    /// now.
+    fn on_stop_requests(&mut self, now: Instant) -> io::Result<Option<Stopped>> {
+        for request in self.shutdown.requests() {
             if self.shutdown_deadline.is_some() {
                 warn!(
-                    "second signal: exiting without waiting for {} sessions",
+                    "second stop request: exiting without waiting for {} sessions",
                     self.conns.len()
                 );
                 self.shared.printer.flush()?;
-                return Ok(Some(ExitCode::from(
-                    128u8.saturating_add(u8::try_from(signal).unwrap_or(0)),
-                )));
+                let signal = match request {
+                    Request::Signal(signal) => Some(signal),
+                    Request::Trigger => None,
+                };
+                return Ok(Some(Stopped::AtOnce { signal }));
             }
             self.begin_shutdown(now)?;
         }
@@ -567,7 +636,7 @@ mod tests {
     #[test]
     fn session_tokens_are_nonzero_and_distinct() {
         let mut shared = Shared {
-            printer: Printer::new(BufWriter::new(io::stdout()), Format::Text),
+            printer: Printer::new(io::sink(), Format::Text),
             active: 0,
             max_clients: 1,
             next_id: 0,
