@@ -27,7 +27,6 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
-use std::net::Shutdown as HowShutdown;
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -37,7 +36,7 @@ use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
 use crate::time;
-use conn::{Conn, Reason, ServerSession};
+use conn::{Conn, Reason, ServerSession, State, TakeOver};
 use registry::Registry;
 use shutdown::Request;
 pub use shutdown::{Shutdown, Trigger};
@@ -118,9 +117,6 @@ pub(crate) struct Shared<W: Write> {
     scratch: Vec<u8>,
     /// Sessions that clients may resume.
     registry: Registry,
-    /// Resumes waiting for the event loop to retire the session's old connection:
-    /// (new connection, session token, old connection).
-    takeovers: Vec<(Token, u64, Token)>,
     /// SIGINT/SIGTERM arrived: lost sessions are not kept for a resume.
     shutting_down: bool,
 }
@@ -245,7 +241,6 @@ impl<W: Write> Server<W> {
                 token_counter: 0,
                 scratch: vec![0; conn::READ_BUDGET],
                 registry,
-                takeovers: Vec::new(),
                 shutting_down: false,
             },
             timers: BinaryHeap::new(),
@@ -313,7 +308,6 @@ impl<W: Write> Server<W> {
     fn iterate(&mut self, now: Instant) -> io::Result<()> {
         self.accept(now);
         self.run_timers(now)?;
-        self.take_over(now)?;
         for _ in 0..self.read_queue.len() {
             let Some(token) = self.read_queue.pop_front() else {
                 break;
@@ -321,14 +315,14 @@ impl<W: Write> Server<W> {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let more = conn.read(&mut self.shared, now)?;
+            let reading = conn.read(&mut self.shared, now)?;
             mark_dirty(&mut self.dirty, conn, token);
-            if more {
+            if reading.more {
                 self.read_queue.push_back(token);
             } else {
                 conn.queued = false;
             }
-            self.take_over(now)?;
+            self.take_over(reading.take_over, now)?;
         }
         self.expire_sessions(now)?;
         // Print before acknowledging: an ACK promises delivery (PROTOCOL.md §4.3).
@@ -442,11 +436,13 @@ impl<W: Write> Server<W> {
                 continue;
             }
             conn.scheduled = None;
-            if !conn.lingering {
+            let mut take_over = None;
+            if !conn.is_lingering() {
                 conn.session.handle_timeout(now);
-                conn.drain(&mut self.shared, now)?;
+                take_over = conn.drain(&mut self.shared, now)?;
             }
             mark_dirty(&mut self.dirty, conn, token);
+            self.take_over(take_over, now)?;
         }
         Ok(())
     }
@@ -471,21 +467,21 @@ impl<W: Write> Server<W> {
             return Ok(());
         };
         conn.dirty = false;
-        if !conn.lingering && conn.error.is_none() {
+        if !conn.is_lingering() && conn.error.is_none() {
             conn.write();
-            if conn.closure.is_none() && conn.session.is_closed() {
+            if conn.session.is_closed() {
                 // Sending our CLOSE can complete an orderly close: take its event.
-                conn.drain(&mut self.shared, now)?;
+                let take_over = conn.drain(&mut self.shared, now)?;
+                if take_over.is_some() {
+                    return self.take_over(take_over, now);
+                }
             }
         }
-        if !self.shared.takeovers.is_empty() {
-            return self.take_over(now);
-        }
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return Ok(());
+        let given_up = match conn.state {
+            State::Lingering { until } => now >= until,
+            _ => conn.give_up.is_some_and(|t| now >= t),
         };
-        let given_up = conn.give_up.is_some_and(|t| now >= t);
-        if conn.lingering {
+        if conn.is_lingering() {
             if conn.eof || conn.error.is_some() || given_up {
                 self.remove(token);
                 return Ok(());
@@ -504,11 +500,7 @@ impl<W: Write> Server<W> {
             // Our side is done; read what the peer still sends until it closes, so
             // that the kernel does not answer it with a reset that could destroy our
             // last frame in flight.
-            if let Err(e) = conn.stream.shutdown(HowShutdown::Write) {
-                debug!("{}: shutdown: {e}", conn.peer);
-            }
-            conn.lingering = true;
-            conn.give_up = Some(now + LINGER);
+            conn.linger(now + LINGER);
             if conn.readable && !conn.queued {
                 conn.queued = true;
                 self.read_queue.push_back(token);
@@ -524,18 +516,17 @@ impl<W: Write> Server<W> {
         Ok(())
     }
 
-    /// Resumes that found their session still served by an older connection: that
+    /// A resume found its session still served by an older connection: that
     /// connection is dropped (its client has moved on; whatever it still had in flight
     /// is resent on the new one) and the new one continues the session.
-    fn take_over(&mut self, now: Instant) -> io::Result<()> {
-        while let Some((new, session_token, old)) = self.shared.takeovers.pop() {
+    fn take_over(&mut self, mut take_over: Option<TakeOver>, now: Instant) -> io::Result<()> {
+        while let Some(TakeOver { new, old, session }) = take_over.take() {
             if let Some(conn) = self.conns.get_mut(&old) {
                 conn.replaced(&mut self.shared, now);
             }
             self.remove(old);
             if let Some(conn) = self.conns.get_mut(&new) {
-                conn.resume(&mut self.shared, session_token)?;
-                conn.drain(&mut self.shared, now)?;
+                take_over = conn.resume(&mut self.shared, session, now)?;
                 mark_dirty(&mut self.dirty, conn, new);
             }
         }
@@ -595,9 +586,10 @@ impl<W: Write> Server<W> {
             // A connection still in the handshake is refused with SHUTDOWN once it has
             // said whether it speaks binary or plain text, so that its client can tell
             // what happened (an error sent before that could only be plain text).
-            if !conn.lingering && conn.phase != conn::Phase::Handshake {
+            if !conn.is_lingering() && conn.state != State::Handshake {
                 conn.session.close(now, Code::Shutdown);
-                conn.drain(&mut self.shared, now)?;
+                // Shutting down: a HELLO is refused, so nothing is taken over.
+                let _ = conn.drain(&mut self.shared, now)?;
             }
             mark_dirty(&mut self.dirty, conn, *token);
         }
@@ -644,7 +636,6 @@ mod tests {
             token_counter: 0,
             scratch: Vec::new(),
             registry: Registry::new(Duration::ZERO, 1),
-            takeovers: Vec::new(),
             shutting_down: false,
         };
         let a = shared.session_token();
