@@ -132,7 +132,12 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
     })?;
     let shutdown = server::Shutdown::on_signals().context("cannot handle signals")?;
     let output = BufWriter::with_capacity(64 * 1024, io::stdout());
-    match server::run(listener, &args.options(), output, shutdown)? {
+    let stopped = match server::run(listener, &args.options(), output, shutdown) {
+        Ok(stopped) => stopped,
+        Err(server::Error::Output(e)) => return Err(e).context("cannot write to standard output"),
+        Err(e) => return Err(e.into()),
+    };
+    match stopped {
         server::Stopped::Gracefully => Ok(ExitCode::SUCCESS),
         // As a shell reports a process killed by the signal.
         server::Stopped::AtOnce { signal } => Ok(ExitCode::from(

@@ -124,7 +124,12 @@ impl Server {
                     to: to_test,
                     partial: Vec::new(),
                 };
-                let result = server::run(listener, &options, output, shutdown).map_err(|e| format!("{e:#}"));
+                let result = server::run(listener, &options, output, shutdown).map_err(|e| {
+                    let why = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    format!("{e}{why}")
+                });
                 let _ = finished.send(result);
             })
             .expect("spawn the server thread");

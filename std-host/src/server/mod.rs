@@ -28,7 +28,6 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 
-use anyhow::Context as _;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -103,6 +102,35 @@ pub enum Stopped {
     },
 }
 
+/// Why [`run`] failed; the I/O error that caused it is its `source`.
+#[derive(Debug)]
+pub enum Error {
+    /// The event loop could not be set up: what could not be done, and why.
+    Setup(&'static str, io::Error),
+    /// Waiting for events failed.
+    Poll(io::Error),
+    /// The output failed. The server stops: it acknowledges only what it has shown.
+    Output(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Setup(what, _) => write!(f, "cannot {what}"),
+            Error::Poll(_) => f.write_str("event loop failed"),
+            Error::Output(_) => f.write_str("cannot write the output"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Setup(_, e) | Error::Poll(e) | Error::Output(e) => Some(e),
+        }
+    }
+}
+
 /// State shared by all connections.
 #[derive(Debug)]
 pub(crate) struct Shared<W: Write> {
@@ -157,7 +185,7 @@ pub fn run<W: Write>(
     options: &Options,
     output: W,
     shutdown: Shutdown,
-) -> anyhow::Result<Stopped> {
+) -> Result<Stopped, Error> {
     let config = Config {
         max_message: options.max_message,
         idle_timeout: time::to_core(options.idle_timeout),
@@ -200,19 +228,21 @@ impl<W: Write> Server<W> {
         config: Config,
         output: W,
         mut shutdown: Shutdown,
-    ) -> anyhow::Result<Self> {
-        let poll = Poll::new().context("cannot create the event loop")?;
+    ) -> Result<Self, Error> {
+        let poll = Poll::new().map_err(|e| Error::Setup("create the event loop", e))?;
         listener
             .set_nonblocking(true)
-            .context("cannot make the listening socket non-blocking")?;
+            .map_err(|e| Error::Setup("make the listening socket non-blocking", e))?;
         let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("cannot watch the listening socket")?;
+            .map_err(|e| Error::Setup("watch the listening socket", e))?;
         shutdown
             .register(poll.registry(), SHUTDOWN)
-            .context("cannot watch for stop requests")?;
-        let local = listener.local_addr().context("cannot read the listening address")?;
+            .map_err(|e| Error::Setup("watch for stop requests", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Setup("read the listening address", e))?;
 
         let mut printer = Printer::new(output, options.format);
         let registry = Registry::new(
@@ -222,7 +252,7 @@ impl<W: Write> Server<W> {
         printer
             .listening(local)
             .and_then(|()| printer.flush())
-            .context("cannot write to standard output")?;
+            .map_err(Error::Output)?;
         info!("listening on {local}, at most {} clients", options.max_clients);
 
         Ok(Server {
@@ -252,7 +282,7 @@ impl<W: Write> Server<W> {
         })
     }
 
-    fn run(&mut self) -> anyhow::Result<Stopped> {
+    fn run(&mut self) -> Result<Stopped, Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = time::now();
@@ -263,21 +293,21 @@ impl<W: Write> Server<W> {
                 }
                 if now >= deadline {
                     warn!("{} sessions did not close in time; exiting", self.conns.len());
-                    self.drop_all()?;
+                    self.drop_all().map_err(Error::Output)?;
                     break;
                 }
             }
             match self.poll.poll(&mut events, self.poll_timeout(now)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("event loop failed"),
+                Err(e) => return Err(Error::Poll(e)),
             }
             let now = time::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
                     SHUTDOWN => {
-                        if let Some(stopped) = self.on_stop_requests(now)? {
+                        if let Some(stopped) = self.on_stop_requests(now).map_err(Error::Output)? {
                             return Ok(stopped);
                         }
                     }
@@ -298,9 +328,9 @@ impl<W: Write> Server<W> {
                     }
                 }
             }
-            self.iterate(now).context("cannot write to standard output")?;
+            self.iterate(now).map_err(Error::Output)?;
         }
-        self.shared.printer.flush().context("cannot write to standard output")?;
+        self.shared.printer.flush().map_err(Error::Output)?;
         Ok(Stopped::Gracefully)
     }
 
