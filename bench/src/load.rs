@@ -2,14 +2,16 @@
 //! messages in flight, with the ack latency of every message in a histogram.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use soquete_host::pump::{self, Endpoint, ReadStop, WriteStop};
 
 use crate::proto::{Conn, Target};
 
@@ -332,35 +334,17 @@ impl Driver {
                 }
             }
         }
-        let mut acks = 0u64;
-        loop {
-            let buf = slot.conn.read_buf();
-            if buf.is_empty() {
-                break;
-            }
-            match slot.stream.read(buf) {
-                Ok(0) => {
-                    if slot.conn.is_closed() {
-                        slot.done = true;
-                    } else {
-                        slot.failed = Some("server closed the connection".into());
-                    }
-                    break;
-                }
-                Ok(n) => match slot.conn.on_read(n, core_now) {
-                    Ok(k) => acks += k,
-                    Err(e) => {
-                        slot.failed = Some(e);
-                        break;
-                    }
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    slot.failed = Some(format!("read: {e}"));
-                    break;
-                }
-            }
+        let mut counting = Counting::new(&mut slot.conn);
+        let read = pump::read(&mut slot.stream, &mut counting, core_now, usize::MAX);
+        let Counting { acks, error, .. } = counting;
+        if let Some(e) = error {
+            slot.failed = Some(e);
+        }
+        match read.stop {
+            ReadStop::Eof if slot.conn.is_closed() => slot.done = true,
+            ReadStop::Eof => slot.failed = Some("server closed the connection".into()),
+            ReadStop::Failed(e) => slot.failed = Some(format!("read: {e}")),
+            ReadStop::WouldBlock | ReadStop::Budget | ReadStop::Full | ReadStop::Stopped => {}
         }
         for _ in 0..acks {
             let Some(sent_at) = slot.in_flight.pop_front() else {
@@ -401,29 +385,61 @@ impl Driver {
         if !slot.connected || slot.failed.is_some() {
             return;
         }
-        loop {
-            let out = slot.conn.out();
-            if out.is_empty() {
-                break;
-            }
-            match slot.stream.write(out) {
-                Ok(0) => {
-                    slot.failed = Some("socket took no bytes".into());
-                    break;
-                }
-                Ok(n) => slot.conn.wrote(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    slot.failed = Some(format!("write: {e}"));
-                    break;
-                }
-            }
+        if let WriteStop::Failed(e) = pump::write(&mut slot.stream, &mut Counting::new(&mut slot.conn)).stop {
+            slot.failed = Some(match e.kind() {
+                io::ErrorKind::WriteZero => "socket took no bytes".into(),
+                _ => format!("write: {e}"),
+            });
         }
     }
 
     /// Messages sent over the driver's life, all connections.
     pub fn total_sent(&self) -> u64 {
         self.slots.iter().map(|s| s.sent).sum()
+    }
+}
+
+/// A connection as the pump's endpoint: counts the acknowledgements of what it
+/// reads, and stops at the first thing the peer did wrong.
+struct Counting<'a> {
+    conn: &'a mut Conn,
+    acks: u64,
+    error: Option<String>,
+}
+
+impl<'a> Counting<'a> {
+    fn new(conn: &'a mut Conn) -> Self {
+        Counting {
+            conn,
+            acks: 0,
+            error: None,
+        }
+    }
+}
+
+impl Endpoint for Counting<'_> {
+    fn input_buffer(&mut self) -> &mut [u8] {
+        self.conn.read_buf()
+    }
+
+    fn received(&mut self, now: soquete_core::Instant, n: usize) -> ControlFlow<()> {
+        match self.conn.on_read(n, now) {
+            Ok(k) => {
+                self.acks += k;
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                self.error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn output(&mut self) -> &[u8] {
+        self.conn.out()
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.conn.wrote(n);
     }
 }

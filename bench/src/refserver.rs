@@ -1,23 +1,28 @@
 //! A bare soquete server for the benchmark: the core's [`Session::server`] on one mio
-//! thread, accepting everyone and discarding messages. It prints nothing, so the
-//! difference between it and `soquete server` is the cost of the real server's
-//! bookkeeping and output; it also lets the generator be checked on its own.
+//! thread, accepting everyone and discarding messages, moved by the same pump as
+//! `soquete server` (`soquete_host::pump`). It prints nothing, so the difference
+//! between it and `soquete server` is the cost of the real server's bookkeeping and
+//! output; it also lets the generator be checked on its own.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use soquete_core::{Config, Event, Session};
+use soquete_host::pump::{self, Endpoint, ReadStop, WriteStop};
 
 /// The listener; connection `i` is `Token(i + 1)`.
 const LISTENER: Token = Token(0);
 
+type RefSession = Session<Vec<u8>, Vec<u8>>;
+
 struct Client {
     stream: TcpStream,
-    session: Session<Vec<u8>, Vec<u8>>,
+    session: RefSession,
 }
 
 /// Serves until `max_time` has passed.
@@ -83,48 +88,55 @@ pub fn run(listen: SocketAddr, max_message: u32, max_time: Duration) -> anyhow::
 
 /// Reads, handles events, writes; false once the connection is over.
 fn serve(c: &mut Client, now: soquete_core::Instant, next_token: &mut u64) -> bool {
-    loop {
-        let buf = c.session.input_buffer();
-        if buf.is_empty() {
-            break;
-        }
-        match c.stream.read(buf) {
-            Ok(0) => {
-                c.session.handle_eof(now);
-                break;
-            }
-            Ok(n) => {
-                c.session.advance_input(now, n);
-                while let Some(event) = c.session.poll_event(now) {
-                    if let Event::Hello { .. } = event {
-                        *next_token += 1;
-                        let _ = c.session.accept(*next_token, None);
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
+    let mut accepting = Accepting {
+        session: &mut c.session,
+        next_token,
+    };
+    match pump::read(&mut c.stream, &mut accepting, now, usize::MAX).stop {
+        ReadStop::Eof => c.session.handle_eof(now),
+        ReadStop::Failed(_) => return false,
+        ReadStop::WouldBlock | ReadStop::Budget | ReadStop::Full | ReadStop::Stopped => {}
     }
-    while let Some(event) = c.session.poll_event(now) {
-        if let Event::Hello { .. } = event {
-            *next_token += 1;
-            let _ = c.session.accept(*next_token, None);
-        }
-    }
-    loop {
-        let out = c.session.poll_transmit();
-        if out.is_empty() {
-            break;
-        }
-        match c.stream.write(out) {
-            Ok(0) => return false,
-            Ok(n) => c.session.advance_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
+    accept_hellos(&mut c.session, now, next_token);
+    if let WriteStop::Failed(_) = pump::write(&mut c.stream, &mut c.session).stop {
+        return false;
     }
     !c.session.is_finished()
+}
+
+/// The session as the pump's endpoint: every HELLO is accepted as the bytes arrive,
+/// and every message dropped.
+struct Accepting<'a> {
+    session: &'a mut RefSession,
+    next_token: &'a mut u64,
+}
+
+impl Endpoint for Accepting<'_> {
+    fn input_buffer(&mut self) -> &mut [u8] {
+        self.session.input_buffer()
+    }
+
+    fn received(&mut self, now: soquete_core::Instant, n: usize) -> ControlFlow<()> {
+        self.session.advance_input(now, n);
+        accept_hellos(self.session, now, self.next_token);
+        ControlFlow::Continue(())
+    }
+
+    fn output(&mut self) -> &[u8] {
+        self.session.poll_transmit()
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.session.advance_transmit(n);
+    }
+}
+
+/// Takes the session's events, accepting a HELLO.
+fn accept_hellos(session: &mut RefSession, now: soquete_core::Instant, next_token: &mut u64) {
+    while let Some(event) = session.poll_event(now) {
+        if let Event::Hello { .. } = event {
+            *next_token += 1;
+            let _ = session.accept(*next_token, None);
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use smoltcp::phy::Medium;
 use smoltcp::wire::{IpCidr, IpEndpoint, Ipv4Address};
-use soquete_host::cli::parse_duration;
+use soquete_text::parse_duration;
 
 use crate::link::Faults;
 use crate::loopback;

@@ -18,7 +18,7 @@ use smoltcp::phy::{Loopback, Medium};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 use soquete_core::Role as SessionRole;
-use soquete_host::report::{Format, Printer};
+use soquete_text::{Format, Printer};
 
 use crate::link::{Checked, Faults};
 use crate::node::{self, Ended, Node, Options, Role, SocketBuffers, Source, Verifier};

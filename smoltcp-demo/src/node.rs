@@ -19,7 +19,7 @@ use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::IpEndpoint;
 use soquete_core::io::{pump_read, pump_write};
 use soquete_core::{Closure, Code, Event, Instant, Mode, Session, Stats};
-use soquete_host::report::Printer;
+use soquete_text::Printer;
 
 use crate::adapter::TcpIo;
 use crate::{payload, Error};

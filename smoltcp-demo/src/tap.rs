@@ -13,7 +13,7 @@ use smoltcp::phy::{self, Medium, TunTapInterface};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, IpCidr, IpEndpoint, Ipv4Address};
 use soquete_core::{Role as SessionRole, Stats};
-use soquete_host::report::{Format, Printer};
+use soquete_text::{Format, Printer};
 
 use crate::link::Faults;
 use crate::node::{self, Ended, Node, Options, Role, SocketBuffers, Source};

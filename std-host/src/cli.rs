@@ -1,9 +1,17 @@
-//! Command-line interface.
+//! The `soquete` command line: clap's types, turned into the plain options of
+//! [`server`] and [`client`], and the program around them (binding the address,
+//! standard output, signals, the exit status).
 
+use std::io::{self, BufWriter};
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use soquete_text::{parse_duration, Format};
+
+use crate::{client, server};
 
 /// soquete: TCP messaging with message boundaries, acknowledgements and plain-text peers.
 #[derive(Debug, Parser)]
@@ -58,7 +66,7 @@ pub struct ClientArgs {
     #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
     pub connect: String,
     /// Name to introduce this client with (at most 32 bytes).
-    #[arg(long, value_parser = crate::client::parse_name)]
+    #[arg(long, value_parser = client::parse_name)]
     pub name: Option<String>,
     /// Longest wait for connecting and, at the end, for acknowledgements (e.g. 10s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -76,26 +84,66 @@ pub struct ClientArgs {
     pub reconnect_for: Duration,
 }
 
-/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 2m"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s or m")),
-    };
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("duration {s:?} out of range"));
+impl ServerArgs {
+    /// The server's options (everything but the address).
+    pub fn options(&self) -> server::Options {
+        server::Options {
+            max_clients: self.max_clients,
+            max_message: self.max_message,
+            idle_timeout: self.idle_timeout,
+            line_gap: self.line_gap,
+            resume_window: self.resume_window,
+            format: if self.json { Format::Json } else { Format::Text },
+        }
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+impl ClientArgs {
+    /// The client's options.
+    pub fn options(&self) -> client::Options {
+        client::Options {
+            connect: self.connect.clone(),
+            name: self.name.clone(),
+            timeout: self.timeout,
+            plain: self.plain,
+            reconnect: self.reconnect.then_some(self.reconnect_for),
+        }
+    }
+}
+
+/// Runs what the command line asks for; returns the exit status.
+///
+/// # Errors
+/// What stopped the program, as a message for its user.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Server(args) => serve(&args),
+        Command::Client(args) => client::run(&args.options()).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `soquete server`: until SIGINT/SIGTERM, printing to standard output.
+fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+    let listener = server::bind(args.listen).with_context(|| {
+        format!(
+            "cannot listen on {}: is another server running there? Choose another address with --listen",
+            args.listen
+        )
+    })?;
+    let shutdown = server::Shutdown::on_signals().context("cannot handle signals")?;
+    let output = BufWriter::with_capacity(64 * 1024, io::stdout());
+    let stopped = match server::run(listener, &args.options(), output, shutdown) {
+        Ok(stopped) => stopped,
+        Err(server::Error::Output(e)) => return Err(e).context("cannot write to standard output"),
+        Err(e) => return Err(e.into()),
+    };
+    match stopped {
+        server::Stopped::Gracefully => Ok(ExitCode::SUCCESS),
+        // As a shell reports a process killed by the signal.
+        server::Stopped::AtOnce { signal } => Ok(ExitCode::from(
+            128u8.saturating_add(signal.and_then(|s| u8::try_from(s).ok()).unwrap_or(0)),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -103,14 +151,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("-1s").is_err());
+    fn defaults_are_the_libraries_defaults() {
+        let cli = Cli::try_parse_from(["soquete", "server"]).unwrap();
+        let Command::Server(args) = cli.command else {
+            panic!("not server")
+        };
+        assert_eq!(args.options(), server::Options::default());
+    }
+
+    #[test]
+    fn client_flags_become_options() {
+        let cli = Cli::try_parse_from([
+            "soquete",
+            "client",
+            "--name",
+            "ana",
+            "--timeout",
+            "1m30s",
+            "--reconnect",
+            "--reconnect-for",
+            "1h",
+        ])
+        .unwrap();
+        let Command::Client(args) = cli.command else {
+            panic!("not client")
+        };
+        assert_eq!(
+            args.options(),
+            client::Options {
+                connect: "127.0.0.1:8800".into(),
+                name: Some("ana".into()),
+                timeout: Duration::from_secs(90),
+                plain: false,
+                reconnect: Some(Duration::from_secs(3600)),
+            }
+        );
     }
 
     #[test]

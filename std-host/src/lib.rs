@@ -3,6 +3,6 @@
 
 pub mod cli;
 pub mod client;
-pub mod report;
+pub mod pump;
 pub mod server;
 pub mod time;

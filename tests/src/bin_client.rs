@@ -1,11 +1,13 @@
 //! A binary soquete client for tests: a core session over a blocking socket, driven
-//! step by step so that a test controls exactly what is sent, read and cut.
+//! step by step through the host's pump so that a test controls exactly what is
+//! sent, read and cut.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant as StdInstant};
 
 use soquete_core::{Closure, Code, Config, Event, Instant, Session};
+use soquete_host::pump::{self, OneRead, ReadStop};
 
 use crate::WAIT;
 
@@ -58,18 +60,9 @@ impl BinClient {
 
     /// Writes everything the session has to send.
     pub fn flush(&mut self) {
-        loop {
-            let chunk = self.session.poll_transmit();
-            if chunk.is_empty() {
-                return;
-            }
-            let n = chunk.len();
-            match self.stream.write_all(chunk) {
-                Ok(()) => self.session.advance_transmit(n),
-                // The server may close first (refusal, error); the test checks why.
-                Err(_) => return,
-            }
-        }
+        // The server may close first (refusal, error): a failed write is no failure of
+        // the test, which checks why the session ended.
+        let _ = pump::write(&mut self.stream, &mut self.session);
     }
 
     /// Takes the session's events.
@@ -93,16 +86,13 @@ impl BinClient {
             return;
         }
         let now = self.now();
-        let buf = self.session.input_buffer();
-        match self.stream.read(buf) {
-            Ok(0) => self.session.handle_eof(now),
-            Ok(n) => self.session.advance_input(now, n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(e) => panic!("read: {e}"),
+        // One read: the socket blocks (200 ms at most), and a second read would wait
+        // for bytes that may never come.
+        match pump::read(&mut self.stream, &mut OneRead(&mut self.session), now, usize::MAX).stop {
+            ReadStop::Eof => self.session.handle_eof(now),
+            ReadStop::Failed(e) if e.kind() == ErrorKind::TimedOut => {}
+            ReadStop::Failed(e) => panic!("read: {e}"),
+            ReadStop::Stopped | ReadStop::WouldBlock | ReadStop::Budget | ReadStop::Full => {}
         }
         self.session.handle_timeout(self.now());
         self.drain();

@@ -1,5 +1,6 @@
-//! Helpers for the end-to-end tests in `tests/`: find the real `soquete` binary, start
-//! a server on `127.0.0.1:0` and read what it prints.
+//! Helpers for the end-to-end tests in `tests/`: start a server on `127.0.0.1:0` —
+//! in this process through the library's `server::run`, or as the real `soquete`
+//! binary — and read what it prints; find and run the binary.
 //!
 //! The server's "listening on ADDR" line is the readiness signal: tests never sleep to
 //! wait for it.
@@ -8,11 +9,15 @@ use std::io::Write;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use clap::Parser;
+use soquete_host::cli::{Cli, Command as CliCommand};
+use soquete_host::server::{self, Shutdown, Stopped, Trigger};
 
 mod bin_client;
 pub mod proxy;
@@ -57,11 +62,11 @@ pub fn soquete() -> Command {
     cmd
 }
 
-/// A running `soquete server` on `127.0.0.1:0`, killed when dropped.
+/// A running server on `127.0.0.1:0`, stopped when dropped: in this process
+/// ([`Server::in_process`]) or the real binary ([`Server::start`]).
 #[derive(Debug)]
 pub struct Server {
-    /// The server process.
-    pub child: Child,
+    runner: Runner,
     /// Where it listens.
     pub addr: SocketAddr,
     lines: Receiver<String>,
@@ -69,9 +74,70 @@ pub struct Server {
     pub seen: Vec<String>,
 }
 
+/// How a [`Server`] runs.
+#[derive(Debug)]
+enum Runner {
+    Process(Child),
+    InProcess {
+        trigger: Trigger,
+        done: Receiver<Result<Stopped, String>>,
+    },
+}
+
+/// How a [`Server`] ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// The binary's exit status.
+    Process(ExitStatus),
+    /// What `server::run` returned.
+    InProcess(Result<Stopped, String>),
+}
+
+impl Exit {
+    /// A graceful stop: exit status 0, or `Stopped::Gracefully`.
+    pub fn success(&self) -> bool {
+        match self {
+            Exit::Process(status) => status.success(),
+            Exit::InProcess(result) => *result == Ok(Stopped::Gracefully),
+        }
+    }
+}
+
 impl Server {
-    /// Starts `soquete server --listen 127.0.0.1:0 EXTRA...` and waits for its
-    /// "listening on" line.
+    /// Runs `server::run` in a thread of this process, with the options that
+    /// `soquete server --listen 127.0.0.1:0 EXTRA...` would have, printing into a pipe
+    /// of lines and stopped by a [`Trigger`]; waits for its "listening on" line.
+    pub fn in_process(extra: &[&str]) -> Server {
+        let argv = ["soquete", "server", "--listen", "127.0.0.1:0"].iter().chain(extra);
+        let CliCommand::Server(args) = Cli::try_parse_from(argv).expect("server flags").command else {
+            panic!("not a server command line");
+        };
+        let listener = server::bind(args.listen).expect("bind 127.0.0.1:0");
+        let (shutdown, trigger) = Shutdown::trigger().expect("stop trigger");
+        let options = args.options();
+        let (to_test, lines) = mpsc::channel();
+        let (finished, done) = mpsc::channel();
+        thread::Builder::new()
+            .name("soquete server".into())
+            .spawn(move || {
+                let output = LineSender {
+                    to: to_test,
+                    partial: Vec::new(),
+                };
+                let result = server::run(listener, &options, output, shutdown).map_err(|e| {
+                    let why = std::error::Error::source(&e)
+                        .map(|s| format!(": {s}"))
+                        .unwrap_or_default();
+                    format!("{e}{why}")
+                });
+                let _ = finished.send(result);
+            })
+            .expect("spawn the server thread");
+        Server::ready(Runner::InProcess { trigger, done }, lines)
+    }
+
+    /// Starts the binary, `soquete server --listen 127.0.0.1:0 EXTRA...`, and waits for
+    /// its "listening on" line.
     pub fn start(extra: &[&str]) -> Server {
         Server::start_on("127.0.0.1:0", extra)
     }
@@ -88,8 +154,13 @@ impl Server {
             .spawn()
             .expect("spawn soquete server");
         let lines = spawn_line_reader(child.stdout.take().expect("stdout"));
+        Server::ready(Runner::Process(child), lines)
+    }
+
+    /// Waits for the first line, "listening on ADDR".
+    fn ready(runner: Runner, lines: Receiver<String>) -> Server {
         let mut server = Server {
-            child,
+            runner,
             addr: "0.0.0.0:0".parse().expect("addr"),
             lines,
             seen: Vec::new(),
@@ -145,36 +216,99 @@ impl Server {
         self.session_id(|l| l.ends_with(&end))
     }
 
-    /// Sends `signal` (e.g. `"TERM"`) to the server.
+    /// The binary's process id.
+    pub fn pid(&self) -> u32 {
+        match &self.runner {
+            Runner::Process(child) => child.id(),
+            Runner::InProcess { .. } => panic!("an in-process server has no process of its own"),
+        }
+    }
+
+    /// Sends `signal` (e.g. `"TERM"`) to the binary.
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([format!("-{signal}"), self.child.id().to_string()])
+            .args([format!("-{signal}"), self.pid().to_string()])
             .status()
             .expect("run kill");
         assert!(status.success());
     }
 
-    /// Collects the remaining stdout lines until the server exits (bounded).
-    pub fn finish(&mut self, timeout: Duration) -> std::process::ExitStatus {
+    /// Asks the server to stop gracefully: SIGTERM for the binary, the trigger in
+    /// process.
+    pub fn stop(&self) {
+        match &self.runner {
+            Runner::Process(_) => self.signal("TERM"),
+            Runner::InProcess { trigger, .. } => trigger.stop().expect("the server is running"),
+        }
+    }
+
+    /// Collects the remaining output lines until the server exits (bounded).
+    pub fn finish(&mut self, timeout: Duration) -> Exit {
         let deadline = Instant::now() + timeout;
         while self
             .next_line(deadline.saturating_duration_since(Instant::now()))
             .is_some()
         {}
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+        match &mut self.runner {
+            Runner::InProcess { done, .. } => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let result = done
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("server did not stop within {timeout:?}"));
+                Exit::InProcess(result)
             }
-            assert!(Instant::now() < deadline, "server did not exit within {timeout:?}");
-            thread::sleep(Duration::from_millis(10));
+            Runner::Process(child) => loop {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    return Exit::Process(status);
+                }
+                assert!(Instant::now() < deadline, "server did not exit within {timeout:?}");
+                // A process's exit has no readiness signal to wait on; its stdout has
+                // closed already, so this is a matter of milliseconds.
+                thread::sleep(Duration::from_millis(10));
+            },
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Process(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Two requests: stop at once. The thread ends by itself.
+            Runner::InProcess { trigger, .. } => {
+                let _ = trigger.stop();
+                let _ = trigger.stop();
+            }
+        }
+    }
+}
+
+/// An in-process server's output: each complete line goes to the test as it is
+/// written, so a line is with the test before the server flushes and acknowledges.
+struct LineSender {
+    to: mpsc::Sender<String>,
+    partial: Vec<u8>,
+}
+
+impl Write for LineSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            // The test may be gone (it failed, or dropped the server): nothing to do.
+            let _ = self.to.send(text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

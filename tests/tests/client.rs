@@ -399,7 +399,7 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn real_server_prints_every_line() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let (code, _, stderr) = run_client(server.addr, &["--name", "e2e"], &lines(1000));
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(

@@ -92,7 +92,7 @@ fn reconnecting_clients_survive_cut_connections_exactly_once() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_50c4_e7e5);
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let proxy = Proxy::start(
         server.addr,
         Faults {

@@ -1,7 +1,8 @@
-//! Broken and hostile clients against the real `soquete server`, each beside a
-//! well-behaved client whose messages must keep flowing: a client that never reads, a
-//! half-closed socket, a reset in the middle of a frame, a flood of empty messages,
-//! bad sequence numbers, an unsupported version, a too-long line, garbage.
+//! Broken and hostile clients against the server (in-process; the real binary where
+//! its memory is measured), each beside a well-behaved client whose messages must
+//! keep flowing: a client that never reads, a half-closed socket, a reset in the
+//! middle of a frame, a flood of empty messages, bad sequence numbers, an unsupported
+//! version, a too-long line, garbage.
 //!
 //! Readiness is a printed line or a socket read; every wait is bounded.
 
@@ -24,7 +25,7 @@ fn msg(seq: u64, payload: &[u8]) -> Vec<u8> {
 
 /// The server's resident memory, in KiB (Linux).
 fn rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).expect("read /proc");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("read /proc");
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -114,7 +115,7 @@ fn client_that_never_reads_costs_bounded_memory_and_delays_nobody() {
 
 #[test]
 fn half_closed_client_gets_its_acknowledgements_and_a_clean_end() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut half = BinClient::connect(server.addr, "half");
     let id = server.named_session("half");
     for j in 0..10 {
@@ -133,7 +134,7 @@ fn half_closed_client_gets_its_acknowledgements_and_a_clean_end() {
 
 #[test]
 fn reset_in_the_middle_of_a_frame_shows_only_whole_messages() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut r = BinClient::connect(server.addr, "resetter");
     let id = server.named_session("resetter");
     for j in 0..3 {
@@ -153,7 +154,7 @@ fn reset_in_the_middle_of_a_frame_shows_only_whole_messages() {
 #[test]
 fn flood_of_empty_and_tiny_messages_is_shown_and_acknowledged() {
     const MESSAGES: u64 = 50_000;
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let flood = BinClient::connect(server.addr, "flood");
     let id = server.named_session("flood");
     let mut batch = Vec::new();
@@ -176,7 +177,7 @@ fn flood_of_empty_and_tiny_messages_is_shown_and_acknowledged() {
 #[test]
 fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
     use soquete_core::Code;
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     for (name, bad) in [("skipper", 3u64), ("backer", 1)] {
         let mut c = BinClient::connect(server.addr, name);
         let id = server.named_session(name);
@@ -197,7 +198,7 @@ fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
 
 #[test]
 fn unsupported_version_is_refused() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut s = plain(server.addr);
     // Magic, then a HELLO whose version byte is 9 (PROTOCOL.md §3.2).
     let mut hello = vec![0xFE, b'S', b'Q', b'T', 0x01, 0, 0, 0, 26, 9];
@@ -212,7 +213,7 @@ fn unsupported_version_is_refused() {
 
 #[test]
 fn too_long_plain_line_gets_an_err_line() {
-    let mut server = Server::start(&["--max-message", "100"]);
+    let mut server = Server::in_process(&["--max-message", "100"]);
     let mut s = plain(server.addr);
     s.write_all(b"short\n").unwrap();
     s.write_all(&[b'y'; 300]).unwrap();
@@ -227,7 +228,7 @@ fn too_long_plain_line_gets_an_err_line() {
 
 #[test]
 fn garbage_bytes_are_plain_text_shown_escaped() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut s = plain(server.addr);
     s.write_all(b"\x00\x01\x9b\xff\xfe\x1b[31mred\x07\n").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();

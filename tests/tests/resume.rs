@@ -1,4 +1,4 @@
-//! Resuming sessions (PROTOCOL.md §4.6) against the real `soquete server`: a client
+//! Resuming sessions (PROTOCOL.md §4.6) against the server (in-process): a client
 //! whose connection is cut comes back with its token, resends what was not
 //! acknowledged, and the server shows every message exactly once.
 //!
@@ -16,7 +16,7 @@ fn numbered(range: std::ops::Range<usize>) -> Vec<String> {
 
 #[test]
 fn cut_connection_resumes_without_loss_or_repeats() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut c = BinClient::connect(server.addr, "cut");
     let id = server.named_session("cut");
     for j in 0..5 {
@@ -54,7 +54,7 @@ fn cut_connection_resumes_without_loss_or_repeats() {
 
 #[test]
 fn resume_takes_over_a_connection_the_server_still_serves() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut c = BinClient::connect(server.addr, "twice");
     let id = server.named_session("twice");
     for j in 0..3 {
@@ -87,7 +87,7 @@ fn resume_takes_over_a_connection_the_server_still_serves() {
 
 #[test]
 fn lost_session_is_forgotten_after_the_resume_window() {
-    let mut server = Server::start(&["--resume-window", "300ms"]);
+    let mut server = Server::in_process(&["--resume-window", "300ms"]);
     let mut c = BinClient::connect(server.addr, "gone");
     let id = server.named_session("gone");
     c.send(b"only");
@@ -116,7 +116,7 @@ fn lost_session_is_forgotten_after_the_resume_window() {
 
 #[test]
 fn zero_resume_window_ends_sessions_at_once() {
-    let mut server = Server::start(&["--resume-window", "0"]);
+    let mut server = Server::in_process(&["--resume-window", "0"]);
     let mut c = BinClient::connect(server.addr, "brief");
     let id = server.named_session("brief");
     c.send(b"x");

@@ -1,5 +1,6 @@
-//! `soquete server` end to end: the real binary on 127.0.0.1, driven by raw sockets
-//! (plain text) and by core client sessions over blocking sockets (binary protocol).
+//! `soquete server` end to end on 127.0.0.1 — in this process through `server::run`,
+//! and the real binary where signals matter — driven by raw sockets (plain text) and
+//! by core client sessions over blocking sockets (binary protocol).
 //!
 //! Nothing here sleeps to synchronise: tests wait for printed lines or socket reads,
 //! every wait bounded.
@@ -10,11 +11,12 @@ use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use soquete_core::{Closure, Code};
-use soquete_tests::{messages_of, plain, read_to_eof, BinClient as Client, Server, WAIT};
+use soquete_host::server::Stopped;
+use soquete_tests::{messages_of, plain, read_to_eof, BinClient as Client, Exit, Server, WAIT};
 
 #[test]
 fn plain_text_lines_and_partial_line_after_the_gap() {
-    let mut server = Server::start(&["--line-gap", "50ms"]);
+    let mut server = Server::in_process(&["--line-gap", "50ms"]);
     let mut s = plain(server.addr);
     s.write_all(b"hello\nworld\r\n").unwrap();
     let id = server.session_id(|l| l.ends_with("connected (plain text)"));
@@ -44,7 +46,7 @@ fn plain_text_lines_and_partial_line_after_the_gap() {
 
 #[test]
 fn plain_text_partial_line_is_shown_at_close() {
-    let mut server = Server::start(&["--line-gap", "1m"]);
+    let mut server = Server::in_process(&["--line-gap", "1m"]);
     let mut s = plain(server.addr);
     s.write_all(b"one\ntwo, unfinished").unwrap();
     let id = server.session_id(|_| true);
@@ -59,7 +61,7 @@ fn plain_text_partial_line_is_shown_at_close() {
 fn concurrent_binary_clients_each_message_printed_once_in_order() {
     const CLIENTS: usize = 4;
     const MESSAGES: usize = 2000;
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let addr = server.addr;
     let started = StdInstant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -117,7 +119,7 @@ fn concurrent_binary_clients_each_message_printed_once_in_order() {
 
 #[test]
 fn control_characters_and_invalid_utf8_are_escaped() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut s = plain(server.addr);
     s.write_all(b"\x1b[31mred\x07 \xff\xfe back\\slash\ttab\n").unwrap();
     server.wait_for(WAIT, |l| l.ends_with(r": \e[31mred\x07 \xff\xfe back\\slash\ttab"));
@@ -133,7 +135,7 @@ fn control_characters_and_invalid_utf8_are_escaped() {
 
 #[test]
 fn max_clients_refuses_with_server_full() {
-    let mut server = Server::start(&["--max-clients", "1"]);
+    let mut server = Server::in_process(&["--max-clients", "1"]);
     let mut first = Client::connect(server.addr, "first");
     assert!(first.session.is_open());
     server.wait_for(WAIT, |l| l.ends_with("connected as \"first\""));
@@ -164,7 +166,7 @@ fn max_clients_refuses_with_server_full() {
 
 #[test]
 fn http_and_tls_get_an_err_line_and_are_closed() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut http = plain(server.addr);
     http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(read_to_eof(&mut http), b"ERR wrong protocol\n");
@@ -235,8 +237,42 @@ fn sigterm_closes_sessions_after_acknowledging_in_flight_messages() {
 }
 
 #[test]
+fn stop_requests_end_run_gracefully_then_at_once() {
+    let mut server = Server::in_process(&[]);
+    let mut c = Client::connect(server.addr, "stayer");
+    let id = server.named_session("stayer");
+    c.send(b"one");
+    c.wait("the acknowledgement", |c| c.acked == 1);
+    server.stop();
+    c.wait("the server's close", |c| c.closed.is_some());
+    assert_eq!(
+        c.closed,
+        Some(Closure::Orderly {
+            code: Code::Shutdown,
+            by_peer: true
+        })
+    );
+    let exit = server.finish(WAIT);
+    assert!(exit.success(), "{exit:?}");
+    assert!(server.seen.iter().any(
+        |l| l.starts_with(&format!("{id} ")) && l.ends_with("left (closed: server shutting down) after 1 messages")
+    ));
+
+    // A second request does not wait for a session that will not close.
+    let mut server = Server::in_process(&[]);
+    let _silent = Client::connect(server.addr, "silent");
+    server.named_session("silent");
+    server.stop();
+    server.stop();
+    match server.finish(WAIT) {
+        Exit::InProcess(Ok(Stopped::AtOnce { signal: None })) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn json_lines_parse() {
-    let mut server = Server::start(&["--json"]);
+    let mut server = Server::in_process(&["--json"]);
     let mut p = plain(server.addr);
     p.write_all(b"hi \"there\"\x1b\n").unwrap();
     p.shutdown(Shutdown::Write).unwrap();
@@ -274,7 +310,7 @@ fn json_lines_parse() {
 
 #[test]
 fn bad_frames_get_error_and_close_while_others_continue() {
-    let mut server = Server::start(&["--max-message", "1000"]);
+    let mut server = Server::in_process(&["--max-message", "1000"]);
     let mut good = Client::connect(server.addr, "good");
     good.send(b"before");
 
@@ -313,7 +349,7 @@ fn bad_frames_get_error_and_close_while_others_continue() {
 
 #[test]
 fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let _silent = TcpStream::connect(server.addr).unwrap();
     let mut partial = TcpStream::connect(server.addr).unwrap();
     partial.write_all(&[0xFE, b'S']).unwrap();
@@ -354,7 +390,7 @@ fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
 
 #[test]
 fn messages_larger_than_the_first_buffer_arrive_whole() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::in_process(&[]);
     let mut c = Client::connect(server.addr, "big");
     let id = server.session_id(|l| l.ends_with("as \"big\""));
     let sizes = [10, 5000, 12000, 3, 9000, 4096, 4097, 1];

@@ -18,9 +18,8 @@
 mod input;
 
 use std::fmt::Write as _;
-use std::io::{self, BufWriter, ErrorKind, Read, Stdout, Write};
+use std::io::{self, BufWriter, ErrorKind, Stdout, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -33,9 +32,9 @@ use soquete_core::wire::{MAX_NAME_LEN, MSG_OVERHEAD};
 use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Session};
 
 use self::input::Input;
-use crate::cli::ClientArgs;
-use crate::report::write_escaped;
+use crate::pump::{self, OneRead, ReadStop, WriteStop};
 use crate::time::{self, human};
+use soquete_text::write_escaped;
 
 /// Largest message accepted from the server.
 const MAX_MESSAGE: u32 = 65536;
@@ -54,19 +53,35 @@ const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
 
 type ClientSession = Session<Vec<u8>, Vec<u8>>;
 
+/// How a client behaves: `soquete client`'s flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Server address, `HOST:PORT`.
+    pub connect: String,
+    /// Name to introduce this client with (at most [`MAX_NAME_LEN`] bytes).
+    pub name: Option<String>,
+    /// Longest wait for connecting and, at the end, for acknowledgements.
+    pub timeout: StdDuration,
+    /// Speak plain text lines: no handshake, no acknowledgements.
+    pub plain: bool,
+    /// When the connection is lost, connect again and resume the session, giving up
+    /// after this long without a session (zero: never). `None`: a loss is the end.
+    pub reconnect: Option<StdDuration>,
+}
+
 /// Runs the client until end of input or a line `S`, then closes the session.
 ///
 /// # Errors
 /// Anything that keeps the lines from being delivered and acknowledged, with a message
 /// for the user; the summary is on stderr already.
-pub fn run(args: &ClientArgs) -> anyhow::Result<ExitCode> {
+pub fn run(options: &Options) -> anyhow::Result<()> {
     // Without --reconnect, failing to connect is the end; with it, the loop retries.
-    let first = if args.reconnect {
+    let first = if options.reconnect.is_some() {
         None
     } else {
-        Some(connect(&args.connect, args.timeout)?)
+        Some(connect(&options.connect, options.timeout)?)
     };
-    let mut client = Client::new(args, first)?;
+    let mut client = Client::new(options, first)?;
     let closure = client.run()?;
     client.finish(closure)
 }
@@ -126,11 +141,51 @@ enum Stop {
     PeerClosing(Code),
 }
 
+/// Where the client stands with the server.
+#[derive(Debug)]
+enum Link {
+    /// A connection carries the session.
+    Connected(Connection),
+    /// `--reconnect`: no connection; the next attempt is at `at`.
+    BackingOff { at: Instant },
+}
+
+/// One connection to the server and what is known of it.
+#[derive(Debug)]
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// The session was established (or resumed) on it.
+    established: bool,
+    /// The session was told to close on it.
+    closing: bool,
+    /// End of stream (or an error) seen on the socket.
+    read_closed: bool,
+    /// The socket failed.
+    error: Option<io::Error>,
+    /// After the session ended: until when its last bytes may take to leave.
+    linger: Option<Instant>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+        Connection {
+            stream,
+            peer,
+            established: false,
+            closing: false,
+            read_closed: false,
+            error: None,
+            linger: None,
+        }
+    }
+}
+
 struct Client {
     session: ClientSession,
-    /// The connection; `None` between a loss and the next connect (`--reconnect`).
-    stream: Option<TcpStream>,
-    peer: Option<SocketAddr>,
+    link: Link,
+    /// Some connection was made (a later one is a reconnect).
+    ever_connected: bool,
     target: String,
     timeout: StdDuration,
     poll: Poll,
@@ -145,17 +200,9 @@ struct Client {
     pos: usize,
     /// Lines taken from the input so far (the number of the last one).
     line_no: u64,
-    established: bool,
     /// Some connection got as far as an established session.
     ever_established: bool,
     stop: Option<Stop>,
-    /// The session was told to close.
-    closing: bool,
-    /// End of stream (or an error) seen on the socket.
-    read_closed: bool,
-    /// After the session ended: until when its last bytes may take to leave.
-    linger: Option<Instant>,
-    transport_error: Option<io::Error>,
     out: BufWriter<Stdout>,
     out_failed: bool,
 }
@@ -167,8 +214,6 @@ struct Retry {
     limit: StdDuration,
     /// The next wait after a failed attempt.
     backoff: StdDuration,
-    /// When to try next, while disconnected.
-    at: Option<Instant>,
     /// Since when the client has had no established session.
     since: Option<Instant>,
     /// Connections made after the first.
@@ -197,7 +242,7 @@ impl Retry {
 }
 
 impl Client {
-    fn new(args: &ClientArgs, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
+    fn new(args: &Options, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
         let now = time::now();
         let timeout = time::to_core(args.timeout);
         let config = Config {
@@ -219,18 +264,17 @@ impl Client {
         .map_err(|e| anyhow!("cannot start the session: {e}"))?;
 
         let poll = Poll::new()?;
-        let (stream, peer) = match first {
+        let link = match first {
             Some((mut stream, peer)) => {
                 poll.registry()
                     .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
-                (Some(stream), Some(peer))
+                Link::Connected(Connection::new(stream, peer))
             }
-            None => (None, None),
+            None => Link::BackingOff { at: now },
         };
-        let retry = args.reconnect.then(|| Retry {
-            limit: args.reconnect_for,
+        let retry = args.reconnect.map(|limit| Retry {
+            limit,
             backoff: BACKOFF_MIN,
-            at: Some(now),
             since: Some(now),
             reconnects: 0,
             resumed: 0,
@@ -242,9 +286,9 @@ impl Client {
         input::spawn(io::stdin(), to_main, Arc::clone(&waker), TX_LEN).context("cannot start the input thread")?;
 
         Ok(Client {
+            ever_connected: matches!(link, Link::Connected(_)),
             session,
-            stream,
-            peer,
+            link,
             target: args.connect.clone(),
             timeout: args.timeout,
             poll,
@@ -254,13 +298,8 @@ impl Client {
             block: Vec::new(),
             pos: 0,
             line_no: 0,
-            established: false,
             ever_established: false,
             stop: None,
-            closing: false,
-            read_closed: false,
-            linger: None,
-            transport_error: None,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
         })
@@ -272,13 +311,14 @@ impl Client {
         let mut events = Events::with_capacity(16);
         loop {
             let now = time::now();
-            if self.stream.is_none() {
-                match self.reconnect(now) {
-                    Ok(()) => {}
-                    Err(closure) => return Ok(closure),
+            if let Link::BackingOff { at } = self.link {
+                if now >= at {
+                    if let Err(closure) = self.reconnect(now) {
+                        return Ok(closure);
+                    }
                 }
             }
-            if self.stream.is_some() {
+            if let Link::Connected(_) = self.link {
                 self.receive(now);
                 self.feed(now);
                 self.transmit(now);
@@ -287,14 +327,16 @@ impl Client {
                         self.disconnect(now);
                         continue;
                     }
-                    let deadline = *self.linger.get_or_insert(now + time::to_core(self.timeout));
-                    if self.session.is_finished() || self.transport_error.is_some() || now >= deadline {
-                        self.flush_out();
-                        // The peer sees end of stream after our last frame.
-                        if let Some(stream) = &self.stream {
-                            let _ = stream.shutdown(Shutdown::Write);
+                    let finished = self.session.is_finished();
+                    let timeout = time::to_core(self.timeout);
+                    if let Link::Connected(conn) = &mut self.link {
+                        let deadline = *conn.linger.get_or_insert(now + timeout);
+                        if finished || conn.error.is_some() || now >= deadline {
+                            // The peer sees end of stream after our last frame.
+                            let _ = conn.stream.shutdown(Shutdown::Write);
+                            self.flush_out();
+                            return Ok(closure);
                         }
-                        return Ok(closure);
                     }
                 }
                 if self.session.poll_timeout().is_some_and(|t| t <= now) {
@@ -303,14 +345,10 @@ impl Client {
                     continue;
                 }
             }
-            let wake = [
-                self.stream.as_ref().and(self.session.poll_timeout()),
-                self.linger,
-                self.retry.as_ref().and_then(|r| r.at),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake = match &self.link {
+                Link::Connected(conn) => [self.session.poll_timeout(), conn.linger].into_iter().flatten().min(),
+                Link::BackingOff { at } => Some(*at),
+            };
             self.flush_out();
             match self.poll.poll(&mut events, wake.map(|t| time::until(t, now))) {
                 Ok(()) => {}
@@ -348,12 +386,13 @@ impl Client {
 
     /// Drops the lost connection and schedules the next attempt.
     fn disconnect(&mut self, now: Instant) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
-        }
-        self.flush_out();
-        if let Some(retry) = &mut self.retry {
-            let why = match (&self.transport_error, self.session.closure()) {
+        let Some(retry) = &mut self.retry else {
+            return;
+        };
+        let at = now + time::to_core(retry.next_wait());
+        if let Link::Connected(mut conn) = std::mem::replace(&mut self.link, Link::BackingOff { at }) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let why = match (&conn.error, self.session.closure()) {
                 (Some(e), _) => e.to_string(),
                 (None, Some(c)) => c.to_string(),
                 (None, None) => "unknown".to_owned(),
@@ -362,20 +401,17 @@ impl Client {
                 "connection lost ({why}); {} messages not acknowledged; reconnecting",
                 self.session.unacked()
             );
-            retry.since.get_or_insert(now);
-            retry.at = Some(now + time::to_core(retry.next_wait()));
         }
+        retry.since.get_or_insert(now);
+        self.flush_out();
     }
 
-    /// `--reconnect`: connects again when it is time, resuming the session. Returns the
-    /// closure to end with once the client gives up.
+    /// `--reconnect`: connects again, resuming the session. Returns the closure to end
+    /// with once the client gives up.
     fn reconnect(&mut self, now: Instant) -> Result<(), Closure> {
         let Some(retry) = &mut self.retry else {
             return Err(self.session.closure().unwrap_or(Closure::Eof));
         };
-        if retry.at.is_some_and(|t| now < t) {
-            return Ok(());
-        }
         let waited = retry.since.map_or(StdDuration::ZERO, |since| elapsed(since, now));
         let budget = if retry.limit.is_zero() {
             self.timeout
@@ -395,24 +431,20 @@ impl Client {
                         .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)
                 {
                     log::warn!("cannot watch the connection: {e}");
-                    retry.at = Some(now + time::to_core(retry.next_wait()));
+                    self.link = Link::BackingOff {
+                        at: now + time::to_core(retry.next_wait()),
+                    };
                     return Ok(());
                 }
                 log::info!("connected to {peer}");
-                if self.peer.is_some() {
+                if self.ever_connected {
                     retry.reconnects += 1;
                 }
                 // HELLO again, with the session's token once it has one; unacknowledged
                 // messages wait for the WELCOME (cannot fail: a binary client).
                 let _ = self.session.reconnect(now);
-                retry.at = None;
-                self.stream = Some(stream);
-                self.peer = Some(peer);
-                self.read_closed = false;
-                self.transport_error = None;
-                self.established = false;
-                self.closing = false;
-                self.linger = None;
+                self.link = Link::Connected(Connection::new(stream, peer));
+                self.ever_connected = true;
                 if matches!(self.stop, Some(Stop::PeerClosing(_))) {
                     self.stop = None;
                 }
@@ -427,7 +459,9 @@ impl Client {
                     return Err(self.session.closure().unwrap_or(Closure::Eof));
                 }
                 log::debug!("reconnect: {e:#}");
-                retry.at = Some(now + time::to_core(retry.next_wait()));
+                self.link = Link::BackingOff {
+                    at: now + time::to_core(retry.next_wait()),
+                };
                 Ok(())
             }
         }
@@ -435,29 +469,32 @@ impl Client {
 
     /// Reads what the socket has into the session, handling events after each read.
     fn receive(&mut self, now: Instant) {
-        while !self.read_closed && !self.session.is_closed() {
-            let Some(stream) = self.stream.as_mut() else { break };
-            let buf = self.session.input_buffer();
-            if buf.is_empty() {
-                // Full of frames the events below will consume.
-                if self.drain_events(now) == 0 {
-                    break;
-                }
-                continue;
+        while !self.session.is_closed() {
+            let Link::Connected(conn) = &mut self.link else { break };
+            if conn.read_closed {
+                break;
             }
-            match stream.read(buf) {
-                Ok(0) => {
-                    self.read_closed = true;
+            // One read at a time: the events of each are handled before the next.
+            let outcome = pump::read(&mut conn.stream, &mut OneRead(&mut self.session), now, usize::MAX);
+            match outcome.stop {
+                ReadStop::Stopped | ReadStop::Budget => {}
+                ReadStop::Full => {
+                    // Full of frames the events below will consume.
+                    if self.drain_events(now) == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                ReadStop::WouldBlock => break,
+                ReadStop::Eof => {
+                    conn.read_closed = true;
                     // A plain-text server that stops talking may still be listening
                     // (`nc -l < /dev/null`): keep sending until a write fails.
                     if self.session.mode() == Mode::Binary {
                         self.session.handle_eof(now);
                     }
                 }
-                Ok(n) => self.session.advance_input(now, n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => self.lost(now, e),
+                ReadStop::Failed(e) => self.lost(now, e),
             }
             self.drain_events(now);
         }
@@ -466,18 +503,11 @@ impl Client {
 
     /// Writes what the session has to send until the socket would block.
     fn transmit(&mut self, now: Instant) {
-        while self.transport_error.is_none() {
-            let Some(stream) = self.stream.as_mut() else { break };
-            let chunk = self.session.poll_transmit();
-            if chunk.is_empty() {
-                break;
-            }
-            match stream.write(chunk) {
-                Ok(0) => self.lost(now, ErrorKind::WriteZero.into()),
-                Ok(n) => self.session.advance_transmit(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => self.lost(now, e),
+        if let Link::Connected(conn) = &mut self.link {
+            if conn.error.is_none() {
+                if let WriteStop::Failed(e) = pump::write(&mut conn.stream, &mut self.session).stop {
+                    self.lost(now, e);
+                }
             }
         }
         // Sending can complete a close (our CLOSE went out after the peer's).
@@ -487,9 +517,11 @@ impl Client {
     /// The connection failed: the session ends as at end of stream.
     fn lost(&mut self, now: Instant, e: io::Error) {
         log::debug!("connection lost: {e}");
-        self.read_closed = true;
         self.session.handle_eof(now);
-        self.transport_error.get_or_insert(e);
+        if let Link::Connected(conn) = &mut self.link {
+            conn.read_closed = true;
+            conn.error.get_or_insert(e);
+        }
     }
 
     /// Handles every pending event; returns how many there were.
@@ -499,9 +531,10 @@ impl Client {
             count += 1;
             match event {
                 Event::Established { mode, resumed } => {
-                    let peer = self.peer.map_or_else(String::new, |p| p.to_string());
-                    log::info!("session established with {peer} ({mode:?}, resumed: {resumed})");
-                    self.established = true;
+                    if let Link::Connected(conn) = &mut self.link {
+                        log::info!("session established with {} ({mode:?}, resumed: {resumed})", conn.peer);
+                        conn.established = true;
+                    }
                     self.ever_established = true;
                     if let Some(retry) = &mut self.retry {
                         retry.since = None;
@@ -534,7 +567,7 @@ impl Client {
     /// Sends lines until the input runs dry or the session has no room; starts the
     /// close once there is nothing more to send.
     fn feed(&mut self, now: Instant) {
-        if !self.established {
+        if !matches!(&self.link, Link::Connected(conn) if conn.established) {
             return;
         }
         while self.stop.is_none() && self.session.is_open() {
@@ -592,10 +625,12 @@ impl Client {
             self.stop,
             Some(Stop::EndOfInput | Stop::TooLarge { .. } | Stop::InputError(_))
         );
-        if ours && !self.closing {
-            self.closing = true;
-            self.session.close(now, Code::Normal);
-            self.drain_events(now);
+        if let Link::Connected(conn) = &mut self.link {
+            if ours && !conn.closing {
+                conn.closing = true;
+                self.session.close(now, Code::Normal);
+                self.drain_events(now);
+            }
         }
     }
 
@@ -636,7 +671,7 @@ impl Client {
     }
 
     /// Prints the summary and turns the way the session ended into the exit status.
-    fn finish(mut self, closure: Closure) -> anyhow::Result<ExitCode> {
+    fn finish(mut self, closure: Closure) -> anyhow::Result<()> {
         let stats = self.session.stats();
         let mode = self.session.mode();
         let unacked = self.session.unacked();
@@ -684,7 +719,11 @@ impl Client {
                 bail!("the server aborted the session ({}): {not_acked}", code.describe())
             }
             Closure::Eof => {
-                let how = match &self.transport_error {
+                let error = match &self.link {
+                    Link::Connected(conn) => conn.error.as_ref(),
+                    Link::BackingOff { .. } => None,
+                };
+                let how = match error {
                     Some(e) => format!("connection to {target} lost ({e})"),
                     None => format!("{target} closed the connection"),
                 };
@@ -724,7 +763,7 @@ impl Client {
                     }
                     Some(Stop::InputError(e)) => Err(e).context("cannot read standard input"),
                     _ if unacked > 0 => bail!("{not_acked}"),
-                    _ => Ok(ExitCode::SUCCESS),
+                    _ => Ok(()),
                 }
             }
         }

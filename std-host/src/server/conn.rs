@@ -4,8 +4,9 @@
 //! the parent module decides when (and how much) each connection gets to do.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 
 use log::{debug, info, warn};
 use mio::net::TcpStream;
@@ -13,6 +14,7 @@ use mio::Token;
 use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
 
 use super::Shared;
+use crate::pump::{self, Endpoint, ReadStop, WriteStop};
 
 /// Most bytes read from one connection per loop iteration, so that a fast sender
 /// cannot starve the others.
@@ -28,17 +30,44 @@ pub(super) const RX_START: usize = 4096;
 /// How long a grown receive buffer is kept after the last growth.
 const RX_SHRINK_AFTER: soquete_core::Duration = soquete_core::Duration::from_secs(1);
 
-/// Where a connection stands with the application (what has been printed about it).
+/// Where a connection stands: the lifecycle, with each stage's data in its variant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Phase {
-    /// No HELLO (or first plain-text byte) yet.
+pub(super) enum State {
+    /// No HELLO (or first plain-text byte) yet; or a resume waiting for the event
+    /// loop to retire the connection that still serves its session.
     Handshake,
-    /// Accepted as session `id`; counts against `--max-clients` until it leaves.
-    Accepted { id: u64 },
-    /// Refused (a "refused" line was printed).
+    /// Serving a session; counts against `--max-clients` until it leaves.
+    Accepted(Served),
+    /// Refused (its "refused" line is printed); the refusal is going out.
     Refused,
-    /// Its "left" line was printed (or it never had one).
+    /// The session is over, its last line printed and our side shut down: only the
+    /// peer's last bytes are read (and dropped) until it closes or `until`, so that
+    /// closing does not reset the connection and destroy our last frame in flight.
+    Lingering { until: Instant },
+    /// Nothing more to print about it (its "left" line is out, or it never had one).
     Gone,
+}
+
+/// An accepted session, as the server prints and resumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Served {
+    /// The id printed in its lines.
+    pub id: u64,
+    /// The token under which it is resumable (0: not registered).
+    pub token: u64,
+    /// Messages printed for it (over all its connections).
+    pub messages: u64,
+    /// The highest sequence number printed: what a resume continues after.
+    pub last_seq: u64,
+}
+
+/// A resume whose session is still served by connection `old`: the event loop
+/// retires `old`, then resumes the session on `new` ([`Conn::resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TakeOver {
+    pub new: Token,
+    pub old: Token,
+    pub session: u64,
 }
 
 /// Why a connection went away, as printed in its "left" line.
@@ -74,9 +103,8 @@ enum Verdict {
     Accept(u64),
     /// Resume the session of this token.
     Resume(u64),
-    /// The session of this token is still served by another connection: the event
-    /// loop retires that one first, then calls [`Conn::resume`].
-    TakeOver(u64, Token),
+    /// The session is still served by another connection.
+    TakeOver(TakeOver),
     /// No room (`--max-clients`), or the server is shutting down.
     Refuse(Code),
 }
@@ -100,17 +128,15 @@ pub(super) struct Conn {
     pub token: Token,
     pub peer: SocketAddr,
     pub session: ServerSession,
-    pub phase: Phase,
-    /// Messages printed for this session (over all its connections).
-    pub messages: u64,
-    /// The highest sequence number printed: what a resume continues after.
-    pub last_seq: u64,
-    /// The token under which the session is resumable (0: not registered).
-    pub session_token: u64,
-    /// Set by `Event::Closed`.
-    pub closure: Option<Closure>,
+    pub state: State,
+    /// The session ended (its `Closed` event was taken): the connection is dropped at
+    /// this time whatever else happens, so that its last bytes get a bounded time to
+    /// leave.
+    pub give_up: Option<Instant>,
     /// The socket failed; the connection is dropped at the end of this iteration.
     pub error: Option<io::Error>,
+    /// The peer finished sending (read returned 0).
+    pub eof: bool,
     /// mio reported it readable and no read has returned `WouldBlock` since (mio is
     /// edge-triggered: nobody will tell us again).
     pub readable: bool,
@@ -118,19 +144,27 @@ pub(super) struct Conn {
     pub queued: bool,
     /// In this iteration's list of connections to write and check.
     pub dirty: bool,
-    /// The peer finished sending (read returned 0).
-    pub eof: bool,
-    /// The session is over and our side is shut down: only discarding the peer's last
-    /// bytes (so that closing does not reset the connection and lose our last frame).
-    pub lingering: bool,
-    /// The connection is dropped at this time whatever state it is in.
-    pub give_up: Option<Instant>,
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
-    /// Length of the session's receive buffer.
-    rx_len: usize,
-    /// When the receive buffer last grew.
-    rx_grown: Option<Instant>,
+    rx: RxBuffer,
+}
+
+/// The size of a session's receive buffer, which grows for a large frame and shrinks
+/// back once large frames have stopped.
+#[derive(Debug)]
+struct RxBuffer {
+    len: usize,
+    /// When it last grew.
+    grown: Option<Instant>,
+}
+
+/// What [`Conn::read`] found.
+#[derive(Debug, Default)]
+pub(super) struct Reading {
+    /// The socket may still have data: read again next iteration.
+    pub more: bool,
+    /// A resume that takes its session over from another connection.
+    pub take_over: Option<TakeOver>,
 }
 
 impl Conn {
@@ -140,143 +174,324 @@ impl Conn {
             token,
             peer,
             session,
-            phase: Phase::Handshake,
-            messages: 0,
-            last_seq: 0,
-            session_token: 0,
-            closure: None,
+            state: State::Handshake,
+            give_up: None,
             error: None,
+            eof: false,
             readable: false,
             queued: false,
             dirty: false,
-            eof: false,
-            lingering: false,
-            give_up: None,
             scheduled: None,
-            rx_len,
-            rx_grown: None,
+            rx: RxBuffer {
+                len: rx_len,
+                grown: None,
+            },
         }
+    }
+
+    /// True once the session is over and only the peer's last bytes are read.
+    pub fn is_lingering(&self) -> bool {
+        matches!(self.state, State::Lingering { .. })
     }
 
     /// When this connection next needs attention without any I/O.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let session = if self.lingering {
-            None
-        } else {
-            self.session.poll_timeout()
-        };
-        match (session, self.give_up) {
+        if let State::Lingering { until } = self.state {
+            return Some(until);
+        }
+        match (self.session.poll_timeout(), self.give_up) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     /// Reads at most [`READ_BUDGET`] bytes into the session, handling events as they
-    /// come. Returns true if the socket may still have data (read again next time).
-    pub fn read(&mut self, shared: &mut Shared, now: Instant) -> io::Result<bool> {
-        if self.lingering {
-            return Ok(self.discard(shared));
+    /// come.
+    ///
+    /// # Errors
+    /// Only a failure to print (the output is gone).
+    pub fn read<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<Reading> {
+        if self.is_lingering() {
+            return Ok(Reading {
+                more: self.discard(shared, now),
+                take_over: None,
+            });
         }
-        let mut budget = READ_BUDGET;
-        while budget > 0 && self.error.is_none() {
-            if self.session.input_buffer().is_empty() && !self.grow_rx(now) {
-                // Closed (nothing more to read into it) or waiting for an answer: the
-                // socket keeps its data until the session wants it.
-                return Ok(false);
+        let (stream, mut serving) = self.split(shared, now);
+        let outcome = pump::read(stream, &mut serving, now, READ_BUDGET);
+        let Serving {
+            printing, take_over, ..
+        } = serving;
+        printing?;
+        let more = match outcome.stop {
+            // Spent, or stopped for a takeover: the rest waits for the next turn.
+            ReadStop::Budget | ReadStop::Stopped => self.readable,
+            // Closed (nothing more to read into it) or waiting for an answer: the
+            // socket keeps its data until the session wants it.
+            ReadStop::Full => false,
+            ReadStop::WouldBlock => {
+                self.readable = false;
+                self.shrink_rx(now);
+                false
             }
-            let buf = self.session.input_buffer();
-            let want = buf.len().min(budget);
-            let Some(buf) = buf.get_mut(..want) else { break };
-            match self.stream.read(buf) {
-                Ok(0) => {
-                    self.readable = false;
-                    self.eof = true;
-                    self.session.handle_eof(now);
-                    self.drain(shared, now)?;
-                    return Ok(false);
+            ReadStop::Eof => {
+                self.readable = false;
+                self.eof = true;
+                self.session.handle_eof(now);
+                if let Some(t) = self.drain(shared, now)? {
+                    return Ok(Reading {
+                        more: false,
+                        take_over: Some(t),
+                    });
                 }
-                Ok(n) => {
-                    self.session.advance_input(now, n);
-                    budget -= n;
-                    self.drain(shared, now)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    self.shrink_rx(now);
-                    return Ok(false);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!("{}: read: {e}", self.peer);
-                    self.readable = false;
-                    self.error = Some(e);
-                }
+                false
             }
-        }
-        Ok(self.readable && self.error.is_none())
+            ReadStop::Failed(e) => {
+                debug!("{}: read: {e}", self.peer);
+                self.readable = false;
+                self.error = Some(e);
+                false
+            }
+        };
+        Ok(Reading { more, take_over })
     }
 
-    /// Gives the session the bigger receive buffer it asks for (a frame larger than
-    /// the current one is coming). Returns true if it got one.
-    fn grow_rx(&mut self, now: Instant) -> bool {
-        let Some(want) = self.session.rx_wanted() else {
-            return false;
+    /// The socket, and the rest of the connection at work on `shared`.
+    fn split<'a, W: Write>(
+        &'a mut self,
+        shared: &'a mut Shared<W>,
+        now: Instant,
+    ) -> (&'a mut TcpStream, Serving<'a, W>) {
+        let serving = Serving {
+            session: &mut self.session,
+            state: &mut self.state,
+            give_up: &mut self.give_up,
+            rx: &mut self.rx,
+            token: self.token,
+            peer: self.peer,
+            shared,
+            now,
+            printing: Ok(()),
+            take_over: None,
         };
-        match self.session.replace_rx(vec![0; want]) {
-            Ok(_) => {
-                debug!("{}: receive buffer {} -> {want} bytes", self.peer, self.rx_len);
-                self.rx_len = want;
-                self.rx_grown = Some(now);
-                true
-            }
-            Err(_) => false,
-        }
+        (&mut self.stream, serving)
     }
 
     /// Returns a grown receive buffer to [`RX_START`] once large frames have stopped.
     fn shrink_rx(&mut self, now: Instant) {
-        let quiet = self.rx_grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER);
-        let shrink = self.rx_len > RX_START && quiet && self.session.rx_shrinkable(RX_START);
+        let quiet = self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER);
+        let shrink = self.rx.len > RX_START && quiet && self.session.rx_shrinkable(RX_START);
         if shrink && self.session.replace_rx(vec![0; RX_START]).is_ok() {
-            self.rx_len = RX_START;
-            self.rx_grown = None;
+            self.rx = RxBuffer {
+                len: RX_START,
+                grown: None,
+            };
         }
     }
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
     /// may still have data.
-    fn discard(&mut self, shared: &mut Shared) -> bool {
-        let mut budget = READ_BUDGET;
-        while budget > 0 {
-            match self.stream.read(&mut shared.scratch) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.readable = false;
-                    return false;
-                }
-                Ok(n) => budget = budget.saturating_sub(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.readable = false;
-                    self.error = Some(e);
-                    return false;
-                }
+    fn discard<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> bool {
+        let outcome = pump::read(&mut self.stream, &mut Discard(&mut shared.scratch), now, READ_BUDGET);
+        match outcome.stop {
+            ReadStop::Budget => true,
+            ReadStop::Eof => {
+                self.eof = true;
+                self.readable = false;
+                false
+            }
+            ReadStop::Failed(e) => {
+                self.readable = false;
+                self.error = Some(e);
+                false
+            }
+            ReadStop::WouldBlock | ReadStop::Full | ReadStop::Stopped => {
+                self.readable = false;
+                false
             }
         }
-        true
     }
 
-    /// Takes every event the session has: prints messages, answers HELLO.
+    /// Takes every event the session has: prints messages, answers HELLO. Returns a
+    /// takeover for the event loop to carry out, if a resume found its session served
+    /// by another connection (the events after it wait until then).
     ///
     /// # Errors
-    /// Only a failure to print (standard output is gone).
-    pub fn drain(&mut self, shared: &mut Shared, now: Instant) -> io::Result<()> {
-        let peer = self.peer;
-        while let Some(event) = self.session.poll_event(now) {
+    /// Only a failure to print.
+    pub fn drain<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<Option<TakeOver>> {
+        let (_, mut serving) = self.split(shared, now);
+        serving.drain()?;
+        Ok(serving.take_over)
+    }
+
+    /// Resumes the session of `token` (PROTOCOL.md §4.6) from where its last connection
+    /// left off, then takes the events that follow. A session that is gone by now (it
+    /// expired) starts afresh instead.
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn resume<W: Write>(
+        &mut self,
+        shared: &mut Shared<W>,
+        token: u64,
+        now: Instant,
+    ) -> io::Result<Option<TakeOver>> {
+        let (_, mut serving) = self.split(shared, now);
+        serving.resume(token)?;
+        serving.drain()?;
+        Ok(serving.take_over)
+    }
+
+    /// Retires this connection because its client resumed the session on another one:
+    /// the session stays registered with what was printed so far. Nothing more is read.
+    pub fn replaced<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) {
+        if let State::Accepted(served) = self.state {
+            debug!("#{} {}: replaced by a resumed connection", served.id, self.peer);
+            shared
+                .registry
+                .detach(served.token, served.last_seq, served.messages, now);
+            shared.active = shared.active.saturating_sub(1);
+        }
+        self.state = State::Gone;
+    }
+
+    /// Writes what the session has until the socket would block.
+    pub fn write(&mut self) {
+        if let WriteStop::Failed(e) = pump::write(&mut self.stream, &mut self.session).stop {
+            debug!("{}: write: {e}", self.peer);
+            self.error = Some(e);
+        }
+    }
+
+    /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
+    /// A binary session whose connection was lost is kept for a resume instead, and
+    /// its line says "lost".
+    pub fn leave<W: Write>(&mut self, shared: &mut Shared<W>, reason: Reason, now: Instant) -> io::Result<()> {
+        if let State::Accepted(served) = self.state {
+            let resumable = served.token != 0 && reason.is_loss() && !shared.shutting_down;
+            if resumable && shared.registry.get(served.token).is_some() {
+                let window = crate::time::human_core(shared.registry.window());
+                shared
+                    .registry
+                    .detach(served.token, served.last_seq, served.messages, now);
+                shared
+                    .printer
+                    .lost(served.id, self.peer, &reason, served.messages, window)?;
+            } else {
+                shared.registry.remove(served.token);
+                shared.printer.left(served.id, self.peer, &reason, served.messages)?;
+            }
+            shared.active = shared.active.saturating_sub(1);
+        }
+        self.state = State::Gone;
+        Ok(())
+    }
+
+    /// Our side is done: shuts it down and reads what the peer still sends until it
+    /// closes or `LINGER` has passed.
+    pub fn linger(&mut self, until: Instant) {
+        if let Err(e) = self.stream.shutdown(std::net::Shutdown::Write) {
+            debug!("{}: shutdown: {e}", self.peer);
+        }
+        self.state = State::Lingering { until };
+    }
+
+    /// Why the session is over, for its "left" line.
+    pub fn reason(&self) -> Reason {
+        match (self.session.closure(), &self.error) {
+            (Some(c), _) => Reason::Closure(c),
+            (None, Some(e)) => Reason::Io(e.to_string()),
+            (None, None) => Reason::Stalled,
+        }
+    }
+}
+
+/// Lingering: bytes read into a scratch buffer and dropped.
+struct Discard<'a>(&'a mut [u8]);
+
+impl Endpoint for Discard<'_> {
+    fn input_buffer(&mut self) -> &mut [u8] {
+        self.0
+    }
+
+    fn received(&mut self, _now: Instant, _n: usize) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+
+    fn output(&mut self) -> &[u8] {
+        &[]
+    }
+
+    fn sent(&mut self, _n: usize) {}
+}
+
+/// One connection's session at work: the pump's endpoint while reading, and what
+/// handles the session's events (printing, answering HELLO, resuming).
+struct Serving<'a, W: Write> {
+    session: &'a mut ServerSession,
+    state: &'a mut State,
+    give_up: &'a mut Option<Instant>,
+    rx: &'a mut RxBuffer,
+    token: Token,
+    peer: SocketAddr,
+    shared: &'a mut Shared<W>,
+    now: Instant,
+    /// A print failed: reading stops and the error goes to the event loop.
+    printing: io::Result<()>,
+    /// A resume is waiting for the event loop to retire another connection.
+    take_over: Option<TakeOver>,
+}
+
+impl<W: Write> Endpoint for Serving<'_, W> {
+    fn input_buffer(&mut self) -> &mut [u8] {
+        if self.session.input_buffer().is_empty() {
+            self.grow_rx();
+        }
+        self.session.input_buffer()
+    }
+
+    fn received(&mut self, now: Instant, n: usize) -> ControlFlow<()> {
+        self.session.advance_input(now, n);
+        self.printing = self.drain();
+        if self.printing.is_err() || self.take_over.is_some() {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn output(&mut self) -> &[u8] {
+        self.session.poll_transmit()
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.session.advance_transmit(n);
+    }
+}
+
+impl<W: Write> Serving<'_, W> {
+    /// Gives the session the bigger receive buffer it asks for (a frame larger than
+    /// the current one is coming).
+    fn grow_rx(&mut self) {
+        let Some(want) = self.session.rx_wanted() else {
+            return;
+        };
+        if self.session.replace_rx(vec![0; want]).is_ok() {
+            debug!("{}: receive buffer {} -> {want} bytes", self.peer, self.rx.len);
+            *self.rx = RxBuffer {
+                len: want,
+                grown: Some(self.now),
+            };
+        }
+    }
+
+    /// Takes every event the session has, until a takeover must wait for the loop.
+    fn drain(&mut self) -> io::Result<()> {
+        let (peer, now) = (self.peer, self.now);
+        while self.take_over.is_none() {
+            let Some(event) = self.session.poll_event(now) else {
+                break;
+            };
+            let shared = &mut *self.shared;
             // What to do once the event (which borrows the session) is gone.
             let verdict = match event {
                 Event::Hello { .. } if shared.shutting_down => Some(Verdict::Refuse(Code::Shutdown)),
@@ -286,7 +501,11 @@ impl Conn {
                         .get(token)
                         .filter(|_| mode == Mode::Binary && token != 0);
                     match known.map(|e| e.live) {
-                        Some(Some(other)) if other != self.token => Some(Verdict::TakeOver(token, other)),
+                        Some(Some(old)) if old != self.token => Some(Verdict::TakeOver(TakeOver {
+                            new: self.token,
+                            old,
+                            session: token,
+                        })),
                         Some(_) => Some(Verdict::Resume(token)),
                         None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
                         None => {
@@ -300,13 +519,15 @@ impl Conn {
                     }
                 }
                 Event::Message { seq, payload } => {
-                    let id = match self.phase {
-                        Phase::Accepted { id } => id,
+                    let id = match self.state {
+                        State::Accepted(served) => {
+                            served.messages += 1;
+                            served.last_seq = seq;
+                            served.id
+                        }
                         _ => 0,
                     };
                     shared.printer.message(id, peer, seq, payload)?;
-                    self.messages += 1;
-                    self.last_seq = seq;
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -319,35 +540,38 @@ impl Conn {
                     None
                 }
                 Event::Closed(closure) => {
-                    self.on_closed(shared, closure, now)?;
+                    self.on_closed(closure)?;
                     None
                 }
             };
             match verdict {
-                Some(Verdict::Accept(id)) => self.accept_new(shared, id)?,
-                Some(Verdict::Resume(token)) => self.resume(shared, token)?,
-                Some(Verdict::TakeOver(token, other)) => {
-                    // The session waits in the handshake until the event loop has
-                    // retired `other` and calls `resume`.
-                    shared.takeovers.push((self.token, token, other));
-                    return Ok(());
-                }
-                Some(Verdict::Refuse(code)) => self.refuse(shared, code)?,
+                Some(Verdict::Accept(id)) => self.accept_new(id)?,
+                Some(Verdict::Resume(token)) => self.resume(token)?,
+                // The session waits in the handshake until the event loop has retired
+                // the other connection and calls `resume`.
+                Some(Verdict::TakeOver(t)) => self.take_over = Some(t),
+                Some(Verdict::Refuse(code)) => self.refuse(code)?,
                 None => {}
             }
         }
         Ok(())
     }
 
-    fn accept_new(&mut self, shared: &mut Shared, id: u64) -> io::Result<()> {
+    fn accept_new(&mut self, id: u64) -> io::Result<()> {
+        let shared = &mut *self.shared;
         let token = shared.session_token();
         if let Err(e) = self.session.accept(token, None) {
             warn!("{}: cannot accept session: {e}", self.peer);
         }
-        self.phase = Phase::Accepted { id };
         shared.active += 1;
-        if self.session.mode() == Mode::Binary {
-            self.session_token = token;
+        let resumable = self.session.mode() == Mode::Binary;
+        *self.state = State::Accepted(Served {
+            id,
+            token: if resumable { token } else { 0 },
+            messages: 0,
+            last_seq: 0,
+        });
+        if resumable {
             if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
                 shared
                     .printer
@@ -357,69 +581,51 @@ impl Conn {
         Ok(())
     }
 
-    /// Resumes the session of `token` (PROTOCOL.md §4.6) from where its last connection
-    /// left off, then takes the events that follow. A session that is gone by now (it
-    /// expired) starts afresh instead.
-    ///
-    /// # Errors
-    /// Only a failure to print.
-    pub fn resume(&mut self, shared: &mut Shared, token: u64) -> io::Result<()> {
+    fn resume(&mut self, token: u64) -> io::Result<()> {
+        let shared = &mut *self.shared;
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
             let id = shared.next_id();
             shared
                 .printer
                 .connected(id, self.peer, self.session.peer_name(), Mode::Binary)?;
-            return self.accept_new(shared, id);
+            return self.accept_new(id);
         };
         if shared.shutting_down {
-            return self.refuse(shared, Code::Shutdown);
+            return self.refuse(Code::Shutdown);
         }
         if shared.active >= shared.max_clients {
-            return self.refuse(shared, Code::ServerFull);
+            return self.refuse(Code::ServerFull);
         }
         if let Err(e) = self.session.accept(token, Some(entry.received)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
-        self.phase = Phase::Accepted { id: entry.id };
-        self.messages = entry.messages;
-        self.last_seq = entry.received;
-        self.session_token = token;
+        *self.state = State::Accepted(Served {
+            id: entry.id,
+            token,
+            messages: entry.messages,
+            last_seq: entry.received,
+        });
         shared.active += 1;
         shared.registry.attach(token, self.peer, self.token);
-        shared.printer.resumed(entry.id, self.peer, entry.messages)?;
-        Ok(())
+        shared.printer.resumed(entry.id, self.peer, entry.messages)
     }
 
-    fn refuse(&mut self, shared: &mut Shared, code: Code) -> io::Result<()> {
-        let id = shared.next_id();
+    fn refuse(&mut self, code: Code) -> io::Result<()> {
+        let id = self.shared.next_id();
         if let Err(e) = self.session.refuse(code) {
             warn!("{}: cannot refuse session: {e}", self.peer);
         }
-        shared.printer.refused(id, self.peer, code.describe())?;
-        self.phase = Phase::Refused;
+        self.shared.printer.refused(id, self.peer, code.describe())?;
+        *self.state = State::Refused;
         Ok(())
     }
 
-    /// Retires this connection because its client resumed the session on another one:
-    /// the session stays registered with what was printed so far. Nothing more is read.
-    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
-        if let Phase::Accepted { id } = self.phase {
-            debug!("#{id} {}: replaced by a resumed connection", self.peer);
-            shared
-                .registry
-                .detach(self.session_token, self.last_seq, self.messages, now);
-            shared.active = shared.active.saturating_sub(1);
-        }
-        self.phase = Phase::Gone;
-    }
-
-    fn on_closed(&mut self, shared: &mut Shared, closure: Closure, now: Instant) -> io::Result<()> {
-        self.closure = Some(closure);
+    fn on_closed(&mut self, closure: Closure) -> io::Result<()> {
         // The last bytes (ERROR, CLOSE, an ERR line) get a bounded time to leave.
-        self.give_up = Some(now + self.session.config().close_timeout);
-        let who = match self.phase {
-            Phase::Accepted { id } => format!("#{id} {}", self.peer),
+        *self.give_up = Some(self.now + self.session.config().close_timeout);
+        let who = match *self.state {
+            State::Accepted(served) => format!("#{} {}", served.id, self.peer),
             _ => self.peer.to_string(),
         };
         match closure {
@@ -431,70 +637,19 @@ impl Conn {
             }
             _ => debug!("{who}: {closure}"),
         }
-        if self.phase == Phase::Handshake {
+        if *self.state == State::Handshake {
             if let Closure::Refused(code) = closure {
                 // Refused by the core itself (e.g. an unsupported protocol version).
-                let id = shared.next_id();
-                shared.printer.refused(id, self.peer, code.describe())?;
-                self.phase = Phase::Refused;
+                let id = self.shared.next_id();
+                self.shared.printer.refused(id, self.peer, code.describe())?;
+                *self.state = State::Refused;
             } else {
                 if closure != Closure::Aborted(Code::WrongProtocol) {
                     info!("{}: {closure} before the handshake completed", self.peer);
                 }
-                self.phase = Phase::Gone;
+                *self.state = State::Gone;
             }
         }
         Ok(())
-    }
-
-    /// Writes what the session has until the socket would block.
-    pub fn write(&mut self) {
-        while self.error.is_none() {
-            let chunk = self.session.poll_transmit();
-            if chunk.is_empty() {
-                return;
-            }
-            match self.stream.write(chunk) {
-                Ok(0) => self.error = Some(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.session.advance_transmit(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!("{}: write: {e}", self.peer);
-                    self.error = Some(e);
-                }
-            }
-        }
-    }
-
-    /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
-    /// A binary session whose connection was lost is kept for a resume instead, and
-    /// its line says "lost".
-    pub fn leave(&mut self, shared: &mut Shared, reason: Reason, now: Instant) -> io::Result<()> {
-        if let Phase::Accepted { id } = self.phase {
-            let resumable = self.session_token != 0 && reason.is_loss() && !shared.shutting_down;
-            if resumable && shared.registry.get(self.session_token).is_some() {
-                let window = crate::time::human_core(shared.registry.window());
-                shared
-                    .registry
-                    .detach(self.session_token, self.last_seq, self.messages, now);
-                shared.printer.lost(id, self.peer, &reason, self.messages, window)?;
-            } else {
-                shared.registry.remove(self.session_token);
-                shared.printer.left(id, self.peer, &reason, self.messages)?;
-            }
-            shared.active = shared.active.saturating_sub(1);
-        }
-        self.phase = Phase::Gone;
-        Ok(())
-    }
-
-    /// Why the session is over, for its "left" line.
-    pub fn reason(&self) -> Reason {
-        match (self.closure.or(self.session.closure()), &self.error) {
-            (Some(c), _) => Reason::Closure(c),
-            (None, Some(e)) => Reason::Io(e.to_string()),
-            (None, None) => Reason::Stalled,
-        }
     }
 }

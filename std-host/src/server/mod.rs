@@ -1,45 +1,47 @@
 //! `soquete server`: one thread, one mio event loop, one core session per connection.
 //!
 //! Each loop iteration:
-//! 1. waits for socket readiness, a signal, or the earliest session deadline;
+//! 1. waits for socket readiness, a stop request ([`Shutdown`]), or the earliest
+//!    session deadline;
 //! 2. accepts new connections (a bounded batch);
 //! 3. runs due timers (`handle_timeout`);
 //! 4. reads from each readable connection, at most [`conn::READ_BUDGET`] bytes, printing
 //!    the messages; a connection with more to read waits for the next iteration;
-//! 5. flushes standard output, and only then
+//! 5. flushes the output, and only then
 //! 6. writes each touched connection's output (acknowledgements among it), so that every
 //!    acknowledged message has been printed first.
 //!
 //! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
+//!
+//! The library's entry point is [`run`]: a listener, [`Options`], an output and a
+//! [`Shutdown`]; the `soquete server` program passes standard output and SIGINT/SIGTERM,
+//! tests pass a pipe of lines and a [`Trigger`].
 
 mod conn;
 mod registry;
+mod shutdown;
 
 use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufWriter, Stdout};
-use std::net::Shutdown;
-use std::process::ExitCode;
+use std::io::{self, Write};
 
-use anyhow::Context as _;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
 use soquete_core::{Code, Config, Duration, Instant, Session};
+use soquete_text::{Format, Printer};
 
-use crate::cli::ServerArgs;
-use crate::report::{Format, Printer};
 use crate::time;
-use conn::{Conn, Reason, ServerSession};
+use conn::{Conn, Reason, ServerSession, State, TakeOver};
 use registry::Registry;
+use shutdown::Request;
+pub use shutdown::{Shutdown, Trigger};
 
 const LISTENER: Token = Token(0);
-const SIGNALS: Token = Token(1);
+const SHUTDOWN: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
 /// Connections accepted beyond `--max-clients`, so that refusals go out in-protocol
@@ -56,10 +58,83 @@ const LINGER: Duration = Duration::from_secs(1);
 /// How long sessions get to close after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How a server behaves: `soquete server`'s flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Sessions served at once; more are refused with "server full".
+    pub max_clients: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message: u32,
+    /// Close a session after this long without traffic (zero: never).
+    pub idle_timeout: std::time::Duration,
+    /// Plain-text peers: show a partial line after this long without input (zero:
+    /// wait for the newline or the end of the connection).
+    pub line_gap: std::time::Duration,
+    /// How long a lost binary session waits to be resumed (zero: resume disabled).
+    pub resume_window: std::time::Duration,
+    /// Text lines or JSON lines.
+    pub format: Format,
+}
+
+impl Default for Options {
+    /// `soquete server`'s defaults.
+    fn default() -> Self {
+        Options {
+            max_clients: 1024,
+            max_message: 65536,
+            idle_timeout: std::time::Duration::from_secs(120),
+            line_gap: std::time::Duration::from_millis(100),
+            resume_window: std::time::Duration::from_secs(60),
+            format: Format::Text,
+        }
+    }
+}
+
+/// How [`run`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Every session closed (or the grace period ran out) after a stop request.
+    Gracefully,
+    /// A second request stopped the server at once.
+    AtOnce {
+        /// The signal, if the request was one.
+        signal: Option<i32>,
+    },
+}
+
+/// Why [`run`] failed; the I/O error that caused it is its `source`.
+#[derive(Debug)]
+pub enum Error {
+    /// The event loop could not be set up: what could not be done, and why.
+    Setup(&'static str, io::Error),
+    /// Waiting for events failed.
+    Poll(io::Error),
+    /// The output failed. The server stops: it acknowledges only what it has shown.
+    Output(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Setup(what, _) => write!(f, "cannot {what}"),
+            Error::Poll(_) => f.write_str("event loop failed"),
+            Error::Output(_) => f.write_str("cannot write the output"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Setup(_, e) | Error::Poll(e) | Error::Output(e) => Some(e),
+        }
+    }
+}
+
 /// State shared by all connections.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    printer: Printer<BufWriter<Stdout>>,
+pub(crate) struct Shared<W: Write> {
+    printer: Printer<W>,
     /// Accepted sessions that have not left yet.
     active: usize,
     max_clients: usize,
@@ -70,14 +145,11 @@ pub(crate) struct Shared {
     scratch: Vec<u8>,
     /// Sessions that clients may resume.
     registry: Registry,
-    /// Resumes waiting for the event loop to retire the session's old connection:
-    /// (new connection, session token, old connection).
-    takeovers: Vec<(Token, u64, Token)>,
     /// SIGINT/SIGTERM arrived: lost sessions are not kept for a resume.
     shutting_down: bool,
 }
 
-impl Shared {
+impl<W: Write> Shared<W> {
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -92,33 +164,49 @@ impl Shared {
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM.
+/// A listening socket on `addr`, as [`run`] wants it: with `SO_REUSEADDR`, so that a
+/// restarted server gets its address back while the last one's connections are in
+/// TIME_WAIT.
 ///
 /// # Errors
-/// The address cannot be bound, the event loop fails, or standard output is gone.
-pub fn run(args: &ServerArgs) -> anyhow::Result<ExitCode> {
+/// The address cannot be bound (in use, not local, no permission).
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    TcpListener::bind(addr).map(std::net::TcpListener::from)
+}
+
+/// Serves clients on `listener` until `shutdown` asks to stop, printing every event
+/// to `output` ("listening on ADDR" first). `output` is flushed before anything
+/// printed is acknowledged (PROTOCOL.md §4.3): pass a buffered writer.
+///
+/// # Errors
+/// The event loop fails, or `output` does.
+pub fn run<W: Write>(
+    listener: std::net::TcpListener,
+    options: &Options,
+    output: W,
+    shutdown: Shutdown,
+) -> Result<Stopped, Error> {
     let config = Config {
-        max_message: args.max_message,
-        idle_timeout: time::to_core(args.idle_timeout),
+        max_message: options.max_message,
+        idle_timeout: time::to_core(options.idle_timeout),
         handshake_timeout: Duration::from_secs(10),
         close_timeout: Duration::from_secs(10),
-        line_gap: time::to_core(args.line_gap),
+        line_gap: time::to_core(options.line_gap),
         allow_plain: true,
     };
-    let format = if args.json { Format::Json } else { Format::Text };
-    let mut server = Server::bind(args, config, format)?;
+    let mut server = Server::new(listener, options, config, output, shutdown)?;
     server.run()
 }
 
 /// The event loop and everything it owns.
-struct Server {
+struct Server<W: Write> {
     poll: Poll,
     listener: Option<TcpListener>,
-    signals: Signals,
+    shutdown: Shutdown,
     config: Config,
     conns: HashMap<Token, Conn>,
     next_token: usize,
-    shared: Shared,
+    shared: Shared<W>,
     /// Earliest deadline first; entries whose deadline no longer matches the
     /// connection's `scheduled` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
@@ -133,52 +221,56 @@ struct Server {
     shutdown_deadline: Option<Instant>,
 }
 
-impl Server {
-    fn bind(args: &ServerArgs, config: Config, format: Format) -> anyhow::Result<Server> {
-        let poll = Poll::new().context("cannot create the event loop")?;
-        let mut listener = TcpListener::bind(args.listen).with_context(|| {
-            format!(
-                "cannot listen on {}: is another server running there? Choose another address with --listen",
-                args.listen
-            )
-        })?;
+impl<W: Write> Server<W> {
+    fn new(
+        listener: std::net::TcpListener,
+        options: &Options,
+        config: Config,
+        output: W,
+        mut shutdown: Shutdown,
+    ) -> Result<Self, Error> {
+        let poll = Poll::new().map_err(|e| Error::Setup("create the event loop", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::Setup("make the listening socket non-blocking", e))?;
+        let mut listener = TcpListener::from_std(listener);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
-            .context("cannot watch the listening socket")?;
-        let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
-        poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .context("cannot watch signals")?;
-        let local = listener.local_addr().context("cannot read the listening address")?;
+            .map_err(|e| Error::Setup("watch the listening socket", e))?;
+        shutdown
+            .register(poll.registry(), SHUTDOWN)
+            .map_err(|e| Error::Setup("watch for stop requests", e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Error::Setup("read the listening address", e))?;
 
-        let mut printer = Printer::new(BufWriter::with_capacity(64 * 1024, io::stdout()), format);
+        let mut printer = Printer::new(output, options.format);
         let registry = Registry::new(
-            time::to_core(args.resume_window),
-            args.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
+            time::to_core(options.resume_window),
+            options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
         );
         printer
             .listening(local)
             .and_then(|()| printer.flush())
-            .context("cannot write to standard output")?;
-        info!("listening on {local}, at most {} clients", args.max_clients);
+            .map_err(Error::Output)?;
+        info!("listening on {local}, at most {} clients", options.max_clients);
 
         Ok(Server {
             poll,
             listener: Some(listener),
-            signals,
+            shutdown,
             config,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             shared: Shared {
                 printer,
                 active: 0,
-                max_clients: args.max_clients,
+                max_clients: options.max_clients,
                 next_id: 0,
                 tokens: RandomState::new(),
                 token_counter: 0,
                 scratch: vec![0; conn::READ_BUDGET],
                 registry,
-                takeovers: Vec::new(),
                 shutting_down: false,
             },
             timers: BinaryHeap::new(),
@@ -190,7 +282,7 @@ impl Server {
         })
     }
 
-    fn run(&mut self) -> anyhow::Result<ExitCode> {
+    fn run(&mut self) -> Result<Stopped, Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = time::now();
@@ -201,22 +293,22 @@ impl Server {
                 }
                 if now >= deadline {
                     warn!("{} sessions did not close in time; exiting", self.conns.len());
-                    self.drop_all()?;
+                    self.drop_all().map_err(Error::Output)?;
                     break;
                 }
             }
             match self.poll.poll(&mut events, self.poll_timeout(now)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("event loop failed"),
+                Err(e) => return Err(Error::Poll(e)),
             }
             let now = time::now();
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
-                    SIGNALS => {
-                        if let Some(code) = self.on_signals(now)? {
-                            return Ok(code);
+                    SHUTDOWN => {
+                        if let Some(stopped) = self.on_stop_requests(now).map_err(Error::Output)? {
+                            return Ok(stopped);
                         }
                     }
                     token => {
@@ -236,17 +328,16 @@ impl Server {
                     }
                 }
             }
-            self.iterate(now).context("cannot write to standard output")?;
+            self.iterate(now).map_err(Error::Output)?;
         }
-        self.shared.printer.flush().context("cannot write to standard output")?;
-        Ok(ExitCode::SUCCESS)
+        self.shared.printer.flush().map_err(Error::Output)?;
+        Ok(Stopped::Gracefully)
     }
 
     /// Steps 2–6 of the module docs.
     fn iterate(&mut self, now: Instant) -> io::Result<()> {
         self.accept(now);
         self.run_timers(now)?;
-        self.take_over(now)?;
         for _ in 0..self.read_queue.len() {
             let Some(token) = self.read_queue.pop_front() else {
                 break;
@@ -254,14 +345,14 @@ impl Server {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let more = conn.read(&mut self.shared, now)?;
+            let reading = conn.read(&mut self.shared, now)?;
             mark_dirty(&mut self.dirty, conn, token);
-            if more {
+            if reading.more {
                 self.read_queue.push_back(token);
             } else {
                 conn.queued = false;
             }
-            self.take_over(now)?;
+            self.take_over(reading.take_over, now)?;
         }
         self.expire_sessions(now)?;
         // Print before acknowledging: an ACK promises delivery (PROTOCOL.md §4.3).
@@ -375,11 +466,13 @@ impl Server {
                 continue;
             }
             conn.scheduled = None;
-            if !conn.lingering {
+            let mut take_over = None;
+            if !conn.is_lingering() {
                 conn.session.handle_timeout(now);
-                conn.drain(&mut self.shared, now)?;
+                take_over = conn.drain(&mut self.shared, now)?;
             }
             mark_dirty(&mut self.dirty, conn, token);
+            self.take_over(take_over, now)?;
         }
         Ok(())
     }
@@ -404,21 +497,21 @@ impl Server {
             return Ok(());
         };
         conn.dirty = false;
-        if !conn.lingering && conn.error.is_none() {
+        if !conn.is_lingering() && conn.error.is_none() {
             conn.write();
-            if conn.closure.is_none() && conn.session.is_closed() {
+            if conn.session.is_closed() {
                 // Sending our CLOSE can complete an orderly close: take its event.
-                conn.drain(&mut self.shared, now)?;
+                let take_over = conn.drain(&mut self.shared, now)?;
+                if take_over.is_some() {
+                    return self.take_over(take_over, now);
+                }
             }
         }
-        if !self.shared.takeovers.is_empty() {
-            return self.take_over(now);
-        }
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return Ok(());
+        let given_up = match conn.state {
+            State::Lingering { until } => now >= until,
+            _ => conn.give_up.is_some_and(|t| now >= t),
         };
-        let given_up = conn.give_up.is_some_and(|t| now >= t);
-        if conn.lingering {
+        if conn.is_lingering() {
             if conn.eof || conn.error.is_some() || given_up {
                 self.remove(token);
                 return Ok(());
@@ -437,11 +530,7 @@ impl Server {
             // Our side is done; read what the peer still sends until it closes, so
             // that the kernel does not answer it with a reset that could destroy our
             // last frame in flight.
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
-                debug!("{}: shutdown: {e}", conn.peer);
-            }
-            conn.lingering = true;
-            conn.give_up = Some(now + LINGER);
+            conn.linger(now + LINGER);
             if conn.readable && !conn.queued {
                 conn.queued = true;
                 self.read_queue.push_back(token);
@@ -457,18 +546,17 @@ impl Server {
         Ok(())
     }
 
-    /// Resumes that found their session still served by an older connection: that
+    /// A resume found its session still served by an older connection: that
     /// connection is dropped (its client has moved on; whatever it still had in flight
     /// is resent on the new one) and the new one continues the session.
-    fn take_over(&mut self, now: Instant) -> io::Result<()> {
-        while let Some((new, session_token, old)) = self.shared.takeovers.pop() {
+    fn take_over(&mut self, mut take_over: Option<TakeOver>, now: Instant) -> io::Result<()> {
+        while let Some(TakeOver { new, old, session }) = take_over.take() {
             if let Some(conn) = self.conns.get_mut(&old) {
                 conn.replaced(&mut self.shared, now);
             }
             self.remove(old);
             if let Some(conn) = self.conns.get_mut(&new) {
-                conn.resume(&mut self.shared, session_token)?;
-                conn.drain(&mut self.shared, now)?;
+                take_over = conn.resume(&mut self.shared, session, now)?;
                 mark_dirty(&mut self.dirty, conn, new);
             }
         }
@@ -493,19 +581,21 @@ impl Server {
         }
     }
 
-    /// Handles pending signals; returns an exit code if the server must stop now.
-    fn on_signals(&mut self, now: Instant) -> io::Result<Option<ExitCode>> {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        for signal in pending {
+    /// Handles pending stop requests; returns how the server stopped if it must stop
+    /// now.
+    fn on_stop_requests(&mut self, now: Instant) -> io::Result<Option<Stopped>> {
+        for request in self.shutdown.requests() {
             if self.shutdown_deadline.is_some() {
                 warn!(
-                    "second signal: exiting without waiting for {} sessions",
+                    "second stop request: exiting without waiting for {} sessions",
                     self.conns.len()
                 );
                 self.shared.printer.flush()?;
-                return Ok(Some(ExitCode::from(
-                    128u8.saturating_add(u8::try_from(signal).unwrap_or(0)),
-                )));
+                let signal = match request {
+                    Request::Signal(signal) => Some(signal),
+                    Request::Trigger => None,
+                };
+                return Ok(Some(Stopped::AtOnce { signal }));
             }
             self.begin_shutdown(now)?;
         }
@@ -526,9 +616,10 @@ impl Server {
             // A connection still in the handshake is refused with SHUTDOWN once it has
             // said whether it speaks binary or plain text, so that its client can tell
             // what happened (an error sent before that could only be plain text).
-            if !conn.lingering && conn.phase != conn::Phase::Handshake {
+            if !conn.is_lingering() && conn.state != State::Handshake {
                 conn.session.close(now, Code::Shutdown);
-                conn.drain(&mut self.shared, now)?;
+                // Shutting down: a HELLO is refused, so nothing is taken over.
+                let _ = conn.drain(&mut self.shared, now)?;
             }
             mark_dirty(&mut self.dirty, conn, *token);
         }
@@ -567,7 +658,7 @@ mod tests {
     #[test]
     fn session_tokens_are_nonzero_and_distinct() {
         let mut shared = Shared {
-            printer: Printer::new(BufWriter::new(io::stdout()), Format::Text),
+            printer: Printer::new(io::sink(), Format::Text),
             active: 0,
             max_clients: 1,
             next_id: 0,
@@ -575,7 +666,6 @@ mod tests {
             token_counter: 0,
             scratch: Vec::new(),
             registry: Registry::new(Duration::ZERO, 1),
-            takeovers: Vec::new(),
             shutting_down: false,
         };
         let a = shared.session_token();

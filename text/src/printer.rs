@@ -1,0 +1,362 @@
+//! What a soquete server prints: one line per event, as text or as JSON lines.
+//!
+//! Shared by `soquete server` and the smoltcp demo, so that both print the same lines.
+//! Received text goes through [`crate::escape`].
+
+use std::fmt::Display;
+use std::io::{self, Write};
+
+use soquete_core::Mode;
+
+use crate::escape::{write_escaped, write_json_escaped, write_json_str};
+
+/// Text lines or JSON lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `#1 127.0.0.1:53422: hello`
+    Text,
+    /// `{"event":"message","id":1,"peer":"127.0.0.1:53422","seq":1,"text":"hello"}`
+    Json,
+}
+
+/// Prints server events to a (buffered) writer. Call [`Printer::flush`] before
+/// acknowledging what was printed.
+#[derive(Debug)]
+pub struct Printer<W: Write> {
+    out: W,
+    format: Format,
+    /// [`Printer::message`]'s line up to the text (text) or up to `seq` (JSON), as
+    /// last formatted, for session `head_id`: it is the same for all messages of a
+    /// session, and formatting the peer each time costs as much as escaping a short
+    /// message.
+    head: Vec<u8>,
+    head_id: Option<u64>,
+}
+
+impl<W: Write> Printer<W> {
+    /// A printer writing `format` lines to `out`.
+    pub fn new(out: W, format: Format) -> Self {
+        Printer {
+            out,
+            format,
+            head: Vec::with_capacity(64),
+            head_id: None,
+        }
+    }
+
+    /// `listening on ADDR`
+    pub fn listening(&mut self, addr: impl Display) -> io::Result<()> {
+        match self.format {
+            Format::Text => writeln!(self.out, "listening on {addr}"),
+            Format::Json => writeln!(self.out, r#"{{"event":"listening","addr":"{addr}"}}"#),
+        }
+    }
+
+    /// `#ID PEER connected as "NAME"` (or `connected (plain text)`, or just `connected`).
+    pub fn connected(&mut self, id: u64, peer: impl Display, name: &str, mode: Mode) -> io::Result<()> {
+        self.forget(id);
+        match self.format {
+            Format::Text => {
+                write!(self.out, "#{id} {peer} connected")?;
+                if mode == Mode::Plain {
+                    self.out.write_all(b" (plain text)")?;
+                } else if !name.is_empty() {
+                    self.out.write_all(b" as \"")?;
+                    write_escaped(&mut self.out, name.as_bytes())?;
+                    self.out.write_all(b"\"")?;
+                }
+                self.out.write_all(b"\n")
+            }
+            Format::Json => {
+                let mode = match mode {
+                    Mode::Binary => "binary",
+                    Mode::Plain => "plain",
+                };
+                write!(
+                    self.out,
+                    r#"{{"event":"connected","id":{id},"peer":"{peer}","mode":"{mode}","name":"#
+                )?;
+                write_json_escaped(&mut self.out, name.as_bytes())?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// `#ID PEER: TEXT` with the text escaped.
+    ///
+    /// `peer` is formatted once for a run of messages with the same `id`: pass the
+    /// same peer for an `id` from its [`Printer::connected`] (or [`Printer::resumed`])
+    /// line to its [`Printer::left`] (or [`Printer::lost`]) line, as the server does.
+    pub fn message(&mut self, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> io::Result<()> {
+        if self.head_id != Some(id) {
+            // Unset until the head is whole, in case `peer` fails to format.
+            self.head_id = None;
+            self.head.clear();
+            let (before_id, before_peer, after_peer): (&[u8], &[u8], &[u8]) = match self.format {
+                Format::Text => (b"#", b" ", b": "),
+                Format::Json => (br#"{"event":"message","id":"#, br#","peer":""#, br#"","seq":"#),
+            };
+            self.head.extend_from_slice(before_id);
+            write_u64(&mut self.head, id)?;
+            self.head.extend_from_slice(before_peer);
+            write!(self.head, "{peer}")?;
+            self.head.extend_from_slice(after_peer);
+            self.head_id = Some(id);
+        }
+        self.out.write_all(&self.head)?;
+        match self.format {
+            Format::Text => {
+                write_escaped(&mut self.out, payload)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Json => {
+                write_u64(&mut self.out, seq)?;
+                self.out.write_all(br#","text":"#)?;
+                write_json_escaped(&mut self.out, payload)?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// `#ID PEER left (REASON) after N messages`
+    pub fn left(&mut self, id: u64, peer: impl Display, reason: impl Display, messages: u64) -> io::Result<()> {
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(self.out, "#{id} {peer} left ({reason}) after {messages} messages"),
+            Format::Json => {
+                write!(
+                    self.out,
+                    r#"{{"event":"left","id":{id},"peer":"{peer}","messages":{messages},"reason":"#
+                )?;
+                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// `#ID PEER lost (REASON) after N messages; may resume within WINDOW`: the
+    /// connection went away, the session waits for its client to resume it.
+    pub fn lost(
+        &mut self,
+        id: u64,
+        peer: impl Display,
+        reason: impl Display,
+        messages: u64,
+        window: impl Display,
+    ) -> io::Result<()> {
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(
+                self.out,
+                "#{id} {peer} lost ({reason}) after {messages} messages; may resume within {window}"
+            ),
+            Format::Json => {
+                write!(
+                    self.out,
+                    r#"{{"event":"lost","id":{id},"peer":"{peer}","messages":{messages},"window":"{window}","reason":"#
+                )?;
+                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// `#ID PEER resumed after N messages`: a lost session continues on a new
+    /// connection from `PEER`.
+    pub fn resumed(&mut self, id: u64, peer: impl Display, messages: u64) -> io::Result<()> {
+        // Its messages now come from another address.
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(self.out, "#{id} {peer} resumed after {messages} messages"),
+            Format::Json => writeln!(
+                self.out,
+                r#"{{"event":"resumed","id":{id},"peer":"{peer}","messages":{messages}}}"#
+            ),
+        }
+    }
+
+    /// `#ID PEER refused (REASON)`
+    pub fn refused(&mut self, id: u64, peer: impl Display, reason: impl Display) -> io::Result<()> {
+        self.forget(id);
+        match self.format {
+            Format::Text => writeln!(self.out, "#{id} {peer} refused ({reason})"),
+            Format::Json => {
+                write!(self.out, r#"{{"event":"refused","id":{id},"peer":"{peer}","reason":"#)?;
+                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                self.out.write_all(b"}\n")
+            }
+        }
+    }
+
+    /// Drops the cached line head of session `id`: its number may be given again, with
+    /// another peer.
+    fn forget(&mut self, id: u64) {
+        if self.head_id == Some(id) {
+            self.head_id = None;
+        }
+    }
+
+    /// Flushes what was printed.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Writes `n` in decimal.
+fn write_u64<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
+    let mut buf = [0; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.write_all(&buf[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::escape::oracle::{input, reference_escaped, reference_json_escaped};
+
+    /// A message line as `Printer::message` wrote it before the cached head.
+    fn reference_message(format: Format, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        match format {
+            Format::Text => {
+                write!(out, "#{id} {peer}: ").unwrap();
+                reference_escaped(&mut out, payload).unwrap();
+                out.push(b'\n');
+            }
+            Format::Json => {
+                write!(
+                    out,
+                    r#"{{"event":"message","id":{id},"peer":"{peer}","seq":{seq},"text":"#
+                )
+                .unwrap();
+                out.extend(reference_json_escaped(payload));
+                out.extend(b"}\n");
+            }
+        }
+        out
+    }
+
+    proptest! {
+        /// Sessions' messages interleaved, and numbers given again to new peers: the
+        /// cached line heads must follow.
+        #[test]
+        fn message_lines_match_reference(
+            json in any::<bool>(),
+            steps in prop::collection::vec(
+                (0..3usize, any::<bool>(), prop_oneof![Just(0), Just(u64::MAX), any::<u64>()], input()),
+                0..24,
+            ),
+        ) {
+            let format = if json { Format::Json } else { Format::Text };
+            let mut p = Printer::new(Vec::new(), format);
+            let mut expected = Vec::new();
+            // Session `k` is number `k` (0 included), its peer changes when it reconnects.
+            let mut peers: Vec<SocketAddr> = (0..3).map(|k| SocketAddr::from(([10, 0, 0, k], 5000))).collect();
+            for (k, reconnect, seq, payload) in steps {
+                let id = k as u64;
+                if reconnect {
+                    let old = peers[k];
+                    peers[k].set_port(old.port() + 1);
+                    // A fresh printer for the expected lines: these never use the cache.
+                    let mut lines = Printer::new(Vec::new(), format);
+                    for printer in [&mut p, &mut lines] {
+                        printer.left(id, old, "eof", 1).unwrap();
+                        printer.connected(id, peers[k], "ana", Mode::Binary).unwrap();
+                    }
+                    expected.extend(lines.out);
+                }
+                expected.extend(reference_message(format, id, peers[k], seq, &payload));
+                p.message(id, peers[k], seq, &payload).unwrap();
+            }
+            prop_assert_eq!(String::from_utf8_lossy(&p.out), String::from_utf8_lossy(&expected));
+        }
+    }
+
+    #[test]
+    fn message_heads_follow_the_session() {
+        let a = "127.0.0.1:5";
+        let b = "127.0.0.1:6";
+        let c = "127.0.0.1:7";
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.message(1, a, 1, b"one").unwrap();
+        p.message(1, a, 2, b"two").unwrap();
+        p.message(2, b, 1, b"three").unwrap();
+        p.message(1, a, 3, b"four").unwrap();
+        p.left(1, a, "eof", 3).unwrap();
+        p.connected(1, c, "", Mode::Binary).unwrap();
+        p.message(1, c, 1, b"five").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:5: one\n#1 127.0.0.1:5: two\n#2 127.0.0.1:6: three\n#1 127.0.0.1:5: four\n\
+             #1 127.0.0.1:5 left (eof) after 3 messages\n#1 127.0.0.1:7 connected\n#1 127.0.0.1:7: five\n"
+        );
+
+        let mut p = Printer::new(Vec::new(), Format::Json);
+        p.message(1, a, 1, b"one").unwrap();
+        p.message(2, b, 18_446_744_073_709_551_615, b"two").unwrap();
+        p.message(1, a, 10, b"\"three\"").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "{\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":1,\"text\":\"one\"}\n\
+             {\"event\":\"message\",\"id\":2,\"peer\":\"127.0.0.1:6\",\"seq\":18446744073709551615,\"text\":\"two\"}\n\
+             {\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":10,\"text\":\"\\\"three\\\"\"}\n"
+        );
+    }
+
+    #[test]
+    fn text_lines() {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.listening("127.0.0.1:8800").unwrap();
+        p.connected(1, "127.0.0.1:5", "ana", Mode::Binary).unwrap();
+        p.connected(2, "127.0.0.1:6", "", Mode::Plain).unwrap();
+        p.message(1, "127.0.0.1:5", 1, b"hi\x1b").unwrap();
+        p.left(1, "127.0.0.1:5", "closed by peer: normal close", 1).unwrap();
+        p.refused(3, "127.0.0.1:7", "server full").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "listening on 127.0.0.1:8800\n#1 127.0.0.1:5 connected as \"ana\"\n#2 127.0.0.1:6 connected (plain text)\n\
+             #1 127.0.0.1:5: hi\\e\n#1 127.0.0.1:5 left (closed by peer: normal close) after 1 messages\n\
+             #3 127.0.0.1:7 refused (server full)\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_back() {
+        let mut p = Printer::new(Vec::new(), Format::Json);
+        p.connected(1, "127.0.0.1:5", "a\"b", Mode::Binary).unwrap();
+        p.message(1, "127.0.0.1:5", 7, b"q\"uote\\ \x00 \xff").unwrap();
+        p.left(1, "127.0.0.1:5", "eof", 1).unwrap();
+        let text = String::from_utf8(p.out).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines[0]["name"], "a\"b");
+        assert_eq!(lines[1]["seq"], 7);
+        assert_eq!(lines[1]["text"], "q\"uote\\\\ \\x00 \\xff");
+        assert_eq!(lines[2]["messages"], 1);
+    }
+
+    #[test]
+    fn resumed_session_messages_show_the_new_peer() {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.message(1, "127.0.0.1:5", 1, b"a").unwrap();
+        p.lost(1, "127.0.0.1:5", "connection closed by peer", 1, "60s").unwrap();
+        p.resumed(1, "127.0.0.1:6", 1).unwrap();
+        p.message(1, "127.0.0.1:6", 2, b"b").unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:5: a\n#1 127.0.0.1:5 lost (connection closed by peer) after 1 messages; may resume within 60s\n\
+             #1 127.0.0.1:6 resumed after 1 messages\n#1 127.0.0.1:6: b\n"
+        );
+    }
+}
