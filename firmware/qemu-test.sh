@@ -225,4 +225,49 @@ for entry in "${boards[@]}"; do
     fi
 done
 
+# The whole image per board: flash (.text + .rodata; the vector table besides), static
+# RAM (.data + .bss) and the deepest stack any of its cases reported, then the flash
+# by crate (symbol sizes; LTO inlines across crates, so this is approximate).
+tool() {
+    command -v "llvm-$1" 2>/dev/null || command -v "$1" 2>/dev/null
+}
+SIZE=$(tool size) NM=$(tool nm)
+if [ -z "$SIZE" ] || [ -z "$NM" ]; then
+    echo "footprint: no size/nm found (binutils, or llvm: apt-get install --no-install-recommends binutils)"
+else
+    section() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { n += $2 } END { print n + 0 }'; }
+    for entry in "${boards[@]}"; do
+        read -r board kernel <<<"$entry"
+        text=$(section "$kernel" .text) rodata=$(section "$kernel" .rodata)
+        data=$(section "$kernel" .data) bss=$(section "$kernel" .bss)
+        stack=$(cat "$work/$board"-*.fw 2>/dev/null | sed -n 's/^stack high-water mark: \([0-9]*\) bytes$/\1/p' |
+            sort -n | tail -n 1)
+        echo "footprint $board ($(basename "$(dirname "$(dirname "$kernel")")")): flash .text $text +" \
+            ".rodata $rodata = $((text + rodata)) bytes (+ vector table $(section "$kernel" .vector_table));" \
+            "RAM .data $data + .bss $bss = $((data + bss)) bytes, stack high-water ${stack:-?} bytes"
+        # Flash by crate: the first path segment of each code or read-only symbol.
+        "$NM" --print-size -C "$kernel" | python3 -c '
+import re, sys
+sizes = {}
+for line in sys.stdin:
+    f = line.split(None, 3)
+    if len(f) < 4 or f[2] not in "tTrR":
+        continue
+    name = re.sub(r"^[<&]*(&?(mut )?\w+ as )?", "", f[3].strip())
+    crate = re.sub(r"::.*", "", name)
+    if re.match(r"__aeabi|__udiv|mem(cpy|move|set|cmp)$", crate):
+        crate = "compiler_builtins"
+    elif re.match(r"\.Lanon", crate):
+        crate = "constants"
+    elif crate in ("__INTERRUPTS", "Reset", "__RESET_VECTOR", "__EXCEPTIONS", "HardFault_", "DefaultHandler_"):
+        crate = "cortex_m_rt"
+    elif not re.fullmatch(r"soquete_core|soquete_firmware|smoltcp|core|compiler_builtins|cortex_m\w*|panic_semihosting|heapless|constants", crate):
+        crate = "other"
+    sizes[crate] = sizes.get(crate, 0) + int(f[1], 16)
+for crate, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
+    print(f"    {size:7d}  {crate}")
+'
+    done
+fi
+
 exit "$failed"
