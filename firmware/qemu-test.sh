@@ -105,6 +105,10 @@ show() {
         tail -n 6 "$f"
     done
 }
+# fw_time FILE: the session's duration and rate as the firmware measured them.
+fw_time() {
+    sed -n 's/^PASS .* in \([0-9.]* s\) (\([0-9]*\) msg\/s)$/ (firmware: session \1, \2 msg\/s)/p' "$1"
+}
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -147,7 +151,7 @@ client_case() {
         [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
         grep -q "connected as \"$name\"" "$out.server" &&
         grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
-        echo "PASS $name: firmware client -> soquete server: $got messages, in order, acknowledged, in ${secs}s"
+        echo "PASS $name: firmware client -> soquete server: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
     else
         echo "FAIL $name: firmware client -> soquete server: QEMU exit $fw_rc, server printed $got of $MESSAGES"
         show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
@@ -187,7 +191,7 @@ server_case() {
         [ "$fw_rc" -eq 0 ] &&
         grep -q "^PASS server: $MESSAGES of $MESSAGES messages received in order ($MESSAGES in all)" "$out.fw" &&
         grep -q "^session from \"$name\"" "$out.fw"; then
-        echo "PASS $name: soquete client -> firmware server: $MESSAGES messages, in order, acknowledged, in ${secs}s"
+        echo "PASS $name: soquete client -> firmware server: $MESSAGES messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
     else
         echo "FAIL $name: soquete client -> firmware server: client exit $client_rc, QEMU exit $fw_rc"
         show "$out.client" "$out.client-err" "$out.fw" "$out.fw-err"
