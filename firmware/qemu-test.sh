@@ -9,7 +9,9 @@
 #       the same two directions, through the Linux kernel's TCP stack.
 # Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
 # count; the host program's exit status, and the messages it printed or had
-# acknowledged, in order. One PASS or FAIL line per case, with count and time.
+# acknowledged, in order. One PASS or FAIL line per case, with count and time. Two more
+# cases check that the verdict fails: a client with no server, a server that misses a
+# message. Then each image's flash, RAM and stack.
 #
 # Installs nothing: it says what is missing. Touches no network but loopback and the
 # namespace it creates (soquete-qemu-PID, 10.78.0.0/24), which it removes on exit.
@@ -228,6 +230,53 @@ for entry in "${boards[@]}"; do
         echo "SKIP $board-tap-*: $tap"
     fi
 done
+
+# The verdict can fail: a client with no server, and a server that misses a message.
+board=mps2-an386 kernel=$fw_target/thumbv7em-none-eabihf/release/soquete-firmware
+name=$board-user-refused out=$work/$name
+port=$(free_port)
+run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+    -append "role=client messages=10 $user_net connect=10.0.2.2:$port time=$FW_TIME" >"$out.fw" 2>"$out.fw-err"
+fw_rc=$?
+if [ "$fw_rc" -eq 1 ] && grep -q "^FAIL client: 0 of 10 messages sent" "$out.fw" && grep -q "failure: NoConnection" "$out.fw"; then
+    echo "PASS $name: the firmware client fails when no server listens (QEMU exit 1)"
+else
+    echo "FAIL $name: QEMU exit $fw_rc for a client with no server"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
+
+name=$board-user-missing out=$work/$name
+hport=$(free_port)
+timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native \
+    -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$hport-:$GUEST_PORT" -kernel "$kernel" \
+    -append "role=server messages=10 $user_net listen=$GUEST_PORT time=$FW_TIME" >"$out.fw" 2>"$out.fw-err" &
+fw=$!
+pids+=("$fw")
+if wait_for "$out.fw" "^listening on" 10 "$fw"; then
+    # Messages 1 to 10 without 5.
+    seq 1 10 | sed 5d >"$out.input"
+    run_job timeout "$QEMU_TIMEOUT" "$SOQUETE_BIN" client --connect "127.0.0.1:$hport" --name "$name" \
+        <"$out.input" >"$out.client" 2>"$out.client-err"
+    client_rc=$?
+    wait "$fw"
+    fw_rc=$?
+    if [ "$client_rc" -eq 0 ] && [ "$fw_rc" -eq 1 ] &&
+        grep -q "^FAIL server: 4 of 10 messages received in order (9 in all)" "$out.fw" &&
+        grep -q "out of order: expected message 5" "$out.fw"; then
+        echo "PASS $name: the firmware server fails when message 5 of 10 is missing (QEMU exit 1)"
+    else
+        echo "FAIL $name: client exit $client_rc, QEMU exit $fw_rc for a server that missed a message"
+        show "$out.client-err" "$out.fw" "$out.fw-err"
+        failed=1
+    fi
+else
+    echo "FAIL $name: the firmware server did not start"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
 
 # The whole image per board: flash (.text + .rodata; the vector table besides), static
 # RAM (.data + .bss) and the deepest stack any of its cases reported, then the flash

@@ -179,6 +179,8 @@ pub struct Lan9118 {
     regs: Regs,
     mac: EthernetAddress,
     rx: [u8; RX_BUF],
+    rx_frames: u32,
+    rx_dropped: u32,
     tx: Tx,
 }
 
@@ -187,7 +189,8 @@ pub struct Lan9118 {
 struct Tx {
     buf: [u8; MAX_FRAME],
     tag: u16,
-    counters: Counters,
+    frames: u32,
+    errors: u32,
 }
 
 impl Lan9118 {
@@ -235,10 +238,13 @@ impl Lan9118 {
             regs,
             mac,
             rx: [0; RX_BUF],
+            rx_frames: 0,
+            rx_dropped: 0,
             tx: Tx {
                 buf: [0; MAX_FRAME],
                 tag: 0,
-                counters: Counters::default(),
+                frames: 0,
+                errors: 0,
             },
         })
     }
@@ -261,7 +267,12 @@ impl Lan9118 {
 
     /// Frames and errors so far.
     pub fn counters(&self) -> Counters {
-        self.tx.counters
+        Counters {
+            rx_frames: self.rx_frames,
+            rx_dropped: self.rx_dropped,
+            tx_frames: self.tx.frames,
+            tx_errors: self.tx.errors,
+        }
     }
 
     /// Reads the next waiting frame into `rx`; returns its length without the CRC, or
@@ -285,10 +296,10 @@ impl Lan9118 {
                 }
             }
             if status & RX_STATUS_ERROR != 0 || len < 4 || len - 4 > MAX_FRAME {
-                self.tx.counters.rx_dropped += 1;
+                self.rx_dropped += 1;
                 continue;
             }
-            self.tx.counters.rx_frames += 1;
+            self.rx_frames += 1;
             return Some(len - 4);
         }
     }
@@ -301,7 +312,7 @@ impl Tx {
         let info = regs.read(reg::TX_FIFO_INF);
         for _ in 0..(info >> TX_STATUS_USED_SHIFT) & 0xff {
             if regs.read(reg::TX_STATUS) & TX_STATUS_ERROR != 0 {
-                self.counters.tx_errors += 1;
+                self.errors += 1;
             }
         }
         (info & TX_DATA_FREE_MASK) as usize >= MAX_FRAME + 8
@@ -330,7 +341,7 @@ impl Tx {
             word[..rest.len()].copy_from_slice(rest);
             regs.write(reg::TX_DATA, u32::from_le_bytes(word));
         }
-        self.counters.tx_frames += 1;
+        self.frames += 1;
     }
 }
 
