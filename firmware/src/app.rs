@@ -2,17 +2,18 @@
 //! moved by the core's blocking-free driver (`io::pump_read` / `io::pump_write`).
 //!
 //! Every round reads the clock, polls the interface, then moves the connection along
-//! (see [`Conn`]). There is nothing else to do, so the loop polls again at once:
-//! QEMU's LAN9118 raises no interrupt the firmware waits for.
+//! ([`Phase`]). A round in which nothing moved and smoltcp has nothing due ends in
+//! [`idle::sleep`]: until a frame arrives or the next millisecond.
 
 use cortex_m_semihosting::hprintln;
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use soquete_core::io::{pump_read, pump_write};
 use soquete_core::{Closure, Code, Config, Event, Instant, Session};
 
 use crate::clock::Clock;
+use crate::idle;
 use crate::lan9118::Lan9118;
 use crate::params::{Params, Role};
 use crate::tcp_io::TcpIo;
@@ -56,12 +57,19 @@ impl core::fmt::Debug for Net<'_> {
 }
 
 impl<'a> Net<'a> {
-    /// Reads the clock and polls the interface; returns the time.
-    fn poll(&mut self) -> u64 {
+    /// Reads the clock and polls the interface; returns the time and whether a
+    /// socket changed.
+    fn poll(&mut self) -> (u64, bool) {
         let now = self.clock.now();
-        let at = SmolInstant::from_millis(i64::try_from(now).unwrap_or(i64::MAX));
-        self.iface.poll(at, &mut self.device, &mut self.sockets);
-        now
+        let changed = self.iface.poll(smol_instant(now), &mut self.device, &mut self.sockets);
+        (now, changed == PollResult::SocketStateChanged)
+    }
+
+    /// Sleeps unless smoltcp has something to send now.
+    fn idle(&mut self, now: u64) {
+        if self.iface.poll_delay(smol_instant(now), &self.sockets) != Some(smoltcp::time::Duration::ZERO) {
+            idle::sleep(&self.device);
+        }
     }
 
     fn socket(&mut self) -> &mut tcp::Socket<'a> {
@@ -182,7 +190,8 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
     let mut buffers = Some((rx, tx));
     let mut phase = Phase::Opening;
     loop {
-        let now = net.poll();
+        let (now, changed) = net.poll();
+        let mut progress = changed;
         if now >= deadline {
             summary.failure.get_or_insert(Failure::Timeout);
             if let Phase::Live { session, since } = &phase {
@@ -208,6 +217,7 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                         Role::Client => FwSession::client(SESSION_CONFIG, params.name, rx, tx, t),
                         Role::Server => FwSession::server(SESSION_CONFIG, rx, tx, t),
                     };
+                    progress = true;
                     match session {
                         Ok(session) => Phase::Live { session, since: now },
                         Err(e) => {
@@ -218,8 +228,9 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                 }
             },
             Phase::Live { mut session, since } => {
-                if let Err(failure) = service(&mut session, socket, &mut tally, Instant::from_millis(now)) {
-                    summary.failure = Some(failure);
+                match service(&mut session, socket, &mut tally, Instant::from_millis(now)) {
+                    Ok(moved) => progress |= moved,
+                    Err(failure) => summary.failure = Some(failure),
                 }
                 if summary.failure.is_some() || session.is_finished() || !socket.may_send() && session.is_closed() {
                     record(&mut summary, &tally, &session, now - since);
@@ -236,7 +247,14 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                 Phase::Closing { until }
             }
         };
+        if !progress {
+            net.idle(now);
+        }
     }
+}
+
+fn smol_instant(millis: u64) -> SmolInstant {
+    SmolInstant::from_millis(i64::try_from(millis).unwrap_or(i64::MAX))
 }
 
 fn record(summary: &mut Summary, tally: &Tally, session: &FwSession, millis: u64) {
@@ -256,22 +274,25 @@ fn record(summary: &mut Summary, tally: &Tally, session: &FwSession, millis: u64
     }
 }
 
-/// One round for a live session: timers, input, events, new messages, output.
+/// One round for a live session: timers, input, events, new messages, output. True
+/// if bytes moved (the socket has something new to send, or room again).
 fn service(
     session: &mut FwSession,
     socket: &mut tcp::Socket<'_>,
     tally: &mut Tally,
     now: Instant,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     if session.poll_timeout().is_some_and(|t| t <= now) {
         session.handle_timeout(now);
     }
+    let mut moved = false;
     loop {
         let n = pump_read(session, &mut TcpIo(socket), now).map_err(transport)?;
         events(session, tally, now)?;
         if n == 0 {
             break;
         }
+        moved = true;
     }
     if tally.role == Role::Client && session.is_open() {
         let mut digits = [0u8; 10];
@@ -287,9 +308,10 @@ fn service(
             session.close(now, Code::Normal);
         }
     }
-    pump_write(session, &mut TcpIo(socket)).map_err(transport)?;
+    moved |= pump_write(session, &mut TcpIo(socket)).map_err(transport)? > 0;
     // The close may have happened while encoding output: take its event too.
-    events(session, tally, now)
+    events(session, tally, now)?;
+    Ok(moved)
 }
 
 fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {

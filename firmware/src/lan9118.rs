@@ -12,6 +12,10 @@
 //!   to whole words, into `TX_DATA`. The controller adds the CRC. Each frame sent
 //!   leaves a word in the TX status FIFO, which the driver drains.
 //!
+//! The controller raises its interrupt line when a frame arrives, for a poll loop that
+//! sleeps in between ([`Lan9118::rx_waiting`], [`acknowledge_interrupt`]); the driver
+//! itself never waits for it.
+//!
 //! Register offsets and bits are the datasheet's names; only those the driver uses.
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +26,8 @@ use smoltcp::wire::EthernetAddress;
 
 /// Where the MPS2 boards (AN385, AN386, AN500...) map the controller.
 pub const MPS2_BASE: usize = 0x4020_0000;
+/// The controller's interrupt line on the AN385 and AN386 boards' NVIC.
+pub const MPS2_IRQ: u16 = 13;
 
 /// Largest Ethernet frame without its CRC (1500 bytes of payload and a 14-byte header).
 pub const MAX_FRAME: usize = 1514;
@@ -35,8 +41,11 @@ mod reg {
     pub const RX_STATUS: usize = 0x40;
     pub const TX_STATUS: usize = 0x48;
     pub const ID_REV: usize = 0x50;
+    pub const IRQ_CFG: usize = 0x54;
+    pub const INT_STS: usize = 0x58;
     pub const INT_EN: usize = 0x5c;
     pub const BYTE_TEST: usize = 0x64;
+    pub const FIFO_INT: usize = 0x68;
     pub const RX_CFG: usize = 0x6c;
     pub const TX_CFG: usize = 0x70;
     pub const HW_CFG: usize = 0x74;
@@ -54,6 +63,16 @@ const BYTE_TEST_VALUE: u32 = 0x8765_4321;
 const HW_CFG_SRST: u32 = 1 << 0;
 /// `PMT_CTRL`: the device is ready to be accessed.
 const PMT_CTRL_READY: u32 = 1 << 0;
+/// `IRQ_CFG`: the interrupt pin enabled, active high, push-pull.
+const IRQ_CFG_IRQ_EN: u32 = 1 << 8;
+const IRQ_CFG_IRQ_POL: u32 = 1 << 4;
+const IRQ_CFG_IRQ_TYPE: u32 = 1 << 0;
+/// `INT_STS` / `INT_EN`: the RX status FIFO passed its level (a frame arrived).
+/// Sticky until written back as 1.
+const INT_RSFL: u32 = 1 << 3;
+/// `FIFO_INT`: the TX levels at their reset value, the RX status level at 0 frames, so
+/// that [`INT_RSFL`] rises with the first waiting frame.
+const FIFO_INT_VALUE: u32 = 0x4800_0000;
 /// `TX_CFG`: transmitter on.
 const TX_CFG_TX_ON: u32 = 1 << 1;
 /// `MAC_CSR_CMD`: start the access / it is still busy.
@@ -228,7 +247,10 @@ impl Lan9118 {
             regs.mac_write(MAC_ADDRH, u32::from_le_bytes([b[4], b[5], 0, 0]))?;
         }
 
-        regs.write(reg::INT_EN, 0);
+        regs.write(reg::FIFO_INT, FIFO_INT_VALUE);
+        regs.write(reg::INT_STS, u32::MAX);
+        regs.write(reg::INT_EN, INT_RSFL);
+        regs.write(reg::IRQ_CFG, IRQ_CFG_IRQ_EN | IRQ_CFG_IRQ_POL | IRQ_CFG_IRQ_TYPE);
         // No offset before a received frame, 4-byte end alignment.
         regs.write(reg::RX_CFG, 0);
         regs.write(reg::TX_CFG, TX_CFG_TX_ON);
@@ -263,6 +285,11 @@ impl Lan9118 {
     /// time QEMU took to get here), for smoltcp's seed and the local port.
     pub fn free_run(&self) -> u32 {
         self.regs.read(reg::FREE_RUN)
+    }
+
+    /// True when a received frame waits in the controller.
+    pub fn rx_waiting(&self) -> bool {
+        (self.regs.read(reg::RX_FIFO_INF) >> RX_STATUS_USED_SHIFT) & 0xff != 0
     }
 
     /// Frames and errors so far.
@@ -303,6 +330,13 @@ impl Lan9118 {
             return Some(len - 4);
         }
     }
+}
+
+/// Lowers the controller's interrupt line after a frame arrived: call it from the
+/// handler of [`MPS2_IRQ`]. Safe at any time: it only clears the interrupt status bit
+/// (a write of 1 clears it), which the driver's FIFO handling never reads.
+pub fn acknowledge_interrupt() {
+    Regs { base: MPS2_BASE }.write(reg::INT_STS, INT_RSFL);
 }
 
 impl Tx {

@@ -10,6 +10,7 @@
 
 mod app;
 mod clock;
+mod idle;
 mod lan9118;
 mod params;
 mod semihost;
@@ -70,6 +71,7 @@ fn run() -> bool {
             return false;
         }
     };
+    idle::enable();
     let mac = device.mac();
     hprintln!(
         "soquete firmware: LAN9118 (id {:#010x}) at {}, address {}",
