@@ -191,13 +191,29 @@ impl Regs {
 
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// The LAN9118 driver: owns the controller and one receive and one transmit frame
-/// buffer.
+/// The driver's frame buffers, one each way: a `static` of the firmware's.
+#[derive(Debug)]
+pub struct Buffers {
+    rx: [u8; RX_BUF],
+    tx: [u8; MAX_FRAME],
+}
+
+impl Buffers {
+    /// Zeroed (a `static`'s initializer: it lands in `.bss`).
+    pub const fn new() -> Self {
+        Buffers {
+            rx: [0; RX_BUF],
+            tx: [0; MAX_FRAME],
+        }
+    }
+}
+
+/// The LAN9118 driver: owns the controller and its frame buffers.
 #[derive(Debug)]
 pub struct Lan9118 {
     regs: Regs,
     mac: EthernetAddress,
-    rx: [u8; RX_BUF],
+    rx: &'static mut [u8; RX_BUF],
     rx_frames: u32,
     rx_dropped: u32,
     tx: Tx,
@@ -206,7 +222,7 @@ pub struct Lan9118 {
 /// The transmit side, borrowed by a [`TxToken`].
 #[derive(Debug)]
 struct Tx {
-    buf: [u8; MAX_FRAME],
+    buf: &'static mut [u8; MAX_FRAME],
     tag: u16,
     frames: u32,
     errors: u32,
@@ -214,12 +230,12 @@ struct Tx {
 
 impl Lan9118 {
     /// The MPS2 boards' controller, reset and enabled: receiving frames for its own
-    /// address (the one QEMU gives it, `-nic ...,mac=`) and broadcasts.
+    /// address (the one QEMU gives it, `-nic ...,mac=`) and broadcasts, into `buffers`.
     ///
     /// # Errors
     /// [`Error::Taken`] on a second call; [`Error::NotFound`] when no LAN9118 answers
     /// at [`MPS2_BASE`]; [`Error::Timeout`] when it does not come out of reset.
-    pub fn take() -> Result<Self, Error> {
+    pub fn take(buffers: &'static mut Buffers) -> Result<Self, Error> {
         // Single core, and only `main` calls this: a load and a store cannot race.
         if TAKEN.load(Ordering::Relaxed) {
             return Err(Error::Taken);
@@ -259,11 +275,11 @@ impl Lan9118 {
         Ok(Lan9118 {
             regs,
             mac,
-            rx: [0; RX_BUF],
+            rx: &mut buffers.rx,
             rx_frames: 0,
             rx_dropped: 0,
             tx: Tx {
-                buf: [0; MAX_FRAME],
+                buf: &mut buffers.tx,
                 tag: 0,
                 frames: 0,
                 errors: 0,

@@ -26,6 +26,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet, SocketStorage}
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpCidr};
+use static_cell::ConstStaticCell;
 
 use crate::app::{Net, Summary, SESSION_RX, SESSION_TX};
 use crate::clock::Clock;
@@ -36,6 +37,15 @@ use crate::params::{Params, Role};
 const SOCKET_RX: usize = 4096;
 /// A TCP socket's transmit buffer.
 const SOCKET_TX: usize = 4096;
+
+// Static memory, as a firmware reserves it: zero-initialised statics in .bss, each
+// handed out once. (Built in place: no copy of them passes through the stack.)
+static ETHERNET_BUFFERS: ConstStaticCell<lan9118::Buffers> = ConstStaticCell::new(lan9118::Buffers::new());
+static SOCKET_RX_BUFFER: ConstStaticCell<[u8; SOCKET_RX]> = ConstStaticCell::new([0; SOCKET_RX]);
+static SOCKET_TX_BUFFER: ConstStaticCell<[u8; SOCKET_TX]> = ConstStaticCell::new([0; SOCKET_TX]);
+static SESSION_RX_BUFFER: ConstStaticCell<[u8; SESSION_RX]> = ConstStaticCell::new([0; SESSION_RX]);
+static SESSION_TX_BUFFER: ConstStaticCell<[u8; SESSION_TX]> = ConstStaticCell::new([0; SESSION_TX]);
+static SOCKET_STORAGE: ConstStaticCell<[SocketStorage<'static>; 1]> = ConstStaticCell::new([SocketStorage::EMPTY]);
 
 #[entry]
 fn main() -> ! {
@@ -64,7 +74,18 @@ fn run() -> bool {
         None => Params::default(),
     };
 
-    let device = match Lan9118::take() {
+    let (Some(ethernet), Some(socket_rx), Some(socket_tx), Some(session_rx), Some(session_tx), Some(storage)) = (
+        ETHERNET_BUFFERS.try_take(),
+        SOCKET_RX_BUFFER.try_take(),
+        SOCKET_TX_BUFFER.try_take(),
+        SESSION_RX_BUFFER.try_take(),
+        SESSION_TX_BUFFER.try_take(),
+        SOCKET_STORAGE.try_take(),
+    ) else {
+        return false;
+    };
+
+    let device = match Lan9118::take(ethernet) {
         Ok(device) => device,
         Err(e) => {
             hprintln!("no Ethernet controller: {:?}", e);
@@ -79,18 +100,6 @@ fn run() -> bool {
         mac,
         params.ip
     );
-
-    // Static memory, as a firmware reserves it: each `singleton!` is a `static` in
-    // .bss, handed out once.
-    let (Some(socket_rx), Some(socket_tx), Some(session_rx), Some(session_tx), Some(storage)) = (
-        cortex_m::singleton!(: [u8; SOCKET_RX] = [0; SOCKET_RX]),
-        cortex_m::singleton!(: [u8; SOCKET_TX] = [0; SOCKET_TX]),
-        cortex_m::singleton!(: [u8; SESSION_RX] = [0; SESSION_RX]),
-        cortex_m::singleton!(: [u8; SESSION_TX] = [0; SESSION_TX]),
-        cortex_m::singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY]),
-    ) else {
-        return false;
-    };
 
     let mut device = device;
     let mut config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
