@@ -9,9 +9,9 @@
 #       the same two directions, through the Linux kernel's TCP stack.
 # Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
 # count; the host program's exit status, and the messages it printed or had
-# acknowledged, in order. One PASS or FAIL line per case, with count and time. Two more
-# cases check that the verdict fails: a client with no server, a server that misses a
-# message. Then each image's flash, RAM and stack.
+# acknowledged, in order. One PASS or FAIL line per case, with count and time. Three more
+# cases check that the verdict fails: a client with no server, a bad parameter, a
+# server that misses a message. Then each image's flash, RAM and stack.
 #
 # Installs nothing: it says what is missing. Touches no network but loopback and the
 # namespace it creates (soquete-qemu-PID, 10.78.0.0/24), which it removes on exit.
@@ -231,7 +231,8 @@ for entry in "${boards[@]}"; do
     fi
 done
 
-# The verdict can fail: a client with no server, and a server that misses a message.
+# The verdict can fail: a client with no server, a bad parameter, and a server that
+# misses a message.
 board=mps2-an386 kernel=$fw_target/thumbv7em-none-eabihf/release/soquete-firmware
 name=$board-user-refused out=$work/$name
 port=$(free_port)
@@ -243,6 +244,19 @@ if [ "$fw_rc" -eq 1 ] && grep -q "^FAIL client: 0 of 10 messages sent" "$out.fw"
     echo "PASS $name: the firmware client fails when no server listens (QEMU exit 1)"
 else
     echo "FAIL $name: QEMU exit $fw_rc for a client with no server"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
+
+name=$board-bad-parameter out=$work/$name
+run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+    -append "role=client messages=ten" >"$out.fw" 2>"$out.fw-err"
+fw_rc=$?
+if [ "$fw_rc" -eq 1 ] && grep -q '^bad parameter "messages=ten"' "$out.fw"; then
+    echo "PASS $name: the firmware refuses a bad parameter (QEMU exit 1)"
+else
+    echo "FAIL $name: QEMU exit $fw_rc for messages=ten"
     show "$out.fw" "$out.fw-err"
     failed=1
 fi

@@ -125,7 +125,7 @@ impl Summary {
 }
 
 /// Where the connection is.
-// One of these lives on the stack and there is no heap to box the session into.
+// One of these, on the stack; there is no heap to box the session's 480 bytes into.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Client: connecting. Server: listening.

@@ -38,8 +38,9 @@ const SOCKET_RX: usize = 4096;
 /// A TCP socket's transmit buffer.
 const SOCKET_TX: usize = 4096;
 
-// Static memory, as a firmware reserves it: zero-initialised statics in .bss, each
-// handed out once. (Built in place: no copy of them passes through the stack.)
+// Static memory, as a firmware reserves it: statics initialised at link time (in .bss;
+// the socket storage, whose empty value is not all zeros, in .data), each handed out
+// once. No copy of them passes through the stack.
 static ETHERNET_BUFFERS: ConstStaticCell<lan9118::Buffers> = ConstStaticCell::new(lan9118::Buffers::new());
 static SOCKET_RX_BUFFER: ConstStaticCell<[u8; SOCKET_RX]> = ConstStaticCell::new([0; SOCKET_RX]);
 static SOCKET_TX_BUFFER: ConstStaticCell<[u8; SOCKET_TX]> = ConstStaticCell::new([0; SOCKET_TX]);
@@ -85,7 +86,7 @@ fn run() -> bool {
         return false;
     };
 
-    let device = match Lan9118::take(ethernet) {
+    let mut device = match Lan9118::take(ethernet) {
         Ok(device) => device,
         Err(e) => {
             hprintln!("no Ethernet controller: {:?}", e);
@@ -101,7 +102,6 @@ fn run() -> bool {
         params.ip
     );
 
-    let mut device = device;
     let mut config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
     config.random_seed = u64::from(device.free_run());
     let mut iface = Interface::new(config, &mut device, SmolInstant::ZERO);
