@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# The firmware in QEMU against the host programs, on both boards:
+#   mps2-an386 (Cortex-M4F, thumbv7em-none-eabihf) and mps2-an385 (Cortex-M3, built
+#   for thumbv6m-none-eabi), each
+#   - over QEMU's user-mode network (no privileges):
+#       firmware client -> `soquete server` on 127.0.0.1
+#       `soquete client` -> firmware server, through a hostfwd on 127.0.0.1
+#   - over a TAP device in a network namespace of its own (root only; SKIP otherwise):
+#       the same two directions, through the Linux kernel's TCP stack.
+# Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
+# count; the host program's exit status, and the messages it printed or had
+# acknowledged, in order. One PASS or FAIL line per case, with count and time. Three more
+# cases check that the verdict fails: a client with no server, a bad parameter, a
+# server that misses a message. Then each image's flash, RAM and stack.
+#
+# Installs nothing: it says what is missing. Touches no network but loopback and the
+# namespace it creates (soquete-qemu-PID, 10.78.0.0/24), which it removes on exit.
+#
+# Environment: MESSAGES (per case, default 10000), SOQUETE_BIN (the host binary; built
+# in release mode when unset), QEMU_TIMEOUT (seconds per QEMU run, default 60).
+set -uo pipefail
+
+MESSAGES=${MESSAGES:-10000}
+QEMU_TIMEOUT=${QEMU_TIMEOUT:-60}
+# The firmware gives up a little before QEMU is killed, to say why.
+FW_TIME=$((QEMU_TIMEOUT > 15 ? QEMU_TIMEOUT - 10 : QEMU_TIMEOUT))
+KERNEL_ADDR=10.78.0.1
+GUEST_ADDR=10.78.0.2
+GUEST_PORT=8800
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+
+missing=()
+command -v qemu-system-arm >/dev/null 2>&1 ||
+    missing+=("qemu-system-arm (Debian/Ubuntu: apt-get install --no-install-recommends qemu-system-arm)")
+command -v cargo >/dev/null 2>&1 || missing+=("cargo (https://rustup.rs)")
+command -v python3 >/dev/null 2>&1 || missing+=("python3 (picks a free port for the hostfwd)")
+if command -v rustup >/dev/null 2>&1; then
+    for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+        rustup target list --installed | grep -qx "$t" || missing+=("the Rust target $t (rustup target add $t)")
+    done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    for m in "${missing[@]}"; do echo "MISSING: $m"; done
+    echo "FAIL: qemu-test.sh cannot run without the above"
+    exit 2
+fi
+tap=yes
+if [ "$(id -u)" -ne 0 ]; then
+    tap="needs root (network namespace and TAP device)"
+elif [ ! -c /dev/net/tun ]; then
+    tap="/dev/net/tun is missing"
+elif ! command -v ip >/dev/null 2>&1; then
+    tap="the ip command (iproute2) is missing"
+fi
+
+echo "building the firmware for both boards, and soquete (release)"
+for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+    (cd "$here" && cargo build --release --quiet --target "$t") || { echo "FAIL: firmware build for $t"; exit 1; }
+done
+fw_target=${CARGO_TARGET_DIR:-$here/target}
+if [ -z "${SOQUETE_BIN:-}" ]; then
+    (cd "$top" && cargo build --release --quiet -p soquete-host) || { echo "FAIL: soquete build"; exit 1; }
+    SOQUETE_BIN=${CARGO_TARGET_DIR:-$top/target}/release/soquete
+fi
+
+ns=soquete-qemu-$$
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+    if [ "$tap" = yes ]; then
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+    fi
+    wait 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+# run_job CMD...: CMD in the background, waited for, so that a signal reaches the
+# script's trap at once (bash runs traps only between foreground commands).
+run_job() {
+    "$@" <&0 &
+    local pid=$!
+    pids+=("$pid")
+    wait "$pid"
+}
+elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'; }
+# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches, or PID has exited.
+wait_for() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$4" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# in_order FILE: FILE's lines are exactly the numbers 1..MESSAGES.
+in_order() { cmp -s "$1" <(seq 1 "$MESSAGES"); }
+show() {
+    for f in "$@"; do
+        echo "--- $(basename "$f") (last lines)"
+        tail -n 6 "$f"
+    done
+}
+# fw_time FILE: the session's duration and rate as the firmware measured them.
+fw_time() {
+    sed -n 's/^PASS .* in \([0-9.]* s\) (\([0-9]*\) msg\/s)$/ (firmware: session \1, \2 msg\/s)/p' "$1"
+}
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+failed=0
+# client_case NAME BOARD KERNEL NIC NET_ARGS LISTEN CONNECT_HOST [NS_EXEC...]:
+# `soquete server` listens on LISTEN (port 0: any), the firmware connects to
+# CONNECT_HOST and the port the server printed.
+client_case() {
+    local name=$1 board=$2 kernel=$3 nic=$4 net=$5 listen=$6 host=$7
+    shift 7
+    local run=("$@") out=$work/$name
+    "${run[@]}" "$SOQUETE_BIN" server --listen "$listen" >"$out.server" 2>"$out.server-err" &
+    local server=$!
+    pids+=("$server")
+    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
+        echo "FAIL $name: soquete server did not start"
+        show "$out.server-err"
+        failed=1
+        return
+    fi
+    local port
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+    local start
+    start=$(date +%s.%N)
+    run_job "${run[@]}" timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
+        -serial none -semihosting-config enable=on,target=native -nic "$nic" -kernel "$kernel" \
+        -append "role=client messages=$MESSAGES $net connect=$host:$port name=$name time=$FW_TIME" \
+        >"$out.fw" 2>"$out.fw-err"
+    local fw_rc=$?
+    local secs
+    secs=$(elapsed "$start")
+    wait_for "$out.server" " left (" 10 "$server"
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    local got
+    got=$(grep -c '^#1 [0-9.]*:[0-9]*: [0-9]*$' "$out.server")
+    sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+    if [ "$fw_rc" -eq 0 ] && grep -q "^PASS client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
+        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
+        grep -q "connected as \"$name\"" "$out.server" &&
+        grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
+        echo "PASS $name: firmware client -> soquete server: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
+    else
+        echo "FAIL $name: firmware client -> soquete server: QEMU exit $fw_rc, server printed $got of $MESSAGES"
+        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
+        failed=1
+    fi
+}
+
+# server_case NAME BOARD KERNEL NIC NET_ARGS CONNECT [NS_EXEC...]: the firmware
+# listens on GUEST_PORT, `soquete client` connects to CONNECT.
+server_case() {
+    local name=$1 board=$2 kernel=$3 nic=$4 net=$5 connect=$6
+    shift 6
+    local run=("$@") out=$work/$name
+    "${run[@]}" timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
+        -serial none -semihosting-config enable=on,target=native -nic "$nic" -kernel "$kernel" \
+        -append "role=server messages=$MESSAGES $net listen=$GUEST_PORT time=$FW_TIME" \
+        >"$out.fw" 2>"$out.fw-err" &
+    local fw=$!
+    pids+=("$fw")
+    if ! wait_for "$out.fw" "^listening on" 10 "$fw"; then
+        echo "FAIL $name: the firmware server did not start"
+        show "$out.fw" "$out.fw-err"
+        failed=1
+        return
+    fi
+    seq 1 "$MESSAGES" >"$out.input"
+    local start
+    start=$(date +%s.%N)
+    run_job "${run[@]}" timeout "$QEMU_TIMEOUT" "$SOQUETE_BIN" client --connect "$connect" --name "$name" \
+        <"$out.input" >"$out.client" 2>"$out.client-err"
+    local client_rc=$?
+    wait "$fw"
+    local fw_rc=$?
+    local secs
+    secs=$(elapsed "$start")
+    if [ "$client_rc" -eq 0 ] && grep -q "^sent $MESSAGES messages, $MESSAGES acknowledged" "$out.client-err" &&
+        [ "$fw_rc" -eq 0 ] &&
+        grep -q "^PASS server: $MESSAGES of $MESSAGES messages received in order ($MESSAGES in all)" "$out.fw" &&
+        grep -q "^session from \"$name\"" "$out.fw"; then
+        echo "PASS $name: soquete client -> firmware server: $MESSAGES messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
+    else
+        echo "FAIL $name: soquete client -> firmware server: client exit $client_rc, QEMU exit $fw_rc"
+        show "$out.client" "$out.client-err" "$out.fw" "$out.fw-err"
+        failed=1
+    fi
+}
+
+boards=("mps2-an386 $fw_target/thumbv7em-none-eabihf/release/soquete-firmware"
+    "mps2-an385 $fw_target/thumbv6m-none-eabi/release/soquete-firmware")
+user_net="ip=10.0.2.15/24 gateway=10.0.2.2"
+tap_net="ip=$GUEST_ADDR/24 gateway=none"
+tap_nic="tap,ifname=tap0,script=no,downscript=no,model=lan9118"
+
+if [ "$tap" = yes ]; then
+    ip netns add "$ns" || { echo "FAIL: cannot create network namespace $ns"; exit 1; }
+    ip netns exec "$ns" ip link set lo up
+    ip netns exec "$ns" ip tuntap add dev tap0 mode tap
+    ip netns exec "$ns" ip addr add "$KERNEL_ADDR/24" dev tap0
+    ip netns exec "$ns" ip link set tap0 up
+fi
+
+for entry in "${boards[@]}"; do
+    read -r board kernel <<<"$entry"
+    client_case "$board-user-client" "$board" "$kernel" "user,model=lan9118" "$user_net" 127.0.0.1:0 10.0.2.2
+    hport=$(free_port)
+    server_case "$board-user-server" "$board" "$kernel" \
+        "user,model=lan9118,hostfwd=tcp:127.0.0.1:$hport-:$GUEST_PORT" "$user_net" "127.0.0.1:$hport"
+    if [ "$tap" = yes ]; then
+        client_case "$board-tap-client" "$board" "$kernel" "$tap_nic" "$tap_net" "$KERNEL_ADDR:0" "$KERNEL_ADDR" \
+            ip netns exec "$ns"
+        server_case "$board-tap-server" "$board" "$kernel" "$tap_nic" "$tap_net" "$GUEST_ADDR:$GUEST_PORT" \
+            ip netns exec "$ns"
+    else
+        echo "SKIP $board-tap-*: $tap"
+    fi
+done
+
+# The verdict can fail: a client with no server, a bad parameter, and a server that
+# misses a message.
+board=mps2-an386 kernel=$fw_target/thumbv7em-none-eabihf/release/soquete-firmware
+name=$board-user-refused out=$work/$name
+port=$(free_port)
+run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+    -append "role=client messages=10 $user_net connect=10.0.2.2:$port time=$FW_TIME" >"$out.fw" 2>"$out.fw-err"
+fw_rc=$?
+if [ "$fw_rc" -eq 1 ] && grep -q "^FAIL client: 0 of 10 messages sent" "$out.fw" && grep -q "failure: NoConnection" "$out.fw"; then
+    echo "PASS $name: the firmware client fails when no server listens (QEMU exit 1)"
+else
+    echo "FAIL $name: QEMU exit $fw_rc for a client with no server"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
+
+name=$board-bad-parameter out=$work/$name
+run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+    -append "role=client messages=ten" >"$out.fw" 2>"$out.fw-err"
+fw_rc=$?
+if [ "$fw_rc" -eq 1 ] && grep -q '^bad parameter "messages=ten"' "$out.fw"; then
+    echo "PASS $name: the firmware refuses a bad parameter (QEMU exit 1)"
+else
+    echo "FAIL $name: QEMU exit $fw_rc for messages=ten"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
+
+name=$board-user-missing out=$work/$name
+hport=$(free_port)
+timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+    -semihosting-config enable=on,target=native \
+    -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$hport-:$GUEST_PORT" -kernel "$kernel" \
+    -append "role=server messages=10 $user_net listen=$GUEST_PORT time=$FW_TIME" >"$out.fw" 2>"$out.fw-err" &
+fw=$!
+pids+=("$fw")
+if wait_for "$out.fw" "^listening on" 10 "$fw"; then
+    # Messages 1 to 10 without 5.
+    seq 1 10 | sed 5d >"$out.input"
+    run_job timeout "$QEMU_TIMEOUT" "$SOQUETE_BIN" client --connect "127.0.0.1:$hport" --name "$name" \
+        <"$out.input" >"$out.client" 2>"$out.client-err"
+    client_rc=$?
+    wait "$fw"
+    fw_rc=$?
+    if [ "$client_rc" -eq 0 ] && [ "$fw_rc" -eq 1 ] &&
+        grep -q "^FAIL server: 4 of 10 messages received in order (9 in all)" "$out.fw" &&
+        grep -q "out of order: expected message 5" "$out.fw"; then
+        echo "PASS $name: the firmware server fails when message 5 of 10 is missing (QEMU exit 1)"
+    else
+        echo "FAIL $name: client exit $client_rc, QEMU exit $fw_rc for a server that missed a message"
+        show "$out.client-err" "$out.fw" "$out.fw-err"
+        failed=1
+    fi
+else
+    echo "FAIL $name: the firmware server did not start"
+    show "$out.fw" "$out.fw-err"
+    failed=1
+fi
+
+# The whole image per board: flash (.text + .rodata; the vector table besides), static
+# RAM (.data + .bss) and the deepest stack any of its cases reported, then the flash
+# by crate (symbol sizes; LTO inlines across crates, so this is approximate).
+tool() {
+    command -v "llvm-$1" 2>/dev/null || command -v "$1" 2>/dev/null
+}
+SIZE=$(tool size) NM=$(tool nm)
+if [ -z "$SIZE" ] || [ -z "$NM" ]; then
+    echo "footprint: no size/nm found (binutils, or llvm: apt-get install --no-install-recommends binutils)"
+else
+    section() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { n += $2 } END { print n + 0 }'; }
+    for entry in "${boards[@]}"; do
+        read -r board kernel <<<"$entry"
+        text=$(section "$kernel" .text) rodata=$(section "$kernel" .rodata)
+        data=$(section "$kernel" .data) bss=$(section "$kernel" .bss)
+        stack=$(cat "$work/$board"-*.fw 2>/dev/null | sed -n 's/^stack high-water mark: \([0-9]*\) bytes$/\1/p' |
+            sort -n | tail -n 1)
+        echo "footprint $board ($(basename "$(dirname "$(dirname "$kernel")")")): flash .text $text +" \
+            ".rodata $rodata = $((text + rodata)) bytes (+ vector table $(section "$kernel" .vector_table));" \
+            "RAM .data $data + .bss $bss = $((data + bss)) bytes, stack high-water ${stack:-?} bytes"
+        # Flash by crate: the first path segment of each code or read-only symbol.
+        "$NM" --print-size -C "$kernel" | python3 -c '
+import re, sys
+sizes = {}
+for line in sys.stdin:
+    f = line.split(None, 3)
+    if len(f) < 4 or f[2] not in "tTrR":
+        continue
+    name = re.sub(r"^[<&]*(&?(mut )?\w+ as )?", "", f[3].strip())
+    crate = re.sub(r"::.*", "", name)
+    if re.match(r"__aeabi|__udiv|mem(cpy|move|set|cmp)$", crate):
+        crate = "compiler_builtins"
+    elif re.match(r"\.Lanon", crate):
+        crate = "constants"
+    elif crate in ("__INTERRUPTS", "Reset", "__RESET_VECTOR", "__EXCEPTIONS", "HardFault_", "DefaultHandler_"):
+        crate = "cortex_m_rt"
+    elif not re.fullmatch(r"soquete_core|soquete_firmware|smoltcp|core|compiler_builtins|cortex_m\w*|panic_semihosting|heapless|constants", crate):
+        crate = "other"
+    sizes[crate] = sizes.get(crate, 0) + int(f[1], 16)
+for crate, size in sorted(sizes.items(), key=lambda kv: -kv[1]):
+    print(f"    {size:7d}  {crate}")
+'
+    done
+fi
+
+exit "$failed"

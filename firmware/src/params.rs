@@ -1,0 +1,106 @@
+//! The firmware's parameters, from QEMU's command line: `-append "key=value ..."`.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `role` | `client` | `client`: send `messages` numbered messages to `connect`; `server`: take one session on `listen` and expect them |
+//! | `messages` | 1000 | how many messages, numbered `1` to `messages` (the payload is the number in decimal) |
+//! | `connect` | `10.0.2.2:8800` | client: the `soquete server` (QEMU's user network reaches the host's 127.0.0.1 as 10.0.2.2) |
+//! | `listen` | 8800 | server: the TCP port |
+//! | `name` | `firmware` | client: the session's name |
+//! | `ip` | `10.0.2.15/24` | the firmware's address (QEMU's user network gives out 10.0.2.15) |
+//! | `gateway` | `10.0.2.2` | default route, or `none` |
+//! | `time` | 60 | give up (exit status 1) after this many seconds |
+//!
+//! The first word of the command line is the program's path, and is skipped.
+
+use core::net::Ipv4Addr;
+use core::str::FromStr;
+
+use smoltcp::wire::Ipv4Cidr;
+
+/// What the firmware does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the messages to a server.
+    Client,
+    /// Takes one session and expects the messages.
+    Server,
+}
+
+/// Every parameter, defaults filled in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params<'a> {
+    /// Client or server.
+    pub role: Role,
+    /// How many messages.
+    pub messages: u32,
+    /// The server the client connects to.
+    pub connect: (Ipv4Addr, u16),
+    /// The port the server listens on.
+    pub listen: u16,
+    /// The client session's name.
+    pub name: &'a str,
+    /// This end's address.
+    pub ip: Ipv4Cidr,
+    /// The default route.
+    pub gateway: Option<Ipv4Addr>,
+    /// Seconds before giving up.
+    pub time_secs: u32,
+}
+
+impl Default for Params<'_> {
+    fn default() -> Self {
+        Params {
+            role: Role::Client,
+            messages: 1000,
+            connect: (Ipv4Addr::new(10, 0, 2, 2), 8800),
+            listen: 8800,
+            name: "firmware",
+            ip: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24),
+            gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            time_secs: 60,
+        }
+    }
+}
+
+/// One line to print when the command line has a word the firmware does not take.
+pub const USAGE: &str = "parameters (-append \"...\"): role=client|server messages=N connect=IP:PORT \
+                         listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS";
+
+impl<'a> Params<'a> {
+    /// Parses a semihosting command line (program path first).
+    ///
+    /// # Errors
+    /// The first word that is not a known `key=value` with a valid value.
+    pub fn parse(cmdline: &'a str) -> Result<Self, &'a str> {
+        let mut params = Params::default();
+        for word in cmdline.split_ascii_whitespace().skip(1) {
+            let (key, value) = word.split_once('=').ok_or(word)?;
+            match (key, value) {
+                ("role", "client") => params.role = Role::Client,
+                ("role", "server") => params.role = Role::Server,
+                ("messages", v) => params.messages = v.parse().map_err(|_| word)?,
+                ("connect", v) => params.connect = endpoint(v).ok_or(word)?,
+                ("listen", v) => params.listen = v.parse().map_err(|_| word)?,
+                ("name", v) => params.name = v,
+                ("ip", v) => params.ip = cidr(v).ok_or(word)?,
+                ("gateway", "none") => params.gateway = None,
+                ("gateway", v) => params.gateway = Some(v.parse().map_err(|_| word)?),
+                ("time", v) => params.time_secs = v.parse().map_err(|_| word)?,
+                _ => return Err(word),
+            }
+        }
+        Ok(params)
+    }
+}
+
+fn endpoint(s: &str) -> Option<(Ipv4Addr, u16)> {
+    let (ip, port) = s.split_once(':')?;
+    Some((Ipv4Addr::from_str(ip).ok()?, port.parse().ok()?))
+}
+
+fn cidr(s: &str) -> Option<Ipv4Cidr> {
+    let (ip, len) = s.split_once('/')?;
+    let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
+    Some(Ipv4Cidr::new(Ipv4Addr::from_str(ip).ok()?, len))
+}
