@@ -20,27 +20,29 @@
 //! let now = || Instant::from_millis(embassy_time::Instant::now().as_millis());
 //! loop {
 //!     while let Some(event) = session.poll_event(now()) {
-//!         // handle Message, Acked, Closed…
+//!         // Message, Acked, Closed…
 //!     }
 //!     if session.is_finished() {
 //!         break;
 //!     }
-//!     let timer = match session.poll_timeout() {
-//!         Some(at) => Timer::at(embassy_time::Instant::from_millis(at.as_millis())),
-//!         None => Timer::after_secs(3600),
+//!     let deadline = session.poll_timeout();
+//!     let timer = async {
+//!         match deadline {
+//!             Some(t) => Timer::at(embassy_time::Instant::from_millis(t.as_millis())).await,
+//!             None => core::future::pending().await,
+//!         }
 //!     };
 //!     match select(io.drive(&mut session, now), timer).await {
-//!         Either::First(progress) => {
-//!             progress?;
-//!         }
+//!         Either::First(moved) => _ = moved?,
 //!         Either::Second(()) => session.handle_timeout(now()),
 //!     }
 //! }
 //! io.flush().await?;
 //! ```
 //!
-//! `embassy-demo/` is a whole program: an Embassy client and server over embassy-net
-//! against the host's `soquete` binary.
+//! `embassy-demo/` is a whole program (an Embassy client and server over embassy-net
+//! against the host's `soquete` binary); `embassy-demo/examples/in_a_task.rs` is this
+//! loop as a function that compiles.
 
 use core::future::{pending, poll_fn, Future};
 use core::pin::pin;
