@@ -516,9 +516,22 @@ mod tests {
         }
     }
 
-    /// Runs two tasks to completion, polling each only when woken. `None` when both
-    /// wait for each other with no timer left (a deadlock) or after `max_rounds`.
-    fn run_both<A: Future, B: Future>(world: &World, a: A, b: B, max_rounds: u32) -> Option<(A::Output, B::Output)> {
+    /// Why [`run_both`] gave up.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Stuck {
+        /// Both tasks wait, nothing can wake them and no timer is left.
+        Deadlock,
+        /// Still running after the round limit.
+        Rounds,
+    }
+
+    /// Runs two tasks to completion, polling each only when woken.
+    fn run_both<A: Future, B: Future>(
+        world: &World,
+        a: A,
+        b: B,
+        max_rounds: u32,
+    ) -> Result<(A::Output, B::Output), Stuck> {
         let mut a = core::pin::pin!(a);
         let mut b = core::pin::pin!(b);
         let (flag_a, flag_b) = (
@@ -538,15 +551,15 @@ mod tests {
                     out_b = Some(v);
                 }
             }
-            if out_a.is_some() && out_b.is_some() {
-                return out_a.zip(out_b);
+            if let (Some(_), Some(_)) = (&out_a, &out_b) {
+                return out_a.zip(out_b).ok_or(Stuck::Rounds);
             }
             let woken = flag_a.0.load(Ordering::SeqCst) || flag_b.0.load(Ordering::SeqCst);
             if !woken && !world.advance() {
-                return None;
+                return Err(Stuck::Deadlock);
             }
         }
-        None
+        Err(Stuck::Rounds)
     }
 
     /// What one peer saw.
@@ -712,7 +725,7 @@ mod tests {
         up: u64,
         down: u64,
         interrupt: bool,
-    ) -> Option<(Report, Report)> {
+    ) -> Result<(Report, Report), Stuck> {
         let world = World::new(seed);
         let (a, b) = connection(&world, shape);
         let client = Session::client(Config::DEFAULT, "c", [0; 1100], [0; 300], world.now()).unwrap();
@@ -753,7 +766,10 @@ mod tests {
             stall: 0,
             ..ROUGH
         };
-        assert!(exchange(1, shape, Style::Sequential, 300, 300, false).is_none());
+        assert_eq!(
+            exchange(1, shape, Style::Sequential, 300, 300, false).err(),
+            Some(Stuck::Deadlock)
+        );
         let (client, server) = exchange(1, shape, Style::Driver, 300, 300, false).expect("deadlock");
         assert_clean(&client, 300, 300);
         assert_clean(&server, 300, 300);
