@@ -6,6 +6,8 @@
 //!   next deadline out (PROTOCOL.md §4).
 //! * [`io`] — a thin driver that moves bytes between a session and any
 //!   [`embedded_io`] transport, blocking or non-blocking.
+//! * `io_async` (feature `async`) — the same over `embedded_io_async`, for Embassy and
+//!   other executors.
 //!
 //! Time is [`Instant`] in milliseconds from the caller's clock. Buffers are the
 //! caller's, and the session never resizes them; a host may swap in a larger or smaller
@@ -55,6 +57,9 @@
 //!   small integers, not `Debug` of large types, so a firmware that installs a logger
 //!   pays mostly for `core::fmt` itself.
 //! * `defmt` (off by default) — derives `defmt::Format` for the public types.
+//! * `async` (off by default) — `io_async`, a driver over
+//!   [`embedded_io_async`](https://docs.rs/embedded-io-async)`::{Read, Write}` tied to
+//!   no executor and no timer; adds the `embedded-io-async` dependency.
 //!
 //! # Acknowledgement
 //!
@@ -126,6 +131,8 @@ macro_rules! log_at {
 }
 
 pub mod io;
+#[cfg(feature = "async")]
+pub mod io_async;
 pub mod session;
 pub mod time;
 pub mod wire;
