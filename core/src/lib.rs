@@ -80,6 +80,8 @@ macro_rules! log_at {
 }
 
 pub mod io;
+#[cfg(feature = "noise")]
+pub mod secure;
 pub mod session;
 pub mod time;
 pub mod wire;
