@@ -425,18 +425,6 @@ fn spec_test_vectors() {
     let mut h = handshake(&unhex(HELLO_ANA), &unhex(WELCOME_NEW));
     h.client.seal(&unhex(MSG_HI)).unwrap();
     let msg = drain(&mut h.client);
-    let hex = |b: &[u8]| {
-        b.iter()
-            .map(|x| std::format!("{x:02x}"))
-            .collect::<std::string::String>()
-    };
-    std::println!(
-        "init {}\nresp {}\nconfirm {}\nmsg {}",
-        hex(&h.init),
-        hex(&h.resp),
-        hex(&h.confirm),
-        hex(&msg)
-    );
     assert_eq!(
         server_secret().public_key(),
         PublicKey::from_bytes(hex32(
