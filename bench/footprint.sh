@@ -81,4 +81,25 @@ variant "+ log: the core's log calls, no logger installed" core-log
 variant "+ log, log/release_max_level_off (log calls compiled out)" "core-log log-off"
 variant "+ log, and a logger formatting at trace level (with core::fmt)" "core-log logger"
 variant "default features (server, plain, detect, log), no logger" full
+
+# The secure layer (PROTOCOL.md §10, the core's `noise` feature) on both Cortex-M
+# profiles: secure_client is the client above over the secure layer with 512-byte
+# record buffers; secure_client - client is what the layer adds.
+echo "  secure client (core feature noise: Noise IK, X25519, ChaCha20-Poly1305, BLAKE2s):"
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+    rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target"
+    (cd bench/footprint && CARGO_TARGET_DIR=$TARGET_DIR cargo build --quiet --release --target "$target" --features secure)
+    sbin=$TARGET_DIR/$target/release
+    plain=$(flash "$sbin/client")
+    secure=$(flash "$sbin/secure_client")
+    added=$((secure - plain))
+    ram=$((16#$(symbol_size "$sbin/secure_ram" SECURE_RAM)))
+    bufs=$((16#$(symbol_size "$sbin/secure_ram" SECURE_CAPACITY)))
+    target_kib=$([[ $target == thumbv6m-none-eabi ]] && echo 28 || echo 24)
+    echo "    $target:"
+    echo "      secure client firmware .text + .rodata = $secure bytes; plain client $plain bytes"
+    echo "      flash added by the secure layer  $added bytes ($(awk -v b="$added" 'BEGIN { printf "%.1f", b / 1024 }') KiB; target <= $target_kib KiB)"
+    echo "      secure client over empty baseline $((secure - $(flash "$sbin/empty"))) bytes"
+    echo "      secure layer RAM  size_of::<Secure<[u8; $((bufs / 2))], [u8; $((bufs / 2))]>>() = $ram bytes: buffers $bufs + state $((ram - bufs))"
+done
 build

@@ -133,6 +133,8 @@ macro_rules! log_at {
 pub mod io;
 #[cfg(feature = "async")]
 pub mod io_async;
+#[cfg(feature = "noise")]
+pub mod secure;
 pub mod session;
 pub mod time;
 pub mod wire;

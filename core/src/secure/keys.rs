@@ -1,0 +1,95 @@
+//! Static X25519 keys (PROTOCOL.md §10.2): a device's or a server's identity.
+
+use core::fmt;
+
+/// Length of a key in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// A public X25519 key: what a server lists for each allowed device, and what a client
+/// is told about the server. Comparing two keys is all a peer's authentication needs
+/// once the handshake has proven that the peer holds the matching secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PublicKey([u8; KEY_LEN]);
+
+impl PublicKey {
+    /// The key from its 32 bytes (as the handshake carries it).
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        PublicKey(bytes)
+    }
+
+    /// The key's 32 bytes.
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PublicKey(")?;
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A secret X25519 key. It never prints (its `Debug` shows no byte of it) and is only
+/// read by the handshake.
+#[derive(Clone)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl SecretKey {
+    /// The key from 32 bytes: a stored key, or 32 bytes from a cryptographically secure
+    /// random source for a new one (any 32 bytes are a valid key: X25519 clamps them).
+    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        SecretKey(bytes)
+    }
+
+    /// The key's 32 bytes, to store it.
+    pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// The matching public key: X25519(secret, 9), the Montgomery ladder only.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(x25519_dalek::x25519(self.0, x25519_dalek::X25519_BASEPOINT_BYTES))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::format;
+
+    #[test]
+    fn public_key_matches_rfc7748_vector() {
+        // RFC 7748 §6.1: Alice's private and public keys.
+        let secret = SecretKey::from_bytes(hex32(
+            "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+        ));
+        let public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        assert_eq!(secret.public_key(), PublicKey::from_bytes(public));
+    }
+
+    #[test]
+    fn secret_key_never_prints() {
+        let secret = SecretKey::from_bytes([0xab; 32]);
+        assert_eq!(format!("{secret:?}"), "SecretKey(..)");
+        assert!(format!("{:?}", secret.public_key()).starts_with("PublicKey("));
+    }
+
+    pub(crate) fn hex32(s: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
+    }
+}
