@@ -215,7 +215,11 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                     let t = Instant::from_millis(now);
                     let session = match params.role {
                         Role::Client => FwSession::client(SESSION_CONFIG, params.name, rx, tx, t),
+                        #[cfg(feature = "server")]
                         Role::Server => FwSession::server(SESSION_CONFIG, rx, tx, t),
+                        // Params::parse takes `role=server` only with the feature.
+                        #[cfg(not(feature = "server"))]
+                        Role::Server => Err(soquete_core::session::Error::WrongState),
                     };
                     progress = true;
                     match session {
@@ -326,6 +330,7 @@ fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {
 fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
     while let Some(event) = session.poll_event(now) {
         match event {
+            #[cfg(feature = "server")]
             Event::Hello { name, .. } => {
                 hprintln!("session from \"{}\"", name);
                 session.accept(1, None).map_err(Failure::Core)?;
@@ -342,6 +347,9 @@ fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<()
             Event::Closed(closure) if !matches!(closure, Closure::Orderly { .. }) => {
                 hprintln!("session ended: {}", closure);
             }
+            // Hello comes only to a server session.
+            #[cfg(not(feature = "server"))]
+            Event::Hello { .. } => {}
             Event::Established { .. } | Event::Acked { .. } | Event::PeerClosing(_) | Event::Closed(_) => {}
         }
     }

@@ -142,10 +142,12 @@ struct Regs {
 #[allow(unsafe_code)]
 impl Regs {
     fn read(&self, offset: usize) -> u32 {
-        // SAFETY: `base` is the controller's address (Lan9118::take has only the board's
-        // constant) and `offset` one of `reg`'s, all inside its 256-byte register window
-        // and 4-byte aligned. The device is memory-mapped I/O: volatile, and nothing else
-        // in the program refers to it (Lan9118::take hands out one driver).
+        // SAFETY: `base` is always MPS2_BASE, the controller's address on these boards,
+        // and `offset` one of `reg`'s: inside its 256-byte register window, 4-byte
+        // aligned, valid for 32-bit access. It is device memory, not Rust memory: no
+        // reference to it exists, and every access is volatile. Only the one driver
+        // (Lan9118::take) and `acknowledge_interrupt` (a write-1-to-clear of INT_STS)
+        // touch it.
         unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
     }
 

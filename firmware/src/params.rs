@@ -2,7 +2,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `role` | `client` | `client`: send `messages` numbered messages to `connect`; `server`: take one session on `listen` and expect them |
+//! | `role` | `client` | `client`: send `messages` numbered messages to `connect`; `server` (with the `server` feature): take one session on `listen` and expect them |
 //! | `messages` | 1000 | how many messages, numbered `1` to `messages` (the payload is the number in decimal) |
 //! | `connect` | `10.0.2.2:8800` | client: the `soquete server` (QEMU's user network reaches the host's 127.0.0.1 as 10.0.2.2) |
 //! | `listen` | 8800 | server: the TCP port |
@@ -78,7 +78,7 @@ impl<'a> Params<'a> {
             let (key, value) = word.split_once('=').ok_or(word)?;
             match (key, value) {
                 ("role", "client") => params.role = Role::Client,
-                ("role", "server") => params.role = Role::Server,
+                ("role", "server") if cfg!(feature = "server") => params.role = Role::Server,
                 ("messages", v) => params.messages = v.parse().map_err(|_| word)?,
                 ("connect", v) => params.connect = endpoint(v).ok_or(word)?,
                 ("listen", v) => params.listen = v.parse().map_err(|_| word)?,
