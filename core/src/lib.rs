@@ -113,17 +113,8 @@
 #[cfg(test)]
 extern crate std;
 
-/// The core's log calls, `log_at!(debug, "...", args)`: the `log` crate's macro of that
-/// level with the `log` feature; without it nothing (the arguments are type-checked,
-/// their formatting code is never built).
-macro_rules! log_at {
-    ($level:ident, $($arg:tt)+) => {{
-        #[cfg(feature = "log")]
-        log::$level!($($arg)+);
-        #[cfg(not(feature = "log"))]
-        let _ = format_args!($($arg)+);
-    }};
-}
+// First: its macros are visible in the modules after it.
+mod fmt;
 
 pub mod io;
 pub mod session;
