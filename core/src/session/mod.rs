@@ -247,8 +247,9 @@ where
         &self.config
     }
 
-    /// The client's name: on a server, as the peer's HELLO gave it; on a client, its own.
-    pub fn peer_name(&self) -> &str {
+    /// The client's name: on a server, as the peer's HELLO gave it (empty for a
+    /// plain-text peer); on a client, its own.
+    pub fn client_name(&self) -> &str {
         &self.name
     }
 

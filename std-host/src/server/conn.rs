@@ -369,7 +369,7 @@ impl Conn {
             let id = shared.next_id();
             shared
                 .printer
-                .connected(id, self.peer, self.session.peer_name(), Mode::Binary)?;
+                .connected(id, self.peer, self.session.client_name(), Mode::Binary)?;
             return self.accept_new(shared, id);
         };
         if shared.shutting_down {

@@ -120,7 +120,7 @@ mod handshake {
         );
         assert_eq!(p.client.token(), 42);
         assert_eq!(p.client.peer_max_message(), 200);
-        assert_eq!(p.server.peer_name(), "ana");
+        assert_eq!(p.server.client_name(), "ana");
     }
 
     #[test]
