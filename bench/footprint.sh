@@ -80,7 +80,8 @@ variant() {
 variant "+ log: the core's log calls, no logger installed" core-log
 variant "+ log, log/release_max_level_off (log calls compiled out)" "core-log log-off"
 variant "+ log, and a logger formatting at trace level (with core::fmt)" "core-log logger"
-variant "default features (server, plain, detect, log), no logger" full
+variant "+ explicit-ack (the firmware does not call set_explicit_ack)" explicit-ack
+variant "default features (server, plain, detect, explicit-ack, log), no logger" full
 
 # The secure layer (PROTOCOL.md §10, the core's `noise` feature) on both Cortex-M
 # profiles: secure_client is the client above over the secure layer with 512-byte

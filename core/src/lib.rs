@@ -52,11 +52,15 @@
 //! * `explicit-ack` — `Session::set_explicit_ack` and [`Session::confirm`] as
 //!   described below (without it `confirm` exists but only acknowledges early).
 //! * `log` — log through the [`log`](https://docs.rs/log) crate: state changes at trace
-//!   level, the reason for an abort at debug level. Without it the core makes no log
-//!   calls at all, whatever the rest of the firmware logs. The messages print names and
-//!   small integers, not `Debug` of large types, so a firmware that installs a logger
-//!   pays mostly for `core::fmt` itself.
-//! * `defmt` (off by default) — derives `defmt::Format` for the public types.
+//!   level, the reason for an abort at debug level. Without it (and without `defmt`)
+//!   the core makes no log calls at all, whatever the rest of the firmware logs. The
+//!   messages print names and small integers, not `Debug` of large types, so a
+//!   firmware that installs a logger pays mostly for `core::fmt` itself.
+//! * `defmt` (off by default) — the same diagnostics through
+//!   [`defmt`](https://docs.rs/defmt) instead, and `defmt::Format` for the public
+//!   types. With both `defmt` and `log` on, `defmt` wins: nothing goes to `log`, and
+//!   the build does not fail. A firmware uses `default-features = false, features =
+//!   ["defmt"]`.
 //! * `async` (off by default) — `io_async`, a driver over
 //!   [`embedded_io_async`](https://docs.rs/embedded-io-async)`::{Read, Write}` tied to
 //!   no executor and no timer; adds the `embedded-io-async` dependency.
@@ -118,17 +122,8 @@
 #[cfg(test)]
 extern crate std;
 
-/// The core's log calls, `log_at!(debug, "...", args)`: the `log` crate's macro of that
-/// level with the `log` feature; without it nothing (the arguments are type-checked,
-/// their formatting code is never built).
-macro_rules! log_at {
-    ($level:ident, $($arg:tt)+) => {{
-        #[cfg(feature = "log")]
-        log::$level!($($arg)+);
-        #[cfg(not(feature = "log"))]
-        let _ = format_args!($($arg)+);
-    }};
-}
+// First: its macros are visible in the modules after it.
+mod fmt;
 
 pub mod io;
 #[cfg(feature = "async")]

@@ -94,7 +94,7 @@ where
         {
             let line = split_line(avail).map(|(l, _)| l);
             if detect_foreign(avail, line).is_some() {
-                log_at!(info, "peer speaks another protocol (HTTP or TLS)");
+                info!("peer speaks another protocol (HTTP or TLS)");
                 self.mode = Mode::Plain;
                 return self.abort(Code::WrongProtocol);
             }
@@ -114,7 +114,7 @@ where
             return Step::Idle;
         };
         let Some(frame_type) = FrameType::from_u8(ty) else {
-            log_at!(debug, "unknown frame type 0x{ty:02x}");
+            debug!("unknown frame type {:#x}", ty);
             return self.abort(Code::UnknownFrame);
         };
         // §3.2: a HELLO of another version is refused on its first body byte, whatever
@@ -124,7 +124,7 @@ where
                 _ if body_len == 0 => return self.abort(Code::Malformed),
                 None => return Step::Idle,
                 Some(&v) if v != wire::VERSION => {
-                    log_at!(debug, "client speaks version {v}");
+                    debug!("client speaks version {}", v);
                     return self.refuse_now(Code::BadVersion);
                 }
                 Some(_) => {}
@@ -134,7 +134,7 @@ where
         let max = frame_type.max_body_len(self.config.max_message);
         let body_len = usize::try_from(body_len).unwrap_or(usize::MAX);
         if body_len > max {
-            log_at!(debug, "{frame_type:?} body of {body_len} bytes exceeds {max}");
+            debug!("{:?} body of {} bytes exceeds {}", frame_type, body_len, max);
             return self.abort(Code::TooLarge);
         }
         let total = wire::HEADER_LEN + body_len;
@@ -152,7 +152,7 @@ where
         let repr = match Repr::parse_body(frame_type, frame.body_ref()) {
             Ok(repr) => repr,
             Err(e) => {
-                log_at!(debug, "bad {frame_type:?} frame: {e}");
+                debug!("bad {:?} frame: {}", frame_type, e);
                 return self.abort(Code::Malformed);
             }
         };

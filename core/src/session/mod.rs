@@ -247,8 +247,9 @@ where
         &self.config
     }
 
-    /// The client's name: on a server, as the peer's HELLO gave it; on a client, its own.
-    pub fn peer_name(&self) -> &str {
+    /// The client's name: on a server, as the peer's HELLO gave it (empty for a
+    /// plain-text peer); on a client, its own.
+    pub fn client_name(&self) -> &str {
         &self.name
     }
 
@@ -736,7 +737,7 @@ where
             State::Closed(Closure::Orderly { .. }) if self.mode() == Mode::Plain => self.tx.unsent(),
             // After an abort, only finish a frame already started, so the peer can
             // still parse the ERROR that follows it.
-            State::Closed(_) => self.tx.rest_of_frame(),
+            State::Closed(_) => self.tx.rest_of_frame(self.mode() == Mode::Plain),
             _ => &[],
         }
     }
@@ -756,8 +757,13 @@ where
             }
             return;
         }
-        let binary = self.mode() == Mode::Binary;
-        self.tx.advance(n, binary && self.is_closed(), binary);
+        let plain = self.mode() == Mode::Plain;
+        let frame_only = match self.state {
+            State::Closed(Closure::Orderly { .. }) => !plain,
+            State::Closed(_) => true,
+            _ => false,
+        };
+        self.tx.advance(n, frame_only, plain);
     }
 }
 

@@ -69,7 +69,7 @@ where
         }
         if Some(seq) != self.taken.checked_add(1) {
             // In hex: decimal u64 formatting would cost a firmware that logs ~1 KiB.
-            log_at!(debug, "expected seq {:#x}, got {seq:#x}", self.taken.wrapping_add(1));
+            debug!("expected seq {:#x}, got {:#x}", self.taken.wrapping_add(1), seq);
             return self.abort(Code::BadSequence);
         }
         self.rx.held = Some((total, seq));
@@ -133,7 +133,7 @@ where
                 Step::Idle
             }
             (state, repr) => {
-                log_at!(debug, "{:?} not allowed in {}", repr.frame_type(), state.name());
+                debug!("{:?} not allowed in {}", repr.frame_type(), state.name());
                 self.abort(Code::UnexpectedFrame)
             }
         }
@@ -154,7 +154,7 @@ where
 
     fn on_welcome(&mut self, w: Welcome) -> Step {
         if w.resumed && w.token != self.token {
-            log_at!(debug, "server resumed a session we did not ask for");
+            debug!("server resumed a session we did not ask for");
             return self.abort(Code::UnknownSession);
         }
         if !w.resumed && w.ack != 0 {
@@ -168,7 +168,7 @@ where
             // §4.6: the server has everything up to w.ack; resend the rest. It can
             // only have what completely left on an earlier connection (§4.2).
             if w.ack > self.transmitted_before || w.ack < self.acked {
-                log_at!(debug, "resumed WELCOME acknowledges {:#x}", w.ack);
+                debug!("resumed WELCOME acknowledges {:#x}", w.ack);
                 return self.abort(Code::BadAck);
             }
             self.notify.acked = w.ack > self.acked;
@@ -192,7 +192,7 @@ where
         // Checked before anything changes: an ACK may cover only MSGs that completely
         // left on this connection (§4.3).
         if seq > self.acked.saturating_add(self.tx.frames_sent()) {
-            log_at!(debug, "ACK {:#x} of a message not completely sent", seq);
+            debug!("ACK {:#x} of a message not completely sent", seq);
             return self.abort(Code::BadAck);
         }
         if seq > self.acked {
@@ -242,7 +242,7 @@ where
     /// Ends the session because of `code`, telling the peer with ERROR (or an `ERR`
     /// line in plain text).
     pub(super) fn abort(&mut self, code: Code) -> Step {
-        log_at!(debug, "aborting session: {}", code.describe());
+        debug!("aborting session: {}", code.describe());
         self.rx.discard();
         self.ctrl.due = Due::default();
         // A peer still silent in Detect gets text: a binary client would have spoken.
@@ -267,9 +267,18 @@ where
 
     /// The one place the state changes (logged at trace level).
     pub(super) fn set_state(&mut self, state: State) {
-        #[cfg(feature = "log")]
-        if log::log_enabled!(log::Level::Trace) && self.state.name() != state.name() {
-            log::trace!("{:?} session: {} -> {}", self.role, self.state.name(), state.name());
+        if let State::Closed(closure) = state {
+            // Only the last ACK and CLOSE of an orderly close still go out (§4.5): a
+            // frame due that never will would leave `wants_transmit` true forever.
+            self.ctrl.due.ping = None;
+            self.ctrl.due.pong = None;
+            if !matches!(closure, Closure::Orderly { .. }) {
+                self.ctrl.due.close = None;
+            }
+        }
+        #[cfg(any(feature = "log", feature = "defmt"))]
+        if self.state.name() != state.name() {
+            trace!("{:?} session: {} -> {}", self.role, self.state.name(), state.name());
         }
         self.state = state;
     }

@@ -72,28 +72,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         self.buf.as_ref().get(self.sent..self.end).unwrap_or(&[])
     }
 
-    /// The rest of the frame in progress, if a write stopped inside one: after an
-    /// abort only that goes out, so that the ERROR after it starts on a frame boundary.
-    pub(super) fn rest_of_frame(&self) -> &[u8] {
+    /// The rest of the frame (plain text: line) in progress, if a write stopped
+    /// inside one: after the end only that goes out, so that an ERROR (or `ERR` line)
+    /// after it starts on a boundary.
+    pub(super) fn rest_of_frame(&self, plain: bool) -> &[u8] {
         if !self.partial {
             return &[];
         }
-        let end = self.frame_end_after(self.sent);
+        let end = self.frame_end_after(self.sent, plain);
         self.buf.as_ref().get(self.sent..end).unwrap_or(&[])
     }
 
     /// Records that the transport took `n` bytes of [`TxQueue::unsent`], or of
-    /// [`TxQueue::rest_of_frame`] when `frame_only`. Plain text (`keep` false) is
-    /// never acknowledged: its bytes are done with once sent.
-    pub(super) fn advance(&mut self, n: usize, frame_only: bool, keep: bool) {
+    /// [`TxQueue::rest_of_frame`] when `frame_only`. Plain text is never
+    /// acknowledged: its bytes are done with once sent.
+    pub(super) fn advance(&mut self, n: usize, frame_only: bool, plain: bool) {
         let limit = if frame_only {
-            self.frame_end_after(self.sent)
+            self.frame_end_after(self.sent, plain)
         } else {
             self.end
         };
         self.sent = self.sent.saturating_add(n).min(limit);
         self.partial = self.sent < limit;
-        if !keep {
+        if plain {
             self.start = self.sent;
         }
         if self.start == self.end {
@@ -167,8 +168,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         self.start = 0;
     }
 
-    /// End of the frame that contains byte `pos`.
-    fn frame_end_after(&self, pos: usize) -> usize {
+    /// End of the frame (plain text: line, with its `\n`) that contains byte `pos`.
+    fn frame_end_after(&self, pos: usize, plain: bool) -> usize {
+        if plain {
+            let rest = self.buf.as_ref().get(pos..self.end).unwrap_or(&[]);
+            return rest.iter().position(|&b| b == b'\n').map_or(self.end, |i| pos + i + 1);
+        }
         let mut at = self.start;
         while at < self.end {
             let Some((_, body_len)) = self.buf.as_ref().get(at..self.end).and_then(peek_header) else {

@@ -588,7 +588,7 @@ impl<W: Write> Serving<'_, W> {
             let id = shared.next_id();
             shared
                 .printer
-                .connected(id, self.peer, self.session.peer_name(), Mode::Binary)?;
+                .connected(id, self.peer, self.session.client_name(), Mode::Binary)?;
             return self.accept_new(id);
         };
         if shared.shutting_down {

@@ -120,7 +120,7 @@ mod handshake {
         );
         assert_eq!(p.client.token(), 42);
         assert_eq!(p.client.peer_max_message(), 200);
-        assert_eq!(p.server.peer_name(), "ana");
+        assert_eq!(p.server.client_name(), "ana");
     }
 
     #[test]
@@ -732,6 +732,19 @@ mod plain {
     }
 
     #[test]
+    fn plain_line_half_written_at_the_end_is_finished_not_stuck() {
+        // Found by fuzz/server_session: the rest of a line after end of stream.
+        let mut r = plain_server();
+        r.s.send(b"hello").unwrap();
+        r.s.send(b"more").unwrap();
+        assert_eq!(transmit(&mut r.s, 2), b"he");
+        r.eof();
+        assert_eq!(r.closed(), Some(Closure::Eof));
+        assert_eq!(r.out, b"llo\n", "the line in progress, not the next");
+        assert!(!r.s.wants_transmit());
+    }
+
+    #[test]
     fn plain_sender_is_not_idle() {
         let now = Instant::ZERO;
         let mut c: TestSession = Session::plain_client(CFG, [0; 256], [0; 512], now).unwrap();
@@ -1199,6 +1212,30 @@ mod lying_peer {
             ]
         );
         assert_eq!(transmit(&mut c, usize::MAX), msg(2, b"queued only"));
+    }
+
+    #[test]
+    fn open_a_ping_answered_by_nothing_never_leaves_a_frame_due() {
+        // Found by fuzz/client_session: a PONG due when the session closes can never
+        // be sent, and must not keep `wants_transmit` true.
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        c.handle_input(
+            now,
+            &[frame(Repr::Ping(3)), frame(Repr::Error(Code::Shutdown))].concat(),
+        );
+        assert_eq!(drain(&mut c, now), [Owned::Closed(Closure::PeerError(Code::Shutdown))]);
+        assert_eq!(transmit(&mut c, usize::MAX), []);
+        assert!(!c.wants_transmit(), "nothing is stuck waiting");
+
+        let mut c = open_client(256);
+        c.close(now, Code::Normal);
+        assert_eq!(transmit(&mut c, usize::MAX), frame(Repr::Close(Code::Normal)));
+        c.handle_input(now, &[frame(Repr::Ping(4)), frame(Repr::Close(Code::Normal))].concat());
+        drain(&mut c, now);
+        assert!(c.is_closed());
+        transmit(&mut c, usize::MAX);
+        assert!(!c.wants_transmit());
     }
 
     #[test]
