@@ -83,17 +83,19 @@ impl Progress {
 ///
 /// # Cancel safety
 ///
-/// [`Driver::drive`] and [`Driver::flush`] may be dropped at any `.await` (lose a
-/// `select`) without losing or repeating a byte, provided the transport's `read` and
-/// `write` are side-effect-free on cancel, as embedded-io-async encourages and as
-/// embassy-net's `TcpReader`, `TcpWriter` and `TcpSocket` are. `drive` borrows nothing
-/// of the session's state across its one `.await` that a drop would lose: bytes the
-/// transport returns reach the session in the same poll, and output counts as sent only
-/// once `write` has returned. After a drop, poll the session's events as usual and call
-/// `drive` again.
+/// Each `drive` starts a read and a write and drops the one still pending when the
+/// other completes, so the transport's `read` and `write` must be side-effect-free on
+/// cancel, as embedded-io-async encourages: embassy-net's `TcpReader`, `TcpWriter` and
+/// `TcpSocket` are, and so is any transport that copies from or into its own buffer
+/// within one poll. One that moves bytes by DMA straight from or into the caller's
+/// buffer is not; give it a buffered layer first.
 ///
-/// A transport that reads into or writes from the buffer by DMA and is not
-/// side-effect-free on cancel must not be raced against anything.
+/// With such a transport, [`Driver::drive`] and [`Driver::flush`] may be dropped at any
+/// `.await` (lose a `select`) without losing or repeating a byte: `drive` holds nothing
+/// of the session's across its one `.await` that a drop would lose, bytes the transport
+/// returns reach the session in the same poll, and output counts as sent only once
+/// `write` has returned. After a drop, poll the session's events as usual and call
+/// `drive` again.
 #[derive(Debug)]
 pub struct Driver<Rd, Wr, const N: usize> {
     reader: Rd,
@@ -125,10 +127,10 @@ where
     /// Call it after polling the session's events until `None`. `now` is called (at most
     /// once) when bytes arrive, to time them for the idle timeout.
     ///
-    /// Returns at once with an empty [`Progress`] when the session is finished. While the
-    /// session has nothing to send and no room to receive (a receive buffer that
-    /// [`Session::rx_wanted`] asks to grow, a server waiting for `accept`) it waits until
-    /// dropped: race it against the session's timer. Cancel-safe; see
+    /// Returns at once with an empty [`Progress`] when the session is finished. Otherwise
+    /// it waits as long as the peer is quiet, and for good while the session has nothing
+    /// to send and no room to receive (a full receive buffer that [`Session::rx_wanted`]
+    /// asks to grow): race it against the session's timer. Cancel-safe; see
     /// [cancel safety](Driver#cancel-safety).
     ///
     /// # Errors
