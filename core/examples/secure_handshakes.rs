@@ -3,6 +3,9 @@
 //! per second a server can do, and the record throughput of the transport.
 //!
 //!   cargo run --release -p soquete-core --features noise --example secure_handshakes
+//!   cargo run --release -p soquete-core --features noise-tables --example secure_handshakes
+//!
+//! (`noise-tables`: the ephemeral public key from the precomputed base point table.)
 //!
 //! The rates are per second of this thread's CPU time (Linux schedstat), so that other
 //! load on the machine does not count; wall-clock time is printed beside them.

@@ -50,7 +50,7 @@ impl SecretKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         SecretKey {
             secret: bytes,
-            public: PublicKey(x25519_dalek::x25519(bytes, x25519_dalek::X25519_BASEPOINT_BYTES)),
+            public: PublicKey(public_of(bytes)),
         }
     }
 
@@ -74,6 +74,20 @@ impl SecretKey {
     }
 }
 
+/// X25519(secret, 9): with `noise-tables` through the precomputed base point table,
+/// otherwise through the Montgomery ladder (x25519-dalek's `PublicKey::from` would link
+/// the Edwards code on a firmware for nothing).
+fn public_of(secret: [u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    #[cfg(feature = "noise-tables")]
+    {
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes()
+    }
+    #[cfg(not(feature = "noise-tables"))]
+    {
+        x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES)
+    }
+}
+
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretKey(..)")
@@ -93,6 +107,15 @@ pub(crate) mod tests {
         ));
         let public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
         assert_eq!(secret.public_key(), PublicKey::from_bytes(public));
+    }
+
+    #[test]
+    fn public_key_is_the_ladder_on_the_base_point() {
+        for i in 0..32u8 {
+            let secret = [i.wrapping_mul(37); 32];
+            let ladder = x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES);
+            assert_eq!(SecretKey::from_bytes(secret).public_key().as_bytes(), &ladder);
+        }
     }
 
     #[test]
