@@ -25,8 +25,8 @@ pub(crate) fn initiator(s: &SecretKey, e: [u8; KEY_LEN], rs: &PublicKey) -> Hand
         noise_ik(),
         true,
         PROLOGUE,
-        Some(*s.as_bytes()),
-        Some(e),
+        Some(s.pair()),
+        Some(SecretKey::from_bytes(e).pair()),
         Some(*rs.as_bytes()),
         None,
     )
@@ -34,15 +34,35 @@ pub(crate) fn initiator(s: &SecretKey, e: [u8; KEY_LEN], rs: &PublicKey) -> Hand
 
 /// The server's handshake.
 pub(crate) fn responder(s: &SecretKey, e: [u8; KEY_LEN]) -> Handshake {
-    HandshakeState::new(noise_ik(), false, PROLOGUE, Some(*s.as_bytes()), Some(e), None, None)
+    HandshakeState::new(
+        noise_ik(),
+        false,
+        PROLOGUE,
+        Some(s.pair()),
+        Some(SecretKey::from_bytes(e).pair()),
+        None,
+        None,
+    )
 }
 
-/// X25519 through `x25519_dalek::x25519` (the ladder only).
+/// X25519 through `x25519_dalek::x25519` (the ladder only). A private key is kept
+/// with its public key (secret ‖ public, [`SecretKey::pair`]): `noise-protocol` asks
+/// for a key's public half several times per handshake, and each would otherwise be
+/// one more X25519.
 #[derive(Debug)]
 pub(crate) enum X25519 {}
 
+fn halves(k: &[u8; 2 * KEY_LEN]) -> ([u8; KEY_LEN], [u8; KEY_LEN]) {
+    let mut secret = [0u8; KEY_LEN];
+    let mut public = [0u8; KEY_LEN];
+    let (a, b) = k.split_at(KEY_LEN);
+    secret.copy_from_slice(a);
+    public.copy_from_slice(b);
+    (secret, public)
+}
+
 impl noise_protocol::DH for X25519 {
-    type Key = [u8; KEY_LEN];
+    type Key = [u8; 2 * KEY_LEN];
     type Pubkey = [u8; KEY_LEN];
     type Output = [u8; KEY_LEN];
 
@@ -57,13 +77,13 @@ impl noise_protocol::DH for X25519 {
     }
 
     fn pubkey(k: &Self::Key) -> Self::Pubkey {
-        x25519_dalek::x25519(*k, x25519_dalek::X25519_BASEPOINT_BYTES)
+        halves(k).1
     }
 
     /// A low-order peer key gives the all-zero output; Noise allows refusing it, and we
     /// do, so that a peer cannot force a known shared secret.
     fn dh(k: &Self::Key, pk: &Self::Pubkey) -> Result<Self::Output, ()> {
-        let out = x25519_dalek::x25519(*k, *pk);
+        let out = x25519_dalek::x25519(halves(k).0, *pk);
         if out.iter().fold(0u8, |acc, b| acc | b) == 0 {
             Err(())
         } else {
@@ -198,6 +218,6 @@ mod tests {
 
     #[test]
     fn low_order_point_is_refused() {
-        assert_eq!(X25519::dh(&[9u8; 32], &[0u8; 32]), Err(()));
+        assert_eq!(X25519::dh(&[9u8; 64], &[0u8; 32]), Err(()));
     }
 }

@@ -34,26 +34,57 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// A secret X25519 key. It never prints (its `Debug` shows no byte of it) and is only
+/// A secret X25519 key, with its public key computed once (the handshake needs it on
+/// every connection). It never prints (its `Debug` shows no byte of it) and is only
 /// read by the handshake.
 #[derive(Clone)]
-pub struct SecretKey([u8; KEY_LEN]);
+pub struct SecretKey {
+    secret: [u8; KEY_LEN],
+    public: PublicKey,
+}
 
 impl SecretKey {
     /// The key from 32 bytes: a stored key, or 32 bytes from a cryptographically secure
     /// random source for a new one (any 32 bytes are a valid key: X25519 clamps them).
-    pub const fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        SecretKey(bytes)
+    /// Computes the public key (one X25519).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        SecretKey {
+            secret: bytes,
+            public: PublicKey(public_of(bytes)),
+        }
     }
 
     /// The key's 32 bytes, to store it.
     pub const fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        &self.secret
     }
 
     /// The matching public key: X25519(secret, 9), the Montgomery ladder only.
-    pub fn public_key(&self) -> PublicKey {
-        PublicKey(x25519_dalek::x25519(self.0, x25519_dalek::X25519_BASEPOINT_BYTES))
+    pub const fn public_key(&self) -> PublicKey {
+        self.public
+    }
+
+    /// Secret and public key together, as the handshake's DH functions take them.
+    pub(crate) fn pair(&self) -> [u8; 2 * KEY_LEN] {
+        let mut out = [0u8; 2 * KEY_LEN];
+        for (dst, src) in out.iter_mut().zip(self.secret.iter().chain(self.public.0.iter())) {
+            *dst = *src;
+        }
+        out
+    }
+}
+
+/// X25519(secret, 9): with `noise-tables` through the precomputed base point table,
+/// otherwise through the Montgomery ladder (x25519-dalek's `PublicKey::from` would link
+/// the Edwards code on a firmware for nothing).
+fn public_of(secret: [u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    #[cfg(feature = "noise-tables")]
+    {
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes()
+    }
+    #[cfg(not(feature = "noise-tables"))]
+    {
+        x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES)
     }
 }
 
@@ -76,6 +107,15 @@ pub(crate) mod tests {
         ));
         let public = hex32("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
         assert_eq!(secret.public_key(), PublicKey::from_bytes(public));
+    }
+
+    #[test]
+    fn public_key_is_the_ladder_on_the_base_point() {
+        for i in 0..32u8 {
+            let secret = [i.wrapping_mul(37); 32];
+            let ladder = x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES);
+            assert_eq!(SecretKey::from_bytes(secret).public_key().as_bytes(), &ladder);
+        }
     }
 
     #[test]

@@ -129,6 +129,14 @@ const MSG_HI: &str = "10 0000000a 0000000000000001 6869";
 fn handshake_carries_early_data_both_ways() {
     let h = handshake(b"hello", b"welcome");
     assert!(h.init.starts_with(&MAGIC) && h.resp.starts_with(&MAGIC));
+    for (wire, clear) in [(&h.init, &b"hello"[..]), (&h.resp, &b"welcome"[..])] {
+        assert!(!wire.windows(clear.len()).any(|w| w == clear), "early data in clear");
+    }
+    let client_public = client_secret().public_key();
+    assert!(
+        !h.init.windows(32).any(|w| w == client_public.as_bytes()),
+        "client key in clear"
+    );
     assert_eq!(h.init.len(), 4 + 3 + 98 + 5);
     assert_eq!(h.resp.len(), 4 + 3 + 50 + 7);
     assert_eq!(h.confirm.len(), HEADER_LEN + TAG_LEN, "an empty data record");
@@ -334,6 +342,9 @@ fn records_out_of_place_are_unexpected_and_unknown_types_unknown() {
     );
     let mut s = server();
     assert_eq!(s.handle_input(T0, &unhex("fe53514e 01 0010")), Err(Error::Malformed));
+    let mut s = server();
+    assert_eq!(s.handle_input(T0, &unhex("fe53514e 01 ffff")), Err(Error::Malformed));
+    assert_eq!(drain(&mut s), unhex("fe53514e 04 0001 20"));
     let mut s = server();
     assert_eq!(s.handle_input(T0, &unhex("fe535154")), Err(Error::NotSecure));
     assert!(s.poll_transmit().is_empty());
