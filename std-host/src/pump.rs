@@ -3,9 +3,9 @@
 //! reference server and load generator, and the test client.
 //!
 //! The socket is non-blocking (or blocking with a timeout, which std reports as the
-//! same `WouldBlock`). [`read`] fills the endpoint's input buffer until the socket
+//! same `WouldBlock`). [`read()`] fills the endpoint's input buffer until the socket
 //! would block, the byte budget is spent, the endpoint has no room or asks to stop,
-//! the peer ends the stream or the socket fails; [`write`] hands the endpoint's output
+//! the peer ends the stream or the socket fails; [`write()`] hands the endpoint's output
 //! to the socket until it would block. Neither decides what an end of stream or an
 //! error means: they report it, and the caller (which knows whether it is a binary
 //! session, a plain-text one or a benchmark peer) acts on it.
@@ -55,7 +55,7 @@ where
     }
 }
 
-/// An endpoint that stops [`read`] after one successful read: for a blocking socket,
+/// An endpoint that stops [`read()`] after one successful read: for a blocking socket,
 /// where a second read would wait (up to its timeout) for bytes that may never come.
 #[derive(Debug)]
 pub struct OneRead<'a, E: ?Sized>(pub &'a mut E);
@@ -79,7 +79,7 @@ impl<E: Endpoint + ?Sized> Endpoint for OneRead<'_, E> {
     }
 }
 
-/// Why [`read`] returned.
+/// Why [`read()`] returned.
 #[derive(Debug)]
 pub enum ReadStop {
     /// The socket has nothing more now: wait for it to become readable.
@@ -96,7 +96,7 @@ pub enum ReadStop {
     Failed(io::Error),
 }
 
-/// What [`read`] did.
+/// What [`read()`] did.
 #[derive(Debug)]
 pub struct ReadOutcome {
     /// Bytes handed to the endpoint.
@@ -143,7 +143,7 @@ where
     ReadOutcome { bytes, stop }
 }
 
-/// Why [`write`] returned.
+/// Why [`write()`] returned.
 #[derive(Debug)]
 pub enum WriteStop {
     /// Everything the endpoint had is written.
@@ -154,7 +154,7 @@ pub enum WriteStop {
     Failed(io::Error),
 }
 
-/// What [`write`] did.
+/// What [`write()`] did.
 #[derive(Debug)]
 pub struct WriteOutcome {
     /// Bytes the socket took.

@@ -1,5 +1,5 @@
 //! How soquete's programs write and read text: received bytes escaped for a terminal
-//! ([`escape`]), the server's event lines as text or JSON ([`printer`]), and durations
+//! ([`mod@escape`]), the server's event lines as text or JSON ([`printer`]), and durations
 //! on a command line ([`duration`]).
 //!
 //! Needs `std::io` and nothing of an operating system's networking or signals, so

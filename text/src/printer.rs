@@ -1,7 +1,7 @@
 //! What a soquete server prints: one line per event, as text or as JSON lines.
 //!
 //! Shared by `soquete server` and the smoltcp demo, so that both print the same lines.
-//! Received text goes through [`crate::escape`].
+//! Received text goes through [`mod@crate::escape`].
 
 use std::fmt::Display;
 use std::io::{self, Write};

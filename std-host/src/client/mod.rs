@@ -1,6 +1,6 @@
 //! `soquete client`: sends each line of standard input as one message.
 //!
-//! Two threads. The [`input`] thread reads standard input in big chunks and hands over
+//! Two threads. The `input` thread reads standard input in big chunks and hands over
 //! blocks of whole lines through a bounded channel, waking the main loop with a
 //! [`mio::Waker`]. The main loop drives one core [`Session`] over a non-blocking
 //! [`TcpStream`]: socket bytes in, events out, lines in, bytes out, timers.

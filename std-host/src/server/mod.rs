@@ -5,7 +5,7 @@
 //!    session deadline;
 //! 2. accepts new connections (a bounded batch);
 //! 3. runs due timers (`handle_timeout`);
-//! 4. reads from each readable connection, at most [`conn::READ_BUDGET`] bytes, printing
+//! 4. reads from each readable connection, at most `conn::READ_BUDGET` bytes, printing
 //!    the messages; a connection with more to read waits for the next iteration;
 //! 5. flushes the output, and only then
 //! 6. writes each touched connection's output (acknowledgements among it), so that every
