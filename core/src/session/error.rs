@@ -58,7 +58,8 @@ pub struct Stats {
     pub sent: u64,
     /// Of those, acknowledged by the peer (binary mode only).
     pub acked: u64,
-    /// Messages delivered to the application.
+    /// Messages handed to the application ([`Event::Message`](super::Event::Message)),
+    /// counted when it polls again.
     pub received: u64,
     /// Bytes taken from the transport.
     pub bytes_in: u64,
