@@ -429,6 +429,25 @@ fn stop_word_as_the_last_line_leaves_nothing() {
 }
 
 #[test]
+fn stop_word_with_input_still_open_counts_what_was_there() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let mut client = Client::start(&addr.to_string(), &[], LIMIT);
+    // One write, so one read: the line after S is there; the input stays open.
+    client.write(b"one\nS\nthree\n".to_vec()).join().expect("write");
+    let (code, _, stderr) = client.wait();
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"one".to_vec()]);
+    assert!(
+        stderr.contains(
+            "stopped at line 2, a line \"S\" (--stop-word none sends every line): \
+             1 line and the rest of the input (still open) left unread"
+        ),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn stop_word_none_sends_every_line() {
     let (addr, seen) = core_server(65536, Behaviour::Serve);
     let (code, _, stderr) = run_client(addr, &["--stop-word", "none"], b"one\nS\nthree\n");
@@ -654,6 +673,43 @@ fn close_never_answered_is_reported_as_such() {
         "stderr: {stderr}"
     );
     assert!(!stderr.contains("not acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn plain_server_that_stops_reading_ends_the_wait() {
+    // A small receive buffer (inherited by the accepted socket): the kernel cannot
+    // keep taking bytes for a while by itself, so the stall is soon a fact.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(1).expect("listen");
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // Holds the connection open and reads nothing until the test is done.
+        let (stream, _) = listener.accept().expect("accept");
+        let _ = rx.recv_timeout(LIMIT);
+        drop(stream);
+    });
+    let mut client = Client::start(&addr.to_string(), &["--plain", "--timeout", "1s"], LIMIT);
+    // More than the socket buffers hold; the client reads its input only as it sends.
+    let line = [b"x".repeat(999), b"\n".to_vec()].concat();
+    let writer = client.feed(line.repeat(64 * 1024));
+    let (code, _, stderr) = client.wait();
+    let _ = tx.send(());
+    drop(writer);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("{addr} took no input for 1s: of ")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("lines sent, the last ones were not written"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]

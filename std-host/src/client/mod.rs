@@ -489,6 +489,12 @@ impl Client {
                     if let Link::Connected(conn) = &mut self.link {
                         let deadline = *conn.linger.get_or_insert(now + timeout);
                         if finished || conn.error.is_some() || now >= deadline {
+                            if !finished && conn.error.is_none() && self.stalled.is_none() {
+                                // A plain-text server that stopped reading keeps our
+                                // last lines: that is a failure, not an orderly end.
+                                self.stalled =
+                                    Some(format!("{} took no input for {}", self.target, human(self.timeout)));
+                            }
                             // The peer sees end of stream after our last frame.
                             let _ = conn.stream.shutdown(Shutdown::Write);
                             self.flush_out();
@@ -552,17 +558,17 @@ impl Client {
             self.progressed(now);
             return;
         }
-        let Some(deadline) = self.progress_deadline() else {
+        let failed = matches!(&self.link, Link::Connected(conn) if conn.error.is_some());
+        let Some(deadline) = self.progress_deadline().filter(|_| !failed) else {
             return;
         };
         if now < deadline {
             return;
         }
-        let what = match self.session.mode() {
-            Mode::Binary => "acknowledgement",
-            Mode::Plain => "byte of input taken",
+        let mut why = match self.session.mode() {
+            Mode::Binary => format!("no acknowledgement from {} for {}", self.target, human(self.timeout)),
+            Mode::Plain => format!("{} took no input for {}", self.target, human(self.timeout)),
         };
-        let mut why = format!("no {what} from {} for {}", self.target, human(self.timeout));
         if stats.bytes_in != self.progress.bytes_in {
             why.push_str(" although it keeps the connection alive");
         }
@@ -1000,7 +1006,10 @@ impl Client {
             bail!("gave up reconnecting: {why}; {not_acked}");
         }
         if let Some(why) = self.stalled.take() {
-            bail!("{why}: {not_acked}");
+            match mode {
+                Mode::Binary => bail!("{why}: {not_acked}"),
+                Mode::Plain => bail!("{why}: of {} lines sent, the last ones were not written", stats.sent),
+            }
         }
         let timeout = human(self.timeout);
         let target = self.target.clone();
