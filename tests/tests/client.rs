@@ -631,6 +631,28 @@ fn acknowledgements_that_never_come_end_the_wait() {
 }
 
 #[test]
+fn acknowledgements_that_never_come_end_the_wait_after_end_of_input() {
+    let (addr, seen, _) = fake_server(Fault::NoAcks);
+    let (code, _, stderr) = run_client(addr, &["--timeout", "1s"], &lines(5));
+    for i in 1..=5 {
+        assert_eq!(
+            seen.recv_timeout(LIMIT).expect("message"),
+            format!("line {i}").as_bytes()
+        );
+    }
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 5 messages, 0 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("no acknowledgement from {addr} for 1s")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(": 5 of 5 messages not acknowledged"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
 fn reconnect_for_counts_time_without_progress() {
     let (addr, _seen, connections) = fake_server(Fault::DropAfterWelcome);
     let mut client = Client::start(

@@ -339,7 +339,7 @@ impl Meter {
 /// `--reconnect` bookkeeping.
 #[derive(Debug)]
 struct Retry {
-    /// Give up after this long without a session (`--reconnect-for`; zero: never).
+    /// Give up after this long without progress (`--reconnect-for`; zero: never).
     limit: StdDuration,
     /// The next wait after a failed attempt.
     backoff: StdDuration,
@@ -905,8 +905,12 @@ impl Client {
             self.stop,
             Some(Stop::EndOfInput | Stop::Word { .. } | Stop::TooLarge { .. } | Stop::InputError(_))
         );
+        // The close starts once everything is acknowledged: until then `--timeout`
+        // counts from the last acknowledgement (check_progress), and the close's own
+        // timeout (the core's, from the CLOSE on) is left for the CLOSE alone.
+        let acked = self.session.unacked() == 0;
         if let Link::Connected(conn) = &mut self.link {
-            if ours && !conn.closing {
+            if ours && acked && !conn.closing {
                 conn.closing = true;
                 self.session.close(now, Code::Normal);
                 self.drain_events(now);
@@ -1070,7 +1074,10 @@ impl Client {
             Closure::Orderly { code, by_peer } => {
                 let peer_closing = match self.stop {
                     Some(Stop::PeerClosing(c)) => Some(c),
-                    _ if by_peer => Some(code),
+                    // The server closing first after acknowledging every line of an
+                    // input that had ended: nothing was lost (the client's own close
+                    // waits for the last acknowledgement, so the server may be first).
+                    _ if by_peer && (self.stop.is_none() || unacked > 0) => Some(code),
                     _ => None,
                 };
                 if let Some(code) = peer_closing {
