@@ -515,7 +515,7 @@ impl Client {
                     .min(),
                 Link::BackingOff { at } => Some(*at),
             };
-            // The progress line's clock (a little past the next redraw, so it is due).
+            // The progress line is redrawn on time even when nothing else happens.
             let wake = match self.meter {
                 Meter::Off => wake,
                 _ => Some(wake.map_or(now + time::to_core(PROGRESS_EVERY), |w| {
