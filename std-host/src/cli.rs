@@ -28,6 +28,8 @@ pub enum Command {
     /// Accept clients and print every message they send.
     Server(ServerArgs),
     /// Send each line of standard input as one message.
+    // The last of a repeated flag wins, as in most Unix tools (handy behind an alias).
+    #[command(after_help = CLIENT_HELP, args_override_self = true)]
     Client(ClientArgs),
 }
 
@@ -59,6 +61,20 @@ pub struct ServerArgs {
     pub json: bool,
 }
 
+/// The input rule and the exit status, after `soquete client --help`'s options.
+const CLIENT_HELP: &str = "\
+Input: each line of standard input is one message (its \\n or \\r\\n is not sent). A line
+that is just S (or s) ends the input: the lines after it are not sent, and when standard
+input is not a terminal the client says at which line it stopped and how many lines were
+left. --stop-word WORD changes the word, --stop-word none sends every line.
+
+Exit status:
+  0  every line was sent and acknowledged (with --plain: written, and the server
+     answered no line with ERR), and the session closed in order
+  1  anything else: cannot connect, refused, a timeout, a line too long, messages not
+     acknowledged, a lost connection; the last line on stderr says what happened
+  2  usage error (an unknown flag or a bad value)";
+
 /// `soquete client` options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
@@ -68,8 +84,9 @@ pub struct ClientArgs {
     /// Name to introduce this client with (at most 32 bytes).
     #[arg(long, value_parser = client::parse_name)]
     pub name: Option<String>,
-    /// Longest wait for connecting and, at the end, for acknowledgements (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Longest wait for progress: connecting, the handshake, the next acknowledgement,
+    /// the close (e.g. 10s, 500ms; not 0).
+    #[arg(long, default_value = "10s", value_parser = client::parse_timeout)]
     pub timeout: Duration,
     /// Speak plain text lines (for `nc -l` or any line-based server): no handshake, no
     /// acknowledgements.
@@ -79,9 +96,13 @@ pub struct ClientArgs {
     /// session: unacknowledged messages are resent, none is shown twice.
     #[arg(long, conflicts_with = "plain")]
     pub reconnect: bool,
-    /// With --reconnect: give up after this long without a session (0: never).
+    /// With --reconnect: give up after this long without progress (no acknowledgement,
+    /// however many connections were made; 0: never).
     #[arg(long, default_value = "60s", value_parser = parse_duration, requires = "reconnect")]
     pub reconnect_for: Duration,
+    /// A line equal to WORD (in any case) ends the input; `none`: every line is sent.
+    #[arg(long, default_value = "S", value_name = "WORD|none")]
+    pub stop_word: String,
 }
 
 impl ServerArgs {
@@ -107,6 +128,7 @@ impl ClientArgs {
             timeout: self.timeout,
             plain: self.plain,
             reconnect: self.reconnect.then_some(self.reconnect_for),
+            stop_word: (self.stop_word != "none").then(|| self.stop_word.clone()),
         }
     }
 }
@@ -184,8 +206,38 @@ mod tests {
                 timeout: Duration::from_secs(90),
                 plain: false,
                 reconnect: Some(Duration::from_secs(3600)),
+                stop_word: Some("S".into()),
             }
         );
+    }
+
+    #[test]
+    fn client_defaults_are_the_libraries_defaults() {
+        let cli = Cli::try_parse_from(["soquete", "client"]).unwrap();
+        let Command::Client(args) = cli.command else {
+            panic!("not client")
+        };
+        assert_eq!(args.options(), client::Options::default());
+    }
+
+    #[test]
+    fn stop_word_none_turns_it_off() {
+        let parse = |word: &str| {
+            let cli = Cli::try_parse_from(["soquete", "client", "--stop-word", word]).unwrap();
+            let Command::Client(args) = cli.command else {
+                panic!("not client")
+            };
+            args.options().stop_word
+        };
+        assert_eq!(parse("none"), None);
+        assert_eq!(parse("END"), Some("END".into()));
+    }
+
+    #[test]
+    fn zero_timeout_is_a_usage_error() {
+        let err = Cli::try_parse_from(["soquete", "client", "--timeout", "0"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(Cli::try_parse_from(["soquete", "client", "--timeout", "1ms"]).is_ok());
     }
 
     #[test]

@@ -12,6 +12,10 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use soquete_core::wire::{Frame, Repr, Welcome, MAGIC};
 use soquete_core::{Closure, Code, Config, Event, Instant, Session};
 use soquete_tests::{soquete, ClientProcess as Client, Server};
 
@@ -393,6 +397,363 @@ fn usage_errors_exit_2() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 32 bytes"));
+}
+
+// ------------------------------------------------------------- the stop word
+
+#[test]
+fn stop_word_on_piped_input_says_where_and_what_was_left() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"one\nS\nthree\nfour\nfive");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"one".to_vec()]);
+    assert!(
+        stderr.contains("stopped at line 2, a line \"S\" (--stop-word none sends every line): 3 lines left unread"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("sent 1 messages, 1 acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn stop_word_as_the_last_line_leaves_nothing() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"one\ntwo\ns\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages.len(), 2);
+    assert!(
+        stderr.contains("stopped at line 3, a line \"S\" (--stop-word none sends every line): 0 lines left unread"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn stop_word_with_input_still_open_counts_what_was_there() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let mut client = Client::start(&addr.to_string(), &[], LIMIT);
+    // One write, so one read: the line after S is there; the input stays open.
+    client.write(b"one\nS\nthree\n".to_vec()).join().expect("write");
+    let (code, _, stderr) = client.wait();
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"one".to_vec()]);
+    assert!(
+        stderr.contains(
+            "stopped at line 2, a line \"S\" (--stop-word none sends every line): \
+             1 line and the rest of the input (still open) left unread"
+        ),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn stop_word_none_sends_every_line() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &["--stop-word", "none"], b"one\nS\nthree\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"one".to_vec(), b"S".to_vec(), b"three".to_vec()]);
+    assert!(!stderr.contains("stopped"), "stderr: {stderr}");
+    assert!(stderr.contains("sent 3 messages, 3 acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn stop_word_can_be_another_word() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &["--stop-word", "END"], b"S\nend\nafter\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"S".to_vec()]);
+    assert!(
+        stderr.contains("stopped at line 2, a line \"END\" (--stop-word none sends every line): 1 line left unread"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn help_states_the_stop_word_and_the_exit_status() {
+    let out = soquete().args(["client", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(help.contains("A line\nthat is just S (or s) ends the input"), "{help}");
+    assert!(help.contains("--stop-word <WORD|none>"), "{help}");
+    assert!(help.contains("Exit status:"), "{help}");
+    for code in ["  0  ", "  1  ", "  2  "] {
+        assert!(help.contains(code), "{help}");
+    }
+}
+
+#[test]
+fn zero_timeout_is_a_usage_error() {
+    let out = soquete()
+        .args(["client", "--timeout", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must be more than 0"), "stderr: {stderr}");
+}
+
+// ------------------------------------------------- fake servers and timeouts
+
+/// How a hand-written server (frames built with `soquete_core::wire`) misbehaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Keeps the connection alive (answers PINGs, sends its own) and acknowledges
+    /// nothing.
+    NoAcks,
+    /// Drops every connection right after its WELCOME.
+    DropAfterWelcome,
+    /// Acknowledges every message and never answers CLOSE.
+    NoCloseAnswer,
+}
+
+/// A fake server on `127.0.0.1:0`: every connection is served by `fault` in its own
+/// thread. Reports each message it takes; counts the connections.
+fn fake_server(fault: Fault) -> (SocketAddr, Receiver<Vec<u8>>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&connections);
+    thread::spawn(move || {
+        // Bounded: no test makes more connections than this.
+        for stream in listener.incoming().take(1000) {
+            let Ok(stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            let tx = tx.clone();
+            thread::spawn(move || fake_session(stream, fault, &tx));
+        }
+    });
+    (addr, rx, connections)
+}
+
+fn send_frame(stream: &mut TcpStream, repr: &Repr<'_>) -> std::io::Result<()> {
+    let mut buf = vec![0; repr.buffer_len()];
+    let n = repr.emit(&mut buf).expect("emit");
+    stream.write_all(&buf[..n])
+}
+
+fn fake_session(mut stream: TcpStream, fault: Fault, seen: &Sender<Vec<u8>>) {
+    // The read timeout is the fake server's clock: it pings when reads time out.
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let start = StdInstant::now();
+    let mut buf = Vec::new();
+    let mut magic_seen = false;
+    let mut chunk = [0u8; 4096];
+    let mut nonce = 0;
+    while start.elapsed() < LIMIT {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if fault == Fault::NoAcks && magic_seen {
+                    nonce += 1;
+                    if send_frame(&mut stream, &Repr::Ping(nonce)).is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(_) => return,
+        }
+        if !magic_seen {
+            if buf.len() < MAGIC.len() {
+                continue;
+            }
+            assert_eq!(buf[..MAGIC.len()], MAGIC, "client magic");
+            buf.drain(..MAGIC.len());
+            magic_seen = true;
+        }
+        while let Ok(frame) = Frame::new_checked(&buf[..]) {
+            let len = frame.total_len();
+            let answer = match Repr::parse(&frame).expect("valid frame") {
+                Repr::Hello(_) => {
+                    let welcome = Repr::Welcome(Welcome {
+                        resumed: false,
+                        max_message: 65536,
+                        idle_timeout_ms: 0,
+                        token: 7,
+                        ack: 0,
+                    });
+                    let mut bytes = MAGIC.to_vec();
+                    let mut frame = vec![0; welcome.buffer_len()];
+                    welcome.emit(&mut frame).expect("emit");
+                    bytes.extend_from_slice(&frame);
+                    if stream.write_all(&bytes).is_err() || fault == Fault::DropAfterWelcome {
+                        return;
+                    }
+                    None
+                }
+                Repr::Msg { seq, payload } => {
+                    let _ = seen.send(payload.to_vec());
+                    (fault != Fault::NoAcks).then_some(Repr::Ack(seq))
+                }
+                Repr::Ping(n) => Some(Repr::Pong(n)),
+                // NoCloseAnswer: the point; the others never get that far.
+                _ => None,
+            };
+            if let Some(answer) = answer {
+                if send_frame(&mut stream, &answer).is_err() {
+                    return;
+                }
+            }
+            buf.drain(..len);
+        }
+    }
+}
+
+#[test]
+fn acknowledgements_that_never_come_end_the_wait() {
+    let (addr, seen, _) = fake_server(Fault::NoAcks);
+    let mut client = Client::start(&addr.to_string(), &["--timeout", "1s"], LIMIT);
+    // Input stays open: the client is not closing, it waits for acknowledgements.
+    client.write(lines(5)).join().expect("write");
+    for i in 1..=5 {
+        assert_eq!(
+            seen.recv_timeout(LIMIT).expect("message"),
+            format!("line {i}").as_bytes()
+        );
+    }
+    let (code, _, stderr) = client.wait();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no acknowledgement from {addr} for 1s although it keeps the connection alive: \
+             5 of 5 messages not acknowledged"
+        )),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn acknowledgements_that_never_come_end_the_wait_after_end_of_input() {
+    let (addr, seen, _) = fake_server(Fault::NoAcks);
+    let (code, _, stderr) = run_client(addr, &["--timeout", "1s"], &lines(5));
+    for i in 1..=5 {
+        assert_eq!(
+            seen.recv_timeout(LIMIT).expect("message"),
+            format!("line {i}").as_bytes()
+        );
+    }
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 5 messages, 0 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("no acknowledgement from {addr} for 1s")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(": 5 of 5 messages not acknowledged"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn reconnect_for_counts_time_without_progress() {
+    let (addr, _seen, connections) = fake_server(Fault::DropAfterWelcome);
+    let mut client = Client::start(
+        &addr.to_string(),
+        &["--timeout", "1s", "--reconnect", "--reconnect-for", "2s"],
+        LIMIT,
+    );
+    client.write(lines(3)).join().expect("write");
+    let (code, _, stderr) = client.wait();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let made = connections.load(Ordering::SeqCst);
+    assert!(made >= 2, "{made} connections");
+    assert!(
+        stderr.contains(&format!("gave up reconnecting: no progress with {addr} for ")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("sessions lost; last: the session was lost"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("3 of 3 messages not acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn close_never_answered_is_reported_as_such() {
+    let (addr, seen, _) = fake_server(Fault::NoCloseAnswer);
+    let (code, _, stderr) = run_client(addr, &["--timeout", "1s"], &lines(5));
+    for i in 1..=5 {
+        assert_eq!(
+            seen.recv_timeout(LIMIT).expect("message"),
+            format!("line {i}").as_bytes()
+        );
+    }
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(stderr.contains("sent 5 messages, 5 acknowledged"), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{addr} acknowledged all 5 messages but did not answer the close within 1s"
+        )),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("not acknowledged"), "stderr: {stderr}");
+}
+
+#[test]
+fn plain_server_that_stops_reading_ends_the_wait() {
+    // A small receive buffer (inherited by the accepted socket): the kernel cannot
+    // keep taking bytes for a while by itself, so the stall is soon a fact.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    socket.listen(1).expect("listen");
+    let listener: TcpListener = socket.into();
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // Holds the connection open and reads nothing until the test is done.
+        let (stream, _) = listener.accept().expect("accept");
+        let _ = rx.recv_timeout(LIMIT);
+        drop(stream);
+    });
+    let mut client = Client::start(&addr.to_string(), &["--plain", "--timeout", "1s"], LIMIT);
+    // More than the socket buffers hold; the client reads its input only as it sends.
+    let line = [b"x".repeat(999), b"\n".to_vec()].concat();
+    let writer = client.feed(line.repeat(64 * 1024));
+    let (code, _, stderr) = client.wait();
+    let _ = tx.send(());
+    drop(writer);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("{addr} took no input for 1s: of ")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("lines sent, the last ones were not written"),
+        "stderr: {stderr}"
+    );
+}
+
+#[test]
+fn plain_server_answering_err_fails_the_client() {
+    let mut server = Server::in_process(&["--max-message", "100"]);
+    let mut client = Client::start(&server.addr.to_string(), &["--plain"], LIMIT);
+    // Input stays open: the server's ERR and close end the client.
+    let mut input = b"fine\n".to_vec();
+    input.extend_from_slice(&[b'x'; 150]);
+    input.push(b'\n');
+    client.write(input).join().expect("write");
+    let (code, stdout, stderr) = client.wait();
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert_eq!(stdout, "ERR line too long (max 100 bytes)\n");
+    assert!(
+        stderr.contains(&format!(
+            "{} rejected input: it answered \"ERR line too long (max 100 bytes)\"",
+            server.addr
+        )),
+        "stderr: {stderr}"
+    );
+    server.wait_for(LIMIT, |l| l.ends_with(": fine"));
 }
 
 // ------------------------------------------------------------- the real server

@@ -14,17 +14,22 @@
 //! stay in `tx`, the loop connects again with exponential backoff and resumes the
 //! session ([`Session::reconnect`], PROTOCOL.md §4.6); the server continues after the
 //! last message it printed, so nothing is lost or shown twice. Input waits meanwhile.
+//!
+//! Every wait is bounded by `--timeout` measured from the last progress (an
+//! acknowledgement, or for plain text a byte written), not from the start of the wait:
+//! a server that keeps the connection alive but acknowledges nothing is given up on.
 
 mod input;
 
 use std::fmt::Write as _;
-use std::io::{self, BufWriter, ErrorKind, Stdout, Write};
+use std::io::{self, BufWriter, ErrorKind, IsTerminal as _, Stdout, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::{anyhow, bail, Context as _};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::session::Error as SendError;
@@ -51,6 +56,13 @@ const WAKER: Token = Token(1);
 const BACKOFF_MIN: StdDuration = StdDuration::from_millis(20);
 const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
 
+/// How long the rest of the input is read, after the stop word, to count its lines.
+const COUNT_UNREAD_FOR: StdDuration = StdDuration::from_secs(1);
+/// Piped input still going after this long gets a progress line (stderr a terminal).
+const PROGRESS_AFTER: StdDuration = StdDuration::from_secs(1);
+/// The progress line is redrawn at most this often.
+const PROGRESS_EVERY: StdDuration = StdDuration::from_millis(200);
+
 type ClientSession = Session<Vec<u8>, Vec<u8>>;
 
 /// How a client behaves: `soquete client`'s flags.
@@ -60,16 +72,33 @@ pub struct Options {
     pub connect: String,
     /// Name to introduce this client with (at most [`MAX_NAME_LEN`] bytes).
     pub name: Option<String>,
-    /// Longest wait for connecting and, at the end, for acknowledgements.
+    /// Longest wait for progress: connecting, the handshake, the next acknowledgement,
+    /// the close. Not zero.
     pub timeout: StdDuration,
     /// Speak plain text lines: no handshake, no acknowledgements.
     pub plain: bool,
     /// When the connection is lost, connect again and resume the session, giving up
-    /// after this long without a session (zero: never). `None`: a loss is the end.
+    /// after this long without progress (zero: never). `None`: a loss is the end.
     pub reconnect: Option<StdDuration>,
+    /// A line equal to this (ignoring ASCII case) ends the input; `None`: every line
+    /// is sent.
+    pub stop_word: Option<String>,
 }
 
-/// Runs the client until end of input or a line `S`, then closes the session.
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            connect: "127.0.0.1:8800".into(),
+            name: None,
+            timeout: StdDuration::from_secs(10),
+            plain: false,
+            reconnect: None,
+            stop_word: Some("S".into()),
+        }
+    }
+}
+
+/// Runs the client until end of input or the stop word, then closes the session.
 ///
 /// # Errors
 /// Anything that keeps the lines from being delivered and acknowledged, with a message
@@ -95,6 +124,19 @@ pub fn parse_name(s: &str) -> Result<String, String> {
         return Err(format!("at most {MAX_NAME_LEN} bytes, got {}", s.len()));
     }
     Ok(s.to_owned())
+}
+
+/// `--timeout` values: a duration that is not zero (a wait of nothing would fail at
+/// once).
+///
+/// # Errors
+/// Not a duration, or zero, as a message for clap.
+pub fn parse_timeout(s: &str) -> Result<StdDuration, String> {
+    let d = soquete_text::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0 (e.g. 10s, 500ms)".into());
+    }
+    Ok(d)
 }
 
 /// Resolves `target` and connects to the first address that answers within `timeout`.
@@ -131,8 +173,10 @@ fn connect(target: &str, timeout: StdDuration) -> anyhow::Result<(TcpStream, Soc
 /// Why the client stopped taking input.
 #[derive(Debug)]
 enum Stop {
-    /// End of input, or a line `S`.
+    /// End of input.
     EndOfInput,
+    /// The stop word, as this line of the input.
+    Word { line: u64 },
     /// A line the server would not accept.
     TooLarge { line: u64, len: u64, max: u32 },
     /// Standard input failed.
@@ -203,19 +247,108 @@ struct Client {
     /// Some connection got as far as an established session.
     ever_established: bool,
     stop: Option<Stop>,
+    /// `--stop-word`: a line equal to it (ignoring ASCII case) ends the input.
+    stop_word: Option<Vec<u8>>,
+    /// Standard input is a terminal: someone types the lines.
+    typed: bool,
+    /// The start-up line was shown (typed input only).
+    announced: bool,
+    /// The last progress, for `--timeout`.
+    progress: Progress,
+    /// Without `--reconnect`: the client gave up waiting for progress.
+    stalled: Option<String>,
+    /// Plain text: the server's `ERR` lines (PROTOCOL.md §7.2), how many and the first.
+    rejected: Option<(u64, Vec<u8>)>,
+    /// The progress line for long piped input, when stderr is a terminal.
+    meter: Meter,
     out: BufWriter<Stdout>,
     out_failed: bool,
+}
+
+/// What the client had seen at its last progress.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    at: Instant,
+    acked: u64,
+    bytes_out: u64,
+    bytes_in: u64,
+}
+
+/// The progress line of a long piped input.
+#[derive(Debug)]
+enum Meter {
+    /// Never shown: stderr is not a terminal, or the input is typed.
+    Off,
+    /// Shown once the input is still going at `from`.
+    Waiting { from: std::time::Instant },
+    /// On screen since `since`; redrawn after `next`.
+    Shown {
+        bar: ProgressBar,
+        since: std::time::Instant,
+        next: std::time::Instant,
+    },
+}
+
+impl Meter {
+    /// Shows or refreshes the line with the session's figures (at most every
+    /// [`PROGRESS_EVERY`]).
+    fn update(&mut self, session: &ClientSession) {
+        let now = std::time::Instant::now();
+        match self {
+            Meter::Off => {}
+            Meter::Waiting { from } => {
+                if now >= *from {
+                    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+                        bar.set_style(style);
+                    }
+                    // The rate counts from the start of the input, like the summary.
+                    let since = *from - PROGRESS_AFTER;
+                    *self = Meter::Shown { bar, since, next: now };
+                    self.update(session);
+                }
+            }
+            Meter::Shown { bar, since, next } => {
+                if now >= *next {
+                    let stats = session.stats();
+                    let secs = now.duration_since(*since).as_secs_f64().max(0.001);
+                    bar.set_message(match session.mode() {
+                        Mode::Binary => format!(
+                            "sent {} messages, {} acknowledged ({:.0}/s)",
+                            stats.sent,
+                            stats.acked,
+                            stats.acked as f64 / secs
+                        ),
+                        Mode::Plain => format!("sent {} lines ({:.0}/s)", stats.sent, stats.sent as f64 / secs),
+                    });
+                    bar.tick();
+                    *next = now + PROGRESS_EVERY;
+                }
+            }
+        }
+    }
+
+    /// Takes the line off the screen, for the summary.
+    fn clear(&mut self) {
+        if let Meter::Shown { bar, .. } = std::mem::replace(self, Meter::Off) {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// `--reconnect` bookkeeping.
 #[derive(Debug)]
 struct Retry {
-    /// Give up after this long without a session (`--reconnect-for`; zero: never).
+    /// Give up after this long without progress (`--reconnect-for`; zero: never).
     limit: StdDuration,
     /// The next wait after a failed attempt.
     backoff: StdDuration,
-    /// Since when the client has had no established session.
+    /// Since when the client has made no progress (`None`: it is making progress).
     since: Option<Instant>,
+    /// Sessions lost after they were established.
+    losses: u64,
+    /// What went wrong last: a lost session or a failed connection attempt.
+    last: String,
     /// Connections made after the first.
     reconnects: u64,
     /// Of those, resumed by the server (the others started a new session).
@@ -276,6 +409,8 @@ impl Client {
             limit,
             backoff: BACKOFF_MIN,
             since: Some(now),
+            losses: 0,
+            last: String::new(),
             reconnects: 0,
             resumed: 0,
             gave_up: None,
@@ -284,6 +419,14 @@ impl Client {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (to_main, from_reader) = mpsc::sync_channel(INPUT_BLOCKS);
         input::spawn(io::stdin(), to_main, Arc::clone(&waker), TX_LEN).context("cannot start the input thread")?;
+        let typed = io::stdin().is_terminal();
+        let meter = if !typed && io::stderr().is_terminal() {
+            Meter::Waiting {
+                from: std::time::Instant::now() + PROGRESS_AFTER,
+            }
+        } else {
+            Meter::Off
+        };
 
         Ok(Client {
             ever_connected: matches!(link, Link::Connected(_)),
@@ -300,6 +443,18 @@ impl Client {
             line_no: 0,
             ever_established: false,
             stop: None,
+            stop_word: args.stop_word.as_ref().map(|w| w.as_bytes().to_vec()),
+            typed,
+            announced: false,
+            progress: Progress {
+                at: now,
+                acked: 0,
+                bytes_out: 0,
+                bytes_in: 0,
+            },
+            stalled: None,
+            rejected: None,
+            meter,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
         })
@@ -322,6 +477,8 @@ impl Client {
                 self.receive(now);
                 self.feed(now);
                 self.transmit(now);
+                self.check_progress(now);
+                self.meter.update(&self.session);
                 if let Some(closure) = self.session.closure() {
                     if self.wants_resume(closure) {
                         self.disconnect(now);
@@ -332,6 +489,12 @@ impl Client {
                     if let Link::Connected(conn) = &mut self.link {
                         let deadline = *conn.linger.get_or_insert(now + timeout);
                         if finished || conn.error.is_some() || now >= deadline {
+                            if !finished && conn.error.is_none() && self.stalled.is_none() {
+                                // A plain-text server that stopped reading keeps our
+                                // last lines: that is a failure, not an orderly end.
+                                self.stalled =
+                                    Some(format!("{} took no input for {}", self.target, human(self.timeout)));
+                            }
                             // The peer sees end of stream after our last frame.
                             let _ = conn.stream.shutdown(Shutdown::Write);
                             self.flush_out();
@@ -346,14 +509,89 @@ impl Client {
                 }
             }
             let wake = match &self.link {
-                Link::Connected(conn) => [self.session.poll_timeout(), conn.linger].into_iter().flatten().min(),
+                Link::Connected(conn) => [self.session.poll_timeout(), conn.linger, self.progress_deadline()]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                 Link::BackingOff { at } => Some(*at),
+            };
+            // The progress line is redrawn on time even when nothing else happens.
+            let wake = match self.meter {
+                Meter::Off => wake,
+                _ => Some(wake.map_or(now + time::to_core(PROGRESS_EVERY), |w| {
+                    w.min(now + time::to_core(PROGRESS_EVERY))
+                })),
             };
             self.flush_out();
             match self.poll.poll(&mut events, wake.map(|t| time::until(t, now))) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("poll failed"),
+            }
+        }
+    }
+
+    /// True while the client waits for the server: messages not acknowledged, or (plain
+    /// text) bytes not written.
+    fn waiting(&self) -> bool {
+        match self.session.mode() {
+            Mode::Binary => self.session.unacked() > 0,
+            Mode::Plain => self.session.wants_transmit(),
+        }
+    }
+
+    /// When the client gives up waiting for progress, if it is waiting on an
+    /// established session (the handshake and the close have the core's own timers).
+    fn progress_deadline(&self) -> Option<Instant> {
+        let established = matches!(&self.link, Link::Connected(conn) if conn.established);
+        (established && self.waiting()).then(|| self.progress.at + time::to_core(self.timeout))
+    }
+
+    /// Notes progress, or gives up after `--timeout` without any: a server that keeps
+    /// the connection alive (answering PINGs) but acknowledges nothing would otherwise
+    /// keep the client forever.
+    fn check_progress(&mut self, now: Instant) {
+        let stats = self.session.stats();
+        let moved = stats.acked != self.progress.acked
+            || (self.session.mode() == Mode::Plain && stats.bytes_out != self.progress.bytes_out);
+        if moved || !self.waiting() {
+            self.progressed(now);
+            return;
+        }
+        let failed = matches!(&self.link, Link::Connected(conn) if conn.error.is_some());
+        let Some(deadline) = self.progress_deadline().filter(|_| !failed) else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        let mut why = match self.session.mode() {
+            Mode::Binary => format!("no acknowledgement from {} for {}", self.target, human(self.timeout)),
+            Mode::Plain => format!("{} took no input for {}", self.target, human(self.timeout)),
+        };
+        if stats.bytes_in != self.progress.bytes_in {
+            why.push_str(" although it keeps the connection alive");
+        }
+        if self.retry.is_none() {
+            self.stalled = Some(why.clone());
+        }
+        self.lost(now, io::Error::new(ErrorKind::TimedOut, why));
+    }
+
+    /// Something moved: the `--timeout` and `--reconnect-for` clocks start again.
+    fn progressed(&mut self, now: Instant) {
+        let stats = self.session.stats();
+        self.progress = Progress {
+            at: now,
+            acked: stats.acked,
+            bytes_out: stats.bytes_out,
+            bytes_in: stats.bytes_in,
+        };
+        let established = matches!(&self.link, Link::Connected(conn) if conn.established);
+        if let Some(retry) = &mut self.retry {
+            if established {
+                retry.since = None;
+                retry.backoff = BACKOFF_MIN;
             }
         }
     }
@@ -366,7 +604,7 @@ impl Client {
         }
         let input_done = matches!(
             self.stop,
-            Some(Stop::EndOfInput | Stop::TooLarge { .. } | Stop::InputError(_))
+            Some(Stop::EndOfInput | Stop::Word { .. } | Stop::TooLarge { .. } | Stop::InputError(_))
         );
         let work_left = self.session.unacked() > 0 || !input_done;
         match closure {
@@ -389,7 +627,12 @@ impl Client {
         let Some(retry) = &mut self.retry else {
             return;
         };
-        let at = now + time::to_core(retry.next_wait());
+        let mut wait = retry.next_wait();
+        if let (false, Some(since)) = (retry.limit.is_zero(), retry.since) {
+            // Giving up is checked at the next attempt: not later than the limit.
+            wait = wait.min(retry.limit.saturating_sub(elapsed(since, now)));
+        }
+        let at = now + time::to_core(wait);
         if let Link::Connected(mut conn) = std::mem::replace(&mut self.link, Link::BackingOff { at }) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
             let why = match (&conn.error, self.session.closure()) {
@@ -401,6 +644,10 @@ impl Client {
                 "connection lost ({why}); {} messages not acknowledged; reconnecting",
                 self.session.unacked()
             );
+            if conn.established {
+                retry.losses += 1;
+                retry.last = format!("the session was lost ({why})");
+            }
         }
         retry.since.get_or_insert(now);
         self.flush_out();
@@ -413,6 +660,20 @@ impl Client {
             return Err(self.session.closure().unwrap_or(Closure::Eof));
         };
         let waited = retry.since.map_or(StdDuration::ZERO, |since| elapsed(since, now));
+        if !retry.limit.is_zero() && waited >= retry.limit {
+            let lost = match retry.losses {
+                0 => String::new(),
+                1 => "; 1 session lost".to_owned(),
+                n => format!("; {n} sessions lost"),
+            };
+            retry.gave_up = Some(format!(
+                "no progress with {} for {}{lost}; last: {}",
+                self.target,
+                human(waited),
+                retry.last
+            ));
+            return Err(self.session.closure().unwrap_or(Closure::Eof));
+        }
         let budget = if retry.limit.is_zero() {
             self.timeout
         } else {
@@ -454,13 +715,15 @@ impl Client {
                 let waited = retry
                     .since
                     .map_or(StdDuration::ZERO, |since| elapsed(since, time::now()));
-                if !retry.limit.is_zero() && waited >= retry.limit {
-                    retry.gave_up = Some(format!("no session with {} for {}: {e:#}", self.target, human(waited)));
-                    return Err(self.session.closure().unwrap_or(Closure::Eof));
-                }
                 log::debug!("reconnect: {e:#}");
+                retry.last = format!("{e:#}");
+                // Not past the limit: giving up is checked at the next attempt.
+                let mut wait = retry.next_wait();
+                if !retry.limit.is_zero() {
+                    wait = wait.min(retry.limit.saturating_sub(waited));
+                }
                 self.link = Link::BackingOff {
-                    at: now + time::to_core(retry.next_wait()),
+                    at: time::now() + time::to_core(wait),
                 };
                 Ok(())
             }
@@ -490,7 +753,8 @@ impl Client {
                     conn.read_closed = true;
                     // A plain-text server that stops talking may still be listening
                     // (`nc -l < /dev/null`): keep sending until a write fails.
-                    if self.session.mode() == Mode::Binary {
+                    // One that said `ERR` (PROTOCOL.md §7.2) has closed for good.
+                    if self.session.mode() == Mode::Binary || self.rejected.is_some() {
                         self.session.handle_eof(now);
                     }
                 }
@@ -527,6 +791,7 @@ impl Client {
     /// Handles every pending event; returns how many there were.
     fn drain_events(&mut self, now: Instant) -> usize {
         let mut count = 0;
+        let mode = self.session.mode();
         while let Some(event) = self.session.poll_event(now) {
             count += 1;
             match event {
@@ -534,17 +799,32 @@ impl Client {
                     if let Link::Connected(conn) = &mut self.link {
                         log::info!("session established with {} ({mode:?}, resumed: {resumed})", conn.peer);
                         conn.established = true;
+                        if self.typed && !self.announced {
+                            self.announced = true;
+                            let end = match &self.stop_word {
+                                Some(word) => format!("a line {} to end", String::from_utf8_lossy(word)),
+                                None => "Ctrl-D to end".to_owned(),
+                            };
+                            eprintln!("connected to {}; type lines, {end}", conn.peer);
+                        }
                     }
                     self.ever_established = true;
+                    // The wait for acknowledgements starts now, not at the connection's
+                    // loss; whether the session makes progress is for check_progress.
+                    self.progress.at = now;
                     if let Some(retry) = &mut self.retry {
-                        retry.since = None;
-                        retry.backoff = BACKOFF_MIN;
                         if resumed {
                             retry.resumed += 1;
                         }
                     }
                 }
                 Event::Message { payload, .. } => {
+                    if mode == Mode::Plain && (payload == b"ERR" || payload.starts_with(b"ERR ")) {
+                        match &mut self.rejected {
+                            Some((n, _)) => *n += 1,
+                            None => self.rejected = Some((1, payload.to_vec())),
+                        }
+                    }
                     let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
                     if let Err(e) = printed {
                         if !self.out_failed {
@@ -594,10 +874,10 @@ impl Client {
             let len = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
             let raw = rest.get(..len).unwrap_or(rest);
             let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if line == b"S" || line == b"s" {
+            if self.stop_word.as_deref().is_some_and(|w| line.eq_ignore_ascii_case(w)) {
                 self.pos += len + 1;
                 self.line_no += 1;
-                self.stop = Some(Stop::EndOfInput);
+                self.stop = Some(Stop::Word { line: self.line_no });
                 break;
             }
             match self.session.send(line) {
@@ -623,10 +903,14 @@ impl Client {
         }
         let ours = matches!(
             self.stop,
-            Some(Stop::EndOfInput | Stop::TooLarge { .. } | Stop::InputError(_))
+            Some(Stop::EndOfInput | Stop::Word { .. } | Stop::TooLarge { .. } | Stop::InputError(_))
         );
+        // The close starts once everything is acknowledged: until then `--timeout`
+        // counts from the last acknowledgement (check_progress), and the close's own
+        // timeout (the core's, from the CLOSE on) is left for the CLOSE alone.
+        let acked = self.session.unacked() == 0;
         if let Link::Connected(conn) = &mut self.link {
-            if ours && !conn.closing {
+            if ours && acked && !conn.closing {
                 conn.closing = true;
                 self.session.close(now, Code::Normal);
                 self.drain_events(now);
@@ -646,19 +930,51 @@ impl Client {
         })
     }
 
-    /// Lines read but not sent: the rest of the current block and the blocks waiting
-    /// in the channel. The flag is false when more input may follow (not read yet).
-    fn unsent_lines(&mut self) -> (u64, bool) {
+    /// Lines not sent: the rest of the current block, the blocks waiting in the
+    /// channel, and what the input gives within `bound` (zero: only what has been read
+    /// already). The flag is false when more input may follow.
+    fn unsent_lines(&mut self, bound: StdDuration) -> (u64, bool) {
         let count = |b: &[u8]| b.iter().filter(|&&c| c == b'\n').count() as u64;
         let mut n = self.block.get(self.pos..).map_or(0, count);
+        self.block.clear();
+        self.pos = 0;
+        let until = std::time::Instant::now() + bound;
         loop {
-            match self.input.try_recv() {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            let next = if left.is_zero() {
+                self.input
+                    .try_recv()
+                    .map_err(|e| matches!(e, TryRecvError::Disconnected))
+            } else {
+                self.input
+                    .recv_timeout(left)
+                    .map_err(|e| matches!(e, mpsc::RecvTimeoutError::Disconnected))
+            };
+            match next {
                 Ok(Input::Lines(b)) => n += count(&b),
                 Ok(Input::Long(_)) => n += 1,
-                Ok(Input::End | Input::Error(_)) | Err(TryRecvError::Disconnected) => return (n, true),
-                Err(TryRecvError::Empty) => return (n, false),
+                Ok(Input::End | Input::Error(_)) | Err(true) => return (n, true),
+                Err(false) => return (n, false),
             }
         }
+    }
+
+    /// After the stop word, on piped input: where the input stopped and how much of it
+    /// was left, so that a stray `S` line in a file does not drop the rest silently.
+    fn stop_notice(&mut self) {
+        let Some(Stop::Word { line }) = self.stop else { return };
+        if self.typed {
+            return;
+        }
+        let word = String::from_utf8_lossy(self.stop_word.as_deref().unwrap_or_default()).into_owned();
+        let (n, complete) = self.unsent_lines(COUNT_UNREAD_FOR);
+        let lines = if n == 1 { "line" } else { "lines" };
+        let left = if complete {
+            format!("{n} {lines} left unread")
+        } else {
+            format!("{n} {lines} and the rest of the input (still open) left unread")
+        };
+        eprintln!("stopped at line {line}, a line {word:?} (--stop-word none sends every line): {left}");
     }
 
     fn flush_out(&mut self) {
@@ -675,6 +991,8 @@ impl Client {
         let stats = self.session.stats();
         let mode = self.session.mode();
         let unacked = self.session.unacked();
+        self.meter.clear();
+        self.stop_notice();
         if self.ever_established {
             let reconnects = match &self.retry {
                 Some(r) if r.reconnects > 0 => {
@@ -691,8 +1009,25 @@ impl Client {
         if let Some(why) = self.retry.as_mut().and_then(|r| r.gave_up.take()) {
             bail!("gave up reconnecting: {why}; {not_acked}");
         }
+        if let Some(why) = self.stalled.take() {
+            match mode {
+                Mode::Binary => bail!("{why}: {not_acked}"),
+                Mode::Plain => bail!("{why}: of {} lines sent, the last ones were not written", stats.sent),
+            }
+        }
         let timeout = human(self.timeout);
         let target = self.target.clone();
+        // A plain-text server says no with a line `ERR ...` (PROTOCOL.md §7.2), then
+        // usually closes: that, not the close, is what happened.
+        if let Some((n, first)) = self.rejected.take() {
+            let mut answer = Vec::new();
+            let _ = write_escaped(&mut answer, &first);
+            let times = if n == 1 { String::new() } else { format!(" ({n} times)") };
+            bail!(
+                "{target} rejected input: it answered \"{}\"{times}",
+                String::from_utf8_lossy(&answer)
+            )
+        }
         match closure {
             Closure::Refused(code) => {
                 let mut msg = format!("{target} refused the session: {}", code.describe());
@@ -708,6 +1043,10 @@ impl Client {
             Closure::Aborted(Code::HandshakeTimeout) => {
                 bail!("{target} did not answer the soquete handshake within {timeout}")
             }
+            Closure::Aborted(Code::CloseTimeout) if unacked == 0 => bail!(
+                "{target} acknowledged all {} messages but did not answer the close within {timeout}",
+                stats.sent
+            ),
             Closure::Aborted(Code::CloseTimeout) => {
                 bail!("timed out after {timeout} waiting for acknowledgements: {not_acked}")
             }
@@ -735,11 +1074,14 @@ impl Client {
             Closure::Orderly { code, by_peer } => {
                 let peer_closing = match self.stop {
                     Some(Stop::PeerClosing(c)) => Some(c),
-                    _ if by_peer => Some(code),
+                    // The server closing first after acknowledging every line of an
+                    // input that had ended: nothing was lost (the client's own close
+                    // waits for the last acknowledgement, so the server may be first).
+                    _ if by_peer && (self.stop.is_none() || unacked > 0) => Some(code),
                     _ => None,
                 };
                 if let Some(code) = peer_closing {
-                    let (unsent, complete) = self.unsent_lines();
+                    let (unsent, complete) = self.unsent_lines(StdDuration::ZERO);
                     let mut msg = format!("the server closed the session ({})", code.describe());
                     let _ = match (unsent, complete) {
                         (0, true) => Ok(()),
