@@ -65,15 +65,16 @@ pub fn detect_foreign(first_bytes: &[u8], complete_line: Option<&[u8]>) -> Optio
 }
 
 /// How many bytes at the start of a plain-text peer's first line may not be ASCII
-/// controls other than TAB, LF, CR, ESC and BS (§7.3).
+/// controls other than TAB, LF, CR, ESC, BS and BEL (§7.3).
 pub const BINARY_SNIFF_LEN: usize = 64;
 
 /// True when `line` (a line of a plain-text peer without its line end, or the start of
 /// one) is binary data rather than text (§7.3): it holds a NUL byte, or, in the first
 /// line (`first_line`), one of its first [`BINARY_SNIFF_LEN`] bytes is an ASCII
-/// control other than TAB, LF, CR, ESC and BS (0x01..=0x07, 0x0B, 0x0C, 0x0E..=0x1A,
-/// 0x1C..=0x1F). DEL and bytes of 0x80 and more are text: text in another encoding,
-/// such as Latin-1, is still text.
+/// control other than TAB, LF, CR, ESC, BS and BEL (0x01..=0x06, 0x0B, 0x0C,
+/// 0x0E..=0x1A, 0x1C..=0x1F): what text typed or pasted in a terminal, with its escape
+/// sequences (BEL ends an OSC sequence), holds. DEL and bytes of 0x80 and more are
+/// text: text in another encoding, such as Latin-1, is still text.
 pub fn is_binary(line: &[u8], first_line: bool) -> bool {
     let sniffed = if first_line {
         line.get(..BINARY_SNIFF_LEN).unwrap_or(line)
@@ -82,7 +83,7 @@ pub fn is_binary(line: &[u8], first_line: bool) -> bool {
     };
     sniffed
         .iter()
-        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08))
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x1b | 0x08 | 0x07))
         || line.contains(&0)
 }
 
@@ -165,8 +166,8 @@ mod tests {
         assert!(is_binary(b"\0", false));
         assert!(is_binary(b"a long text line then \0", false));
         assert!(!is_binary(b"ol\xe1 \xff\x7f", true));
-        assert!(!is_binary(b"tab\tcr\resc\x1b[1mbs\x08", true));
-        for b in (0x01..0x20).filter(|b| !b"\t\n\r\x1b\x08".contains(b)) {
+        assert!(!is_binary(b"tab\tcr\resc\x1b[1mbs\x08 \x1b]0;title\x07", true));
+        for b in (0x01..0x20).filter(|b| !b"\t\n\r\x1b\x08\x07".contains(b)) {
             assert!(is_binary(&[b'a', b], true), "{b:#x}");
             assert!(!is_binary(&[b'a', b], false), "{b:#x}");
         }
