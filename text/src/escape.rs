@@ -55,9 +55,10 @@ pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -
 /// Runs of plain bytes are found a word at a time and copied with one `write_all`.
 /// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
 /// (the check `utf8_chunks` makes; no byte is checked twice), and each byte it
-/// rejects is escaped. In the valid part, the word scan stops at each byte that leads
-/// a multi-byte character (0xC0 or more), which is decoded and looked up in
-/// [`is_hidden`]; continuation bytes pass. The JSON style stops at 0xC2 only, which
+/// rejects is escaped. In the valid part, the word scan stops at the bytes that lead
+/// the characters [`is_hidden`] names (see [`specials`]); that character is decoded
+/// and looked up. Other lead bytes and continuation bytes pass: most non-ASCII text
+/// (Latin, Cyrillic, CJK) is copied a word at a time too. The JSON style stops at 0xC2 only, which
 /// leads the C1 controls, the only characters it escapes besides ASCII ones.
 fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     // `bytes[start..i]` prints as is and is not written yet.
@@ -109,7 +110,7 @@ fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8
             let (c, len) = decode(&bytes[i..valid_end]);
             if is_hidden(c) {
                 out.write_all(&bytes[start..i])?;
-                write!(out, "\\u{{{c:x}}}")?;
+                write_code_point(out, c)?;
                 start = i + len;
             }
             i += len;
@@ -170,6 +171,19 @@ fn is_hidden(c: u32) -> bool {
     )
 }
 
+/// Writes `\u{H}`: `c` in lowercase hex without leading zeros.
+fn write_code_point<W: Write + ?Sized>(out: &mut W, c: u32) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // `\u{`, at most six digits (c <= 0x10FFFF), `}`.
+    let mut buf = *b"\\u{000000}";
+    let digits = (32 - (c | 1).leading_zeros()).div_ceil(4) as usize;
+    for k in 0..digits {
+        buf[3 + digits - 1 - k] = HEX[((c >> (4 * k)) & 0xf) as usize];
+    }
+    buf[3 + digits] = b'}';
+    out.write_all(&buf[..4 + digits])
+}
+
 /// Writes the escape for `code`: an ASCII byte not printed as is, a byte that is not
 /// UTF-8, or in the JSON style a C1 control's code point.
 fn write_escape<W: Write + ?Sized, const STYLE: u8>(out: &mut W, code: u8) -> io::Result<()> {
@@ -207,8 +221,8 @@ const HIGH: u64 = ONES * 0x80;
 /// The high bit of each byte of `word` that may not print as is: ASCII controls, DEL,
 /// `\` (and except in the text style, `"`), and bytes of 0x80 and more; or with `UTF8`
 /// (`word` is from valid UTF-8) instead of the last, only the bytes that lead a
-/// multi-byte character (0xC0 and more), or in the JSON style only 0xC2, which leads
-/// the C1 controls. Exact per byte: each sum works on seven-bit values, so none carries
+/// character [`is_hidden`] may name (0xC2, 0xD8..=0xDC, 0xE0..=0xE2, 0xEF..=0xF3), or
+/// in the JSON style only 0xC2, which leads the C1 controls. Exact per byte: each sum works on seven-bit values, so none carries
 /// into the next byte.
 const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
     let low = word & !HIGH;
@@ -227,10 +241,19 @@ const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
         let c2 = word ^ (ONES * 0xc2);
         !(((c2 & !HIGH) + !HIGH) | c2)
     } else {
-        // Bit 6 of each byte moved to bit 7: both set from 0xC0 up.
-        word & (word << 1)
+        // The lead bytes of the characters `is_hidden` names.
+        high_in(word, 0xc2, 0xc2) | high_in(word, 0xd8, 0xdc) | high_in(word, 0xe0, 0xe2) | high_in(word, 0xef, 0xf3)
     };
     (ascii | high) & HIGH
+}
+
+/// The high bit of each byte of `word` in `lo..=hi` (both 0x80 or more). Each sum
+/// works on seven-bit values and stays below 0x100.
+const fn high_in(word: u64, lo: u8, hi: u8) -> u64 {
+    let low = word & !HIGH;
+    let at_least_lo = low + ONES * (0x80 - (lo & 0x7f)) as u64;
+    let above_hi = low + ONES * (0x7f - (hi & 0x7f)) as u64;
+    at_least_lo & !above_hi & word & HIGH
 }
 
 /// How many bytes at the start of `bytes` print as is (see [`specials`]).
@@ -533,7 +556,8 @@ mod tests {
     fn word_byte() -> impl Strategy<Value = u8> {
         prop_oneof![
             prop::sample::select(vec![
-                0x00, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xa2, 0xbf, 0xc0, 0xc2, 0xdc, 0xff
+                0x00, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xa2, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xd7, 0xd8, 0xdc,
+                0xdd, 0xdf, 0xe0, 0xe2, 0xe3, 0xee, 0xef, 0xf3, 0xf4, 0xff
             ]),
             any::<u8>(),
         ]
@@ -545,7 +569,7 @@ mod tests {
             0x20..=0x7e => b == b'\\' || (style != TEXT && b == b'"'),
             0x80.. if !utf8 => true,
             0x80.. if style == JSON => b == 0xc2,
-            0x80.. => b >= 0xc0,
+            0x80.. => matches!(b, 0xc2 | 0xd8..=0xdc | 0xe0..=0xe2 | 0xef..=0xf3),
             _ => true,
         };
         u64::from_le_bytes(word.map(|b| if special(b) { 0x80 } else { 0 }))
