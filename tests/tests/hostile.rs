@@ -360,3 +360,23 @@ fn names_and_texts_cannot_mislead() {
     };
     assert!(server.seen.iter().all(|l| !l.chars().any(hidden)), "{:#?}", server.seen);
 }
+
+#[test]
+fn binary_line_after_text_ends_the_session_after_the_lines_before() {
+    let mut server = Server::in_process(&[]);
+    let mut s = plain(server.addr);
+    s.write_all(b"hello\nthere \x01\nbin\x00ary\nlater\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read_until_closed(&mut s)),
+        "ERR wrong protocol\n"
+    );
+    let peer = s.local_addr().unwrap();
+    let left = server.wait_for(WAIT, |l| l.contains(&format!("{peer} left (")));
+    assert!(
+        left.ends_with(" left (aborted: wrong protocol) after 2 messages"),
+        "{left}"
+    );
+    let id = left.split(' ').next().unwrap();
+    assert_eq!(messages_of(&server.seen, id), ["hello", r"there \x01"]);
+    calm_round(&mut server, "calm", 3);
+}
