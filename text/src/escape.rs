@@ -475,53 +475,64 @@ mod tests {
     /// Panics on anything the escaper never writes: an unknown escape, a bare `"`
     /// inside quotes, an unescaped control or format character.
     fn decode_escaped(text: &str, quoted: bool) -> (Vec<u8>, &str) {
-        let mut chars = text.char_indices();
+        let mut rest = text;
         if quoted {
-            assert_eq!(chars.next(), Some((0, '"')), "no opening quote in {text:?}");
+            rest = rest
+                .strip_prefix('"')
+                .unwrap_or_else(|| panic!("no opening quote in {text:?}"));
         }
         let mut bytes = Vec::new();
         let hex = |digits: &str| u32::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("bad hex {digits:?}"));
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' if quoted => return (bytes, &text[i + 1..]),
-                '\\' => {
-                    let (_, e) = chars.next().expect("lone backslash");
-                    match e {
-                        '\\' => bytes.push(b'\\'),
-                        '"' if quoted => bytes.push(b'"'),
-                        'n' => bytes.push(b'\n'),
-                        'r' => bytes.push(b'\r'),
-                        't' => bytes.push(b'\t'),
-                        'e' => bytes.push(0x1b),
-                        'x' => {
-                            let digits: String = chars.by_ref().take(2).map(|(_, d)| d).collect();
-                            let b = u8::try_from(hex(&digits)).unwrap();
-                            // Two hex digits below 0x80: an ASCII control, never one with
-                            // its own letter; from 0x80: a byte that is not UTF-8.
-                            assert!(
-                                b >= 0x80 || (b.is_ascii_control() && !b"\n\r\t\x1b".contains(&b)),
-                                "\\x{digits}"
-                            );
-                            bytes.push(b);
-                        }
-                        'u' => {
-                            assert_eq!(chars.next().map(|(_, c)| c), Some('{'));
-                            let digits: String = chars.by_ref().map(|(_, d)| d).take_while(|&d| d != '}').collect();
-                            let c = char::from_u32(hex(&digits)).unwrap();
-                            assert!(!c.is_ascii() && is_hidden(c as u32), "\\u{{{digits}}}");
-                            bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-                        }
-                        _ => panic!("unknown escape \\{e}"),
-                    }
+        loop {
+            // A run printed as is, up to the next escape (or closing quote).
+            let end = rest.find(|c| c == '\\' || (quoted && c == '"')).unwrap_or(rest.len());
+            let (run, after) = rest.split_at(end);
+            assert!(
+                !run.chars().any(|c| c.is_control() || is_hidden(c as u32)),
+                "unescaped control or format character in {run:?}"
+            );
+            bytes.extend_from_slice(run.as_bytes());
+            let mut chars = after.chars();
+            match chars.next() {
+                None => {
+                    assert!(!quoted, "no closing quote in {text:?}");
+                    return (bytes, "");
                 }
-                _ => {
-                    assert!(!c.is_control() && !is_hidden(c as u32), "{c:?} unescaped in {text:?}");
+                Some('"') => return (bytes, chars.as_str()),
+                Some(_) => {}
+            }
+            let e = chars.next().expect("lone backslash");
+            rest = chars.as_str();
+            match e {
+                '\\' => bytes.push(b'\\'),
+                '"' if quoted => bytes.push(b'"'),
+                'n' => bytes.push(b'\n'),
+                'r' => bytes.push(b'\r'),
+                't' => bytes.push(b'\t'),
+                'e' => bytes.push(0x1b),
+                'x' => {
+                    let (digits, tail) = rest.split_at(2);
+                    rest = tail;
+                    let b = u8::try_from(hex(digits)).unwrap();
+                    // Two hex digits below 0x80: an ASCII control, never one with its
+                    // own letter; from 0x80: a byte that is not UTF-8.
+                    assert!(
+                        b >= 0x80 || (b.is_ascii_control() && !b"\n\r\t\x1b".contains(&b)),
+                        "\\x{digits}"
+                    );
+                    bytes.push(b);
+                }
+                'u' => {
+                    let (digits, tail) = rest.strip_prefix('{').and_then(|r| r.split_once('}')).expect("\\u{H}");
+                    rest = tail;
+                    let c = char::from_u32(hex(digits)).unwrap();
+                    assert!(!c.is_ascii() && is_hidden(c as u32), "\\u{{{digits}}}");
+                    assert_eq!(format!("{:x}", c as u32), digits, "not the shortest form");
                     bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
                 }
+                _ => panic!("unknown escape \\{e}"),
             }
         }
-        assert!(!quoted, "no closing quote in {text:?}");
-        (bytes, "")
     }
 
     /// Checks the escapes of `bytes` against the oracle, and that they read back.
