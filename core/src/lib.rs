@@ -45,8 +45,8 @@
 //!   [`Session::mode`] is always [`Mode::Binary`] and a server answers any first byte
 //!   other than the magic with `ERR peer does not speak soquete` (BAD_MAGIC), as with
 //!   `allow_plain: false`.
-//! * `detect` (implies `server` and `plain`) — a plain-text server recognises HTTP and
-//!   TLS and answers `ERR wrong protocol` (§7.3); also
+//! * `detect` (implies `server` and `plain`) — a plain-text server recognises HTTP,
+//!   TLS and binary data and answers `ERR wrong protocol` (§7.3); also
 //!   `wire::plain::{detect_foreign, might_be_foreign, Foreign}`. Without it such peers
 //!   are plain-text peers like any other.
 //! * `explicit-ack` — `Session::set_explicit_ack` and [`Session::confirm`] as

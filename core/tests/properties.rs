@@ -197,6 +197,35 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 
+    /// Binary data ends a plain-text session at the same line whatever the split: the
+    /// lines before it are delivered, then `ERR wrong protocol` (§7.3).
+    #[cfg(feature = "detect")]
+    #[test]
+    fn any_split_of_plain_text_with_binary_data_ends_at_the_same_line(
+        lines in prop::collection::vec("[ -~]{0,100}", 1..10),
+        bad_line in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        byte in prop::sample::select((0u8..0x20).filter(|b| !matches!(b, b'\n' | b'\r')).collect::<Vec<_>>()),
+        chunks in prop::collection::vec(1usize..300, 1..20),
+    ) {
+        let mut lines: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+        lines[0].insert(0, b'x');
+        let bad_line = bad_line.index(lines.len());
+        let bad = &mut lines[bad_line];
+        bad.insert(at.index(bad.len() + 1), byte);
+        let text: Vec<u8> = lines.iter().flat_map(|l| l.iter().chain(b"\n")).copied().collect();
+        let (got, closed) = serve(&text, &chunks);
+        let first_binary = lines
+            .iter()
+            .enumerate()
+            .position(|(i, l)| soquete_core::wire::plain::is_binary(l, i == 0));
+        let expected = lines[..first_binary.unwrap_or(lines.len())].to_vec();
+        prop_assert_eq!(got, expected);
+        if first_binary.is_some() {
+            prop_assert_eq!(closed, Some(soquete_core::Closure::Aborted(soquete_core::Code::WrongProtocol)));
+        }
+    }
+
     #[cfg(feature = "server")]
     #[test]
     fn any_split_and_lazy_rx_growth_give_the_same_messages(

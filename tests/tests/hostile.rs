@@ -2,12 +2,13 @@
 //! its memory is measured), each beside a well-behaved client whose messages must
 //! keep flowing: a client that never reads, a half-closed socket, a reset in the
 //! middle of a frame, a flood of empty messages, bad sequence numbers, an unsupported
-//! version, a too-long line, garbage.
+//! version, a too-long line, garbage, binary protocols, names and texts made to
+//! mislead.
 //!
 //! Readiness is a printed line or a socket read; every wait is bounded.
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -230,9 +231,152 @@ fn too_long_plain_line_gets_an_err_line() {
 fn garbage_bytes_are_plain_text_shown_escaped() {
     let mut server = Server::in_process(&[]);
     let mut s = plain(server.addr);
-    s.write_all(b"\x00\x01\x9b\xff\xfe\x1b[31mred\x07\n").unwrap();
+    // Controls other than NUL are shown after a first line of text (PROTOCOL.md §7.3).
+    s.write_all(b"garbage:\n\x01\x9b\xff\xfe\x1b[31mred\x07\n").unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(read_to_eof(&mut s).is_empty());
-    server.wait_for(WAIT, |l| l.ends_with(r": \x00\x01\x9b\xff\xfe\e[31mred\x07"));
+    server.wait_for(WAIT, |l| l.ends_with(r": \x01\x9b\xff\xfe\e[31mred\x07"));
     calm_round(&mut server, "calm", 5);
+}
+
+/// Reads what the server sends until it closes the connection. A reset after the
+/// last bytes ends the reading too: a server that closes with bytes of ours unread
+/// makes the kernel answer with a reset.
+fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return out,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// `len` bytes from a fixed seed (xorshift64): the same "random" bytes every run.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn binary_peers_get_err_and_close_while_text_is_shown() {
+    // An MQTT 3.1.1 CONNECT (client id "probe") and a PostgreSQL StartupMessage
+    // (protocol 3.0, user "ana"), as their clients send them first.
+    let mqtt = b"\x10\x11\x00\x04MQTT\x04\x02\x00\x3c\x00\x05probe".to_vec();
+    let mut postgres = vec![0, 0, 0, 0, 0, 3, 0, 0];
+    postgres.extend_from_slice(b"user\0ana\0database\0ana\0\0");
+    let len = u32::try_from(postgres.len()).unwrap().to_be_bytes();
+    postgres[..4].copy_from_slice(&len);
+    let random = noise(1 << 20);
+
+    let mut server = Server::start(&[]);
+    let mut calm = BinClient::connect(server.addr, "calm");
+    let calm_id = server.named_session("calm");
+    let mut binary_ports = Vec::new();
+    for (k, bytes) in [mqtt, postgres, random].into_iter().enumerate() {
+        let mut s = plain(server.addr);
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        binary_ports.push(s.local_addr().unwrap().port());
+        // The server may close before it has read everything: writing then fails.
+        let mut w = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || w.write_all(&bytes).is_ok());
+        assert_eq!(
+            String::from_utf8_lossy(&read_until_closed(&mut s)),
+            "ERR wrong protocol\n",
+            "peer {k}"
+        );
+        writer.join().unwrap();
+        calm.send(format!("after {k}").as_bytes());
+        calm.wait("the acknowledgement", |c| c.acked == k as u64 + 1);
+        server.wait_for(WAIT, |l| {
+            l == format!("{calm_id} {}: after {k}", calm.stream.local_addr().unwrap())
+        });
+    }
+
+    // Latin-1 is text: shown, escaped, and the session goes on.
+    let mut latin1 = plain(server.addr);
+    latin1.write_all(b"ol\xe1\nqu\xe9 tal\n").unwrap();
+    latin1.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut latin1).is_empty());
+    let latin1_peer = latin1.local_addr().unwrap();
+    server.wait_for(WAIT, |l| l.ends_with(&format!(" {latin1_peer}: ol\\xe1")));
+    server.wait_for(WAIT, |l| l.ends_with(&format!(" {latin1_peer}: qu\\xe9 tal")));
+
+    calm.close();
+    server.wait_for(WAIT, |l| l.starts_with(&format!("{calm_id} ")) && l.contains(" left ("));
+    // Of the binary peers, nothing is shown: at most a connected and a left line, if
+    // the first segment that reached the server was still text.
+    for port in binary_ports {
+        let peer = format!("127.0.0.1:{port}");
+        let lines: Vec<&String> = server.seen.iter().filter(|l| l.contains(&peer)).collect();
+        assert!(lines.len() <= 2, "{lines:#?}");
+        assert!(!lines.iter().any(|l| l.contains(&format!("{peer}: "))), "{lines:#?}");
+    }
+}
+
+#[test]
+fn names_and_texts_cannot_mislead() {
+    let mut server = Server::in_process(&[]);
+    let mut c = BinClient::connect(server.addr, r#"ana" as "bob"#);
+    let line = server.wait_for(WAIT, |l| l.contains(" connected as "));
+    assert!(line.ends_with(r#" connected as "ana\" as \"bob""#), "{line}");
+    let id = line.split(' ').next().unwrap().to_string();
+
+    // A right-to-left override, a zero-width space, a BOM, an isolate, a C1 control
+    // sent as UTF-8 and the same byte alone, not UTF-8.
+    let mut text = "evil\u{202e}txt.exe \u{200b}\u{feff}\u{2066}x \u{85}"
+        .as_bytes()
+        .to_vec();
+    text.extend_from_slice(b" \x85 \\u{85}");
+    c.send(&text);
+    c.wait("the acknowledgement", |c| c.acked == 1);
+    server.wait_for(WAIT, |l| {
+        l.starts_with(&format!("{id} "))
+            && l.ends_with(r": evil\u{202e}txt.exe \u{200b}\u{feff}\u{2066}x \u{85} \x85 \\u{85}")
+    });
+
+    let mut p = plain(server.addr);
+    p.write_all("plain \u{202e}\u{200d}\u{2028}!\n".as_bytes()).unwrap();
+    p.shutdown(Shutdown::Write).unwrap();
+    assert!(read_to_eof(&mut p).is_empty());
+    server.wait_for(WAIT, |l| l.ends_with(r": plain \u{202e}\u{200d}\u{2028}!"));
+    c.close();
+    server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));
+
+    // No printed line holds a control, a bidirectional or an invisible character.
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    };
+    assert!(server.seen.iter().all(|l| !l.chars().any(hidden)), "{:#?}", server.seen);
+}
+
+#[test]
+fn binary_line_after_text_ends_the_session_after_the_lines_before() {
+    let mut server = Server::in_process(&[]);
+    let mut s = plain(server.addr);
+    s.write_all(b"hello\nthere \x01\nbin\x00ary\nlater\n").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&read_until_closed(&mut s)),
+        "ERR wrong protocol\n"
+    );
+    let peer = s.local_addr().unwrap();
+    let left = server.wait_for(WAIT, |l| l.contains(&format!("{peer} left (")));
+    assert!(
+        left.ends_with(" left (aborted: wrong protocol) after 2 messages"),
+        "{left}"
+    );
+    let id = left.split(' ').next().unwrap();
+    assert_eq!(messages_of(&server.seen, id), ["hello", r"there \x01"]);
+    calm_round(&mut server, "calm", 3);
 }

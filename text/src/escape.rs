@@ -1,45 +1,77 @@
 //! How received bytes are shown: escaped, so that nothing a peer sends can drive a
-//! terminal.
+//! terminal or make a line read differently from what it is.
 //!
-//! Printable text is written as is, `\` as `\\`, control characters as `\n`,
-//! `\r`, `\t`, `\e` or `\xNN`, and bytes that are not UTF-8 as `\xNN`.
-//! Nothing a client sends can move the cursor, change colours or be dropped.
+//! Printable text is written as is. The rest is escaped, and the escaping is
+//! injective: different bytes never print the same.
+//!
+//! | Input | Shown as |
+//! |---|---|
+//! | `\` | `\\` |
+//! | LF, CR, TAB, ESC | `\n`, `\r`, `\t`, `\e` |
+//! | Other ASCII controls (U+0000..=U+001F, U+007F) | `\xNN`, two lowercase hex digits below `80` |
+//! | C1 controls (U+0080..=U+009F), format characters (Unicode's `Cf`: bidirectional overrides, isolates and marks, zero-width characters, U+FEFF, soft hyphen, tags, ...), U+2028, U+2029 | `\u{H}`: the code point in lowercase hex, as in Rust (`\u{85}`, `\u{202e}`) |
+//! | A byte that is not part of valid UTF-8 | `\xNN`, always `80` or more |
+//! | `"`, in a quoted string only ([`write_quoted`]) | `\"` |
+//!
+//! So `\x85` is the raw byte 0x85 and `\u{85}` the character U+0085 sent as UTF-8.
+//! The JSON strings of the printer keep their own, older rules (C1 controls as
+//! `\xNN`, format characters as is).
 
 use std::io::{self, Write};
 
+/// The escaping of [`write_escaped`].
+const TEXT: u8 = 0;
+/// The escaping of [`write_quoted`]: [`TEXT`], and `"` as `\"`.
+const QUOTED: u8 = 1;
+/// The older escaping inside the printer's JSON strings, escaped once more for JSON.
+const JSON: u8 = 2;
+
 /// Writes `bytes` escaped as described in the module docs.
 pub fn write_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
-    write_escaped_as::<W, false>(out, bytes)
+    write_escaped_as::<W, TEXT>(out, bytes)
 }
 
-/// Writes `bytes` escaped as by [`write_escaped`], as a JSON string literal: the same
-/// text with each `\` and `"` escaped once more, in one pass.
-pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` between double quotes, escaped as by [`write_escaped`] and with each
+/// `"` written as `\"`: the string ends at the first `"` that no `\` escapes, whatever
+/// the bytes, so a name such as `ana" as "bob` cannot pass for two.
+pub fn write_quoted<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     out.write_all(b"\"")?;
-    write_escaped_as::<W, true>(out, bytes)?;
+    write_escaped_as::<W, QUOTED>(out, bytes)?;
     out.write_all(b"\"")
 }
 
-/// [`write_escaped`], or with `JSON` its output escaped for a JSON string.
+/// Writes `bytes` as a JSON string literal: escaped by the older rules (C1 controls as
+/// `\xNN`, format characters as is), then each `\` and `"` escaped once more, in one
+/// pass.
+pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    out.write_all(b"\"")?;
+    write_escaped_as::<W, JSON>(out, bytes)?;
+    out.write_all(b"\"")
+}
+
+/// [`write_escaped`], [`write_quoted`] without its quotes, or the inside of
+/// [`write_json_escaped`], as `STYLE` says.
 ///
 /// Runs of plain bytes are found a word at a time and copied with one `write_all`.
 /// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
 /// (the check `utf8_chunks` makes; no byte is checked twice), and each byte it
-/// rejects is escaped. In the valid part the only characters to escape besides ASCII
-/// ones are the C1 controls U+0080..=U+009F: the controls (Unicode's `Cc`, which is
-/// what `char::is_control` means) end there, so none needs more than `\xNN`.
-fn write_escaped_as<W: Write + ?Sized, const JSON: bool>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+/// rejects is escaped. In the valid part, the word scan stops at the bytes that lead
+/// the characters [`is_hidden`] names (see [`specials`]); that character is decoded
+/// and looked up. Other lead bytes and continuation bytes pass: most non-ASCII text
+/// (Latin, Cyrillic, CJK) is copied a word at a time too. The JSON style stops at 0xC2 only, which
+/// leads the C1 controls, the only characters it escapes besides ASCII ones.
+fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     // `bytes[start..i]` prints as is and is not written yet.
     let mut start = 0;
     let mut i = 0;
     loop {
-        i += plain_prefix_len::<JSON, false>(&bytes[i..]);
+        i += plain_prefix_len::<STYLE, false>(&bytes[i..]);
         let Some(&b) = bytes.get(i) else {
             break;
         };
         if b < 0x80 {
             out.write_all(&bytes[start..i])?;
-            write_escape::<W, JSON>(out, b)?;
+            write_escape::<W, STYLE>(out, b)?;
             i += 1;
             start = i;
             continue;
@@ -53,27 +85,39 @@ fn write_escaped_as<W: Write + ?Sized, const JSON: bool>(out: &mut W, bytes: &[u
         };
         let valid_end = i + valid;
         loop {
-            i += plain_prefix_len::<JSON, true>(&bytes[i..valid_end]);
+            i += plain_prefix_len::<STYLE, true>(&bytes[i..valid_end]);
             let Some(&b) = bytes[..valid_end].get(i) else {
                 break;
             };
-            // In valid UTF-8, 0xC2 leads U+0080..=U+00BF: a C1 control below U+00A0.
-            let (len, code) = match b {
-                0xc2 if bytes[i + 1] >= 0xa0 => {
-                    i += 2;
-                    continue;
+            if b < 0x80 {
+                out.write_all(&bytes[start..i])?;
+                write_escape::<W, STYLE>(out, b)?;
+                i += 1;
+                start = i;
+                continue;
+            }
+            if STYLE == JSON {
+                // In valid UTF-8, 0xC2 leads U+0080..=U+00BF: a C1 control below U+00A0.
+                let second = bytes[i + 1];
+                if second < 0xa0 {
+                    out.write_all(&bytes[start..i])?;
+                    write_escape::<W, STYLE>(out, second)?;
+                    start = i + 2;
                 }
-                0xc2 => (2, bytes[i + 1]),
-                _ => (1, b),
-            };
-            out.write_all(&bytes[start..i])?;
-            write_escape::<W, JSON>(out, code)?;
+                i += 2;
+                continue;
+            }
+            let (c, len) = decode(&bytes[i..valid_end]);
+            if is_hidden(c) {
+                out.write_all(&bytes[start..i])?;
+                write_code_point(out, c)?;
+                start = i + len;
+            }
             i += len;
-            start = i;
         }
         out.write_all(&bytes[start..i])?;
         for &b in &bytes[i..i + invalid] {
-            write_escape::<W, JSON>(out, b)?;
+            write_escape::<W, STYLE>(out, b)?;
         }
         i += invalid;
         start = i;
@@ -81,15 +125,74 @@ fn write_escaped_as<W: Write + ?Sized, const JSON: bool>(out: &mut W, bytes: &[u
     out.write_all(&bytes[start..])
 }
 
-/// Writes the escape for `code`: an ASCII byte not printed as is, a C1 control's code
-/// point or a byte that is not UTF-8.
-fn write_escape<W: Write + ?Sized, const JSON: bool>(out: &mut W, code: u8) -> io::Result<()> {
+/// The code point of the character that starts `utf8` (valid UTF-8, at a lead byte),
+/// and its length in bytes.
+fn decode(utf8: &[u8]) -> (u32, usize) {
+    let lead = utf8[0];
+    let (len, bits) = match lead {
+        ..0xe0 => (2, lead & 0x1f),
+        0xe0..0xf0 => (3, lead & 0x0f),
+        _ => (4, lead & 0x07),
+    };
+    let c = utf8[1..len]
+        .iter()
+        .fold(u32::from(bits), |c, &b| c << 6 | u32::from(b & 0x3f));
+    (c, len)
+}
+
+/// True for a character at or above U+0080 that is shown as `\u{H}`: a C1 control,
+/// a format character (general category `Cf`, Unicode 16.0), or the line or paragraph
+/// separator. These are invisible or reorder, join or break what is around them.
+fn is_hidden(c: u32) -> bool {
+    matches!(
+        c,
+        0x80..=0x9f
+            | 0xad
+            | 0x600..=0x605
+            | 0x61c
+            | 0x6dd
+            | 0x70f
+            | 0x890..=0x891
+            | 0x8e2
+            | 0x180e
+            | 0x200b..=0x200f
+            | 0x2028..=0x202e
+            | 0x2060..=0x2064
+            | 0x2066..=0x206f
+            | 0xfeff
+            | 0xfff9..=0xfffb
+            | 0x110bd
+            | 0x110cd
+            | 0x13430..=0x1343f
+            | 0x1bca0..=0x1bca3
+            | 0x1d173..=0x1d17a
+            | 0xe0001
+            | 0xe0020..=0xe007f
+    )
+}
+
+/// Writes `\u{H}`: `c` in lowercase hex without leading zeros.
+fn write_code_point<W: Write + ?Sized>(out: &mut W, c: u32) -> io::Result<()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    if JSON && code == b'"' {
+    // `\u{`, at most six digits (c <= 0x10FFFF), `}`.
+    let mut buf = *b"\\u{000000}";
+    let digits = (32 - (c | 1).leading_zeros()).div_ceil(4) as usize;
+    for k in 0..digits {
+        buf[3 + digits - 1 - k] = HEX[((c >> (4 * k)) & 0xf) as usize];
+    }
+    buf[3 + digits] = b'}';
+    out.write_all(&buf[..4 + digits])
+}
+
+/// Writes the escape for `code`: an ASCII byte not printed as is, a byte that is not
+/// UTF-8, or in the JSON style a C1 control's code point.
+fn write_escape<W: Write + ?Sized, const STYLE: u8>(out: &mut W, code: u8) -> io::Result<()> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    if STYLE != TEXT && code == b'"' {
         return out.write_all(b"\\\"");
     }
     // In JSON the escape's own `\` is escaped too: `\n` becomes `\\n`.
-    let at = if JSON { 2 } else { 1 };
+    let at = if STYLE == JSON { 2 } else { 1 };
     let mut buf = [b'\\'; 6];
     let letter = match code {
         b'\\' => b'\\',
@@ -116,34 +219,48 @@ const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGH: u64 = ONES * 0x80;
 
 /// The high bit of each byte of `word` that may not print as is: ASCII controls, DEL,
-/// `\` (and with `JSON`, `"`), and bytes of 0x80 and more, or with `UTF8` (`word` is
-/// from valid UTF-8) only 0xC2, which leads the C1 controls. Exact per byte: each sum
-/// works on seven-bit values, so none carries into the next byte.
-const fn specials<const JSON: bool, const UTF8: bool>(word: u64) -> u64 {
+/// `\` (and except in the text style, `"`), and bytes of 0x80 and more; or with `UTF8`
+/// (`word` is from valid UTF-8) instead of the last, only the bytes that lead a
+/// character [`is_hidden`] may name (0xC2, 0xD8..=0xDC, 0xE0..=0xE2, 0xEF..=0xF3), or
+/// in the JSON style only 0xC2, which leads the C1 controls. Exact per byte: each sum works on seven-bit values, so none carries
+/// into the next byte.
+const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
     let low = word & !HIGH;
     let below_space = !(low + ONES * (0x80 - 0x20));
     let delete = low + ONES;
     let backslash = !((low ^ (ONES * b'\\' as u64)) + ONES * 0x7f);
-    let quote = if JSON {
+    let quote = if STYLE != TEXT {
         !((low ^ (ONES * b'"' as u64)) + ONES * 0x7f)
     } else {
         0
     };
     let ascii = (below_space | delete | backslash | quote) & !word;
-    let high = if UTF8 {
+    let high = if !UTF8 {
+        word
+    } else if STYLE == JSON {
         let c2 = word ^ (ONES * 0xc2);
         !(((c2 & !HIGH) + !HIGH) | c2)
     } else {
-        word
+        // The lead bytes of the characters `is_hidden` names.
+        high_in(word, 0xc2, 0xc2) | high_in(word, 0xd8, 0xdc) | high_in(word, 0xe0, 0xe2) | high_in(word, 0xef, 0xf3)
     };
     (ascii | high) & HIGH
 }
 
+/// The high bit of each byte of `word` in `lo..=hi` (both 0x80 or more). Each sum
+/// works on seven-bit values and stays below 0x100.
+const fn high_in(word: u64, lo: u8, hi: u8) -> u64 {
+    let low = word & !HIGH;
+    let at_least_lo = low + ONES * (0x80 - (lo & 0x7f)) as u64;
+    let above_hi = low + ONES * (0x7f - (hi & 0x7f)) as u64;
+    at_least_lo & !above_hi & word & HIGH
+}
+
 /// How many bytes at the start of `bytes` print as is (see [`specials`]).
-fn plain_prefix_len<const JSON: bool, const UTF8: bool>(bytes: &[u8]) -> usize {
+fn plain_prefix_len<const STYLE: u8, const UTF8: bool>(bytes: &[u8]) -> usize {
     let mut rest = bytes;
     while let Some((word, tail)) = rest.split_first_chunk::<8>() {
-        let special = specials::<JSON, UTF8>(u64::from_le_bytes(*word));
+        let special = specials::<STYLE, UTF8>(u64::from_le_bytes(*word));
         if special != 0 {
             return bytes.len() - rest.len() + (special.trailing_zeros() / 8) as usize;
         }
@@ -152,7 +269,7 @@ fn plain_prefix_len<const JSON: bool, const UTF8: bool>(bytes: &[u8]) -> usize {
     // The last few bytes, padded with plain spaces.
     let mut word = [b' '; 8];
     word[..rest.len()].copy_from_slice(rest);
-    let special = specials::<JSON, UTF8>(u64::from_le_bytes(word));
+    let special = specials::<STYLE, UTF8>(u64::from_le_bytes(word));
     bytes.len() - rest.len() + rest.len().min((special.trailing_zeros() / 8) as usize)
 }
 
@@ -187,18 +304,47 @@ pub(crate) fn write_json_str<W: Write + ?Sized>(out: &mut W, s: &[u8]) -> io::Re
     out.write_all(b"\"")
 }
 
-/// The escaper as first written, a character at a time: the oracle the fast path is
+/// The escaper a character at a time, with Unicode's categories taken from
+/// `regex-syntax`'s tables rather than from [`is_hidden`]: the oracle the fast path is
 /// checked against, here and in the printer's tests.
 #[cfg(test)]
 pub(crate) mod oracle {
     use std::io::{self, Write};
+    use std::sync::OnceLock;
 
     use proptest::prelude::*;
+    use regex_syntax::hir::{Class, HirKind};
 
     use super::write_json_str;
 
-    /// `write_escaped` as it was before the fast path: the oracle for it.
-    pub(crate) fn reference_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+    /// Which escaping to make.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Style {
+        /// `write_escaped`.
+        Text,
+        /// `write_quoted`, without its quotes.
+        Quoted,
+        /// The text inside the JSON strings, before its JSON escaping: the rules
+        /// `write_escaped` had before format characters were escaped.
+        OldText,
+    }
+
+    /// The characters of general category `Cf`, `Zl` or `Zp`.
+    fn is_format_or_separator(c: char) -> bool {
+        static RANGES: OnceLock<Vec<(char, char)>> = OnceLock::new();
+        let ranges = RANGES.get_or_init(|| {
+            let hir = regex_syntax::parse(r"[\p{Cf}\p{Zl}\p{Zp}]").unwrap();
+            let HirKind::Class(Class::Unicode(class)) = hir.kind() else {
+                panic!("not a class: {hir:?}");
+            };
+            class.ranges().iter().map(|r| (r.start(), r.end())).collect()
+        });
+        let after = ranges.partition_point(|&(start, _)| start <= c);
+        after > 0 && c <= ranges[after - 1].1
+    }
+
+    /// `write_escaped` (or another style) as first written: the oracle for it.
+    pub(crate) fn reference_escaped_as<W: Write + ?Sized>(out: &mut W, bytes: &[u8], style: Style) -> io::Result<()> {
         for chunk in bytes.utf8_chunks() {
             let valid = chunk.valid();
             let mut start = 0;
@@ -209,15 +355,19 @@ pub(crate) mod oracle {
                     '\r' => Some("\\r"),
                     '\t' => Some("\\t"),
                     '\x1b' => Some("\\e"),
+                    '"' if style == Style::Quoted => Some("\\\""),
                     _ => None,
                 };
-                if esc.is_none() && !c.is_control() {
+                let hidden = c.is_control() || (style != Style::OldText && is_format_or_separator(c));
+                if esc.is_none() && !hidden {
                     continue;
                 }
                 out.write_all(&valid.as_bytes()[start..i])?;
                 match esc {
                     Some(e) => out.write_all(e.as_bytes())?,
-                    None if (c as u32) < 0x100 => write!(out, "\\x{:02x}", c as u32)?,
+                    None if c.is_ascii() || (style == Style::OldText && (c as u32) < 0x100) => {
+                        write!(out, "\\x{:02x}", c as u32)?
+                    }
                     None => write!(out, "\\u{{{:x}}}", c as u32)?,
                 }
                 start = i + c.len_utf8();
@@ -230,27 +380,50 @@ pub(crate) mod oracle {
         Ok(())
     }
 
-    /// A JSON string of the text escaped, as it was made before: in two passes.
+    /// The oracle for `write_escaped`.
+    pub(crate) fn reference_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
+        reference_escaped_as(out, bytes, Style::Text)
+    }
+
+    /// A JSON string of the text escaped by the older rules, as it was made before: in
+    /// two passes.
     pub(crate) fn reference_json_escaped(bytes: &[u8]) -> Vec<u8> {
         let mut text = Vec::new();
-        reference_escaped(&mut text, bytes).unwrap();
+        reference_escaped_as(&mut text, bytes, Style::OldText).unwrap();
         let mut json = Vec::new();
         write_json_str(&mut json, &text).unwrap();
         json
     }
 
     /// Pieces that make interesting input when put together: plain runs long enough
-    /// for whole words, any character, C1 controls, characters cut short, bytes that
-    /// have an escape or start (or cannot start) a UTF-8 sequence, any byte.
+    /// for whole words, any character, C1 controls, format characters, characters cut
+    /// short, bytes that have an escape or start (or cannot start) a UTF-8 sequence,
+    /// any byte.
     fn piece() -> impl Strategy<Value = Vec<u8>> {
         let special = [
             b'\\', b'"', b'\n', b'\r', b'\t', 0x1b, 0x00, 0x1f, b' ', b'~', 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1,
-            0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
+            0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff, b'u', b'x', b'{', b'}',
+        ];
+        let format = [
+            '\u{ad}',
+            '\u{61c}',
+            '\u{200b}',
+            '\u{200d}',
+            '\u{200e}',
+            '\u{2028}',
+            '\u{202e}',
+            '\u{2060}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{e0001}',
+            '\u{e007f}',
         ];
         prop_oneof![
             prop::collection::vec(0x20u8..0x7f, 0..24),
             any::<char>().prop_map(|c| c.to_string().into_bytes()),
             (0x80u8..0xa0).prop_map(|c| vec![0xc2, c]),
+            prop::sample::select(format.to_vec()).prop_map(|c| c.to_string().into_bytes()),
             (any::<char>(), any::<prop::sample::Index>()).prop_map(|(c, cut)| {
                 let mut bytes = c.to_string().into_bytes();
                 bytes.truncate(cut.index(bytes.len()).max(1));
@@ -270,12 +443,18 @@ pub(crate) mod oracle {
 mod tests {
     use proptest::prelude::*;
 
-    use super::oracle::{input, reference_escaped, reference_json_escaped};
+    use super::oracle::{input, reference_escaped_as, reference_json_escaped, Style};
     use super::*;
 
     fn escaped(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         write_escaped(&mut out, bytes).unwrap();
+        out
+    }
+
+    fn quoted(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_quoted(&mut out, bytes).unwrap();
         out
     }
 
@@ -285,16 +464,98 @@ mod tests {
         out
     }
 
-    fn reference(bytes: &[u8]) -> Vec<u8> {
+    fn reference(bytes: &[u8], style: Style) -> Vec<u8> {
         let mut out = Vec::new();
-        reference_escaped(&mut out, bytes).unwrap();
+        reference_escaped_as(&mut out, bytes, style).unwrap();
         out
     }
 
-    /// Checks both escapes of `bytes` against the oracle.
+    /// Reads back what [`write_escaped`] wrote, or with `quoted` what [`write_quoted`]
+    /// wrote followed by anything: the bytes, and what follows the closing quote.
+    /// Panics on anything the escaper never writes: an unknown escape, a bare `"`
+    /// inside quotes, an unescaped control or format character.
+    fn decode_escaped(text: &str, quoted: bool) -> (Vec<u8>, &str) {
+        let mut rest = text;
+        if quoted {
+            rest = rest
+                .strip_prefix('"')
+                .unwrap_or_else(|| panic!("no opening quote in {text:?}"));
+        }
+        let mut bytes = Vec::new();
+        let hex = |digits: &str| u32::from_str_radix(digits, 16).unwrap_or_else(|_| panic!("bad hex {digits:?}"));
+        loop {
+            // A run printed as is, up to the next escape (or closing quote).
+            let end = rest.find(|c| c == '\\' || (quoted && c == '"')).unwrap_or(rest.len());
+            let (run, after) = rest.split_at(end);
+            assert!(
+                !run.chars().any(|c| c.is_control() || is_hidden(c as u32)),
+                "unescaped control or format character in {run:?}"
+            );
+            bytes.extend_from_slice(run.as_bytes());
+            let mut chars = after.chars();
+            match chars.next() {
+                None => {
+                    assert!(!quoted, "no closing quote in {text:?}");
+                    return (bytes, "");
+                }
+                Some('"') => return (bytes, chars.as_str()),
+                Some(_) => {}
+            }
+            let e = chars.next().expect("lone backslash");
+            rest = chars.as_str();
+            match e {
+                '\\' => bytes.push(b'\\'),
+                '"' if quoted => bytes.push(b'"'),
+                'n' => bytes.push(b'\n'),
+                'r' => bytes.push(b'\r'),
+                't' => bytes.push(b'\t'),
+                'e' => bytes.push(0x1b),
+                'x' => {
+                    let (digits, tail) = rest.split_at(2);
+                    rest = tail;
+                    let b = u8::try_from(hex(digits)).unwrap();
+                    // Two hex digits below 0x80: an ASCII control, never one with its
+                    // own letter; from 0x80: a byte that is not UTF-8.
+                    assert!(
+                        b >= 0x80 || (b.is_ascii_control() && !b"\n\r\t\x1b".contains(&b)),
+                        "\\x{digits}"
+                    );
+                    bytes.push(b);
+                }
+                'u' => {
+                    let (digits, tail) = rest.strip_prefix('{').and_then(|r| r.split_once('}')).expect("\\u{H}");
+                    rest = tail;
+                    let c = char::from_u32(hex(digits)).unwrap();
+                    assert!(!c.is_ascii() && is_hidden(c as u32), "\\u{{{digits}}}");
+                    assert_eq!(format!("{:x}", c as u32), digits, "not the shortest form");
+                    bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                _ => panic!("unknown escape \\{e}"),
+            }
+        }
+    }
+
+    /// Checks the escapes of `bytes` against the oracle, and that they read back.
     fn assert_same_as_reference(bytes: &[u8]) {
+        assert_text_and_json_as_reference(bytes);
+        let mut inside = quoted(bytes);
+        assert_eq!(inside.pop(), Some(b'"'));
+        assert_eq!(inside.remove(0), b'"');
+        assert_eq!(
+            inside,
+            reference(bytes, Style::Quoted),
+            "quoted escape of {:02x?}...",
+            &bytes[..bytes.len().min(16)]
+        );
+        let text = String::from_utf8(escaped(bytes)).unwrap();
+        assert_eq!(decode_escaped(&text, false).0, bytes);
+    }
+
+    /// Checks the text and JSON escapes of `bytes` against the oracle.
+    fn assert_text_and_json_as_reference(bytes: &[u8]) {
         let shown = &bytes[..bytes.len().min(16)];
-        assert_eq!(escaped(bytes), reference(bytes), "text escape of {shown:02x?}...");
+        let text = escaped(bytes);
+        assert_eq!(text, reference(bytes, Style::Text), "text escape of {shown:02x?}...");
         assert_eq!(
             json_escaped(bytes),
             reference_json_escaped(bytes),
@@ -306,17 +567,20 @@ mod tests {
     fn word_byte() -> impl Strategy<Value = u8> {
         prop_oneof![
             prop::sample::select(vec![
-                0x00, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xa2, 0xc2, 0xdc, 0xff
+                0x00, 0x1f, 0x20, b'"', b'\\', 0x7e, 0x7f, 0x80, 0xa2, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xd7, 0xd8, 0xdc,
+                0xdd, 0xdf, 0xe0, 0xe2, 0xe3, 0xee, 0xef, 0xf3, 0xf4, 0xff
             ]),
             any::<u8>(),
         ]
     }
 
     /// What [`specials`] computes, a byte at a time.
-    fn specials_bytewise(word: [u8; 8], json: bool, utf8: bool) -> u64 {
+    fn specials_bytewise(word: [u8; 8], style: u8, utf8: bool) -> u64 {
         let special = |b: u8| match b {
-            0x20..=0x7e => b == b'\\' || (json && b == b'"'),
-            0x80.. => !utf8 || b == 0xc2,
+            0x20..=0x7e => b == b'\\' || (style != TEXT && b == b'"'),
+            0x80.. if !utf8 => true,
+            0x80.. if style == JSON => b == 0xc2,
+            0x80.. => matches!(b, 0xc2 | 0xd8..=0xdc | 0xe0..=0xe2 | 0xef..=0xf3),
             _ => true,
         };
         u64::from_le_bytes(word.map(|b| if special(b) { 0x80 } else { 0 }))
@@ -325,27 +589,35 @@ mod tests {
     proptest! {
         #[test]
         fn escaping_matches_reference(bytes in input()) {
-            prop_assert_eq!(escaped(&bytes), reference(&bytes));
-            prop_assert_eq!(json_escaped(&bytes), reference_json_escaped(&bytes));
+            assert_same_as_reference(&bytes);
+        }
+
+        /// Different bytes never print the same: what is printed reads back to the
+        /// bytes, and a quoted string ends where it was closed.
+        #[test]
+        fn escaping_is_injective(bytes in input(), after in input()) {
+            let text = String::from_utf8(escaped(&bytes)).unwrap();
+            prop_assert_eq!(decode_escaped(&text, false), (bytes.clone(), ""));
+            let tail = escape(&after);
+            let mut line = String::from_utf8(quoted(&bytes)).unwrap();
+            line.push_str(&tail);
+            prop_assert_eq!(decode_escaped(&line, true), (bytes, tail.as_str()));
         }
 
         #[test]
         fn specials_flag_exactly_the_bytes_to_look_at(word in prop::array::uniform8(word_byte())) {
             let w = u64::from_le_bytes(word);
-            prop_assert_eq!(specials::<false, false>(w), specials_bytewise(word, false, false));
-            prop_assert_eq!(specials::<true, false>(w), specials_bytewise(word, true, false));
-            prop_assert_eq!(specials::<false, true>(w), specials_bytewise(word, false, true));
-            prop_assert_eq!(specials::<true, true>(w), specials_bytewise(word, true, true));
+            prop_assert_eq!(specials::<TEXT, false>(w), specials_bytewise(word, TEXT, false));
+            prop_assert_eq!(specials::<QUOTED, false>(w), specials_bytewise(word, QUOTED, false));
+            prop_assert_eq!(specials::<JSON, false>(w), specials_bytewise(word, JSON, false));
+            prop_assert_eq!(specials::<TEXT, true>(w), specials_bytewise(word, TEXT, true));
+            prop_assert_eq!(specials::<QUOTED, true>(w), specials_bytewise(word, QUOTED, true));
+            prop_assert_eq!(specials::<JSON, true>(w), specials_bytewise(word, JSON, true));
         }
     }
 
     #[test]
     fn escaping_matches_reference_for_every_char() {
-        // The `\u{..}` branch of the oracle is never taken: no control is above U+009F.
-        assert!((0..=0x10ffff)
-            .filter_map(char::from_u32)
-            .filter(|c| c.is_control())
-            .all(|c| (c as u32) < 0xa0));
         // In blocks, so word boundaries fall everywhere: each character whole, then cut
         // short (when it has more than one byte), then an ASCII byte.
         let chars: Vec<char> = (0..=0x10ffff).filter_map(char::from_u32).collect();
@@ -361,7 +633,7 @@ mod tests {
             assert_same_as_reference(&bytes);
             // And ending on a cut character.
             bytes.pop();
-            assert_same_as_reference(&bytes);
+            assert_text_and_json_as_reference(&bytes);
         }
     }
 
@@ -380,6 +652,64 @@ mod tests {
     }
 
     #[test]
+    fn every_hidden_character_is_shown_by_its_code_point() {
+        let named = [
+            // Bidirectional embeddings, overrides, isolates and marks.
+            0x202a..=0x202e,
+            0x2066..=0x2069,
+            0x200e..=0x200f,
+            0x061c..=0x061c,
+            // Zero-width space, joiners, word joiner, invisible operators, BOM.
+            0x200b..=0x200d,
+            0x2060..=0x2064,
+            0xfeff..=0xfeff,
+            // C1 controls, line and paragraph separators, tags.
+            0x80..=0x9f,
+            0x2028..=0x2029,
+            0xe0001..=0xe0001,
+            0xe0020..=0xe007f,
+        ];
+        for c in named.into_iter().flatten() {
+            assert!(is_hidden(c), "{c:x}");
+            let ch = char::from_u32(c).unwrap();
+            let expected = format!("\\u{{{c:x}}}");
+            assert_eq!(escape(ch.to_string().as_bytes()), expected);
+            assert_eq!(escape(format!("a{ch}b").as_bytes()), format!("a{expected}b"));
+        }
+        // Every other character above ASCII prints as is.
+        let shown = (0x80..=0x10ffff)
+            .filter_map(char::from_u32)
+            .filter(|&c| !is_hidden(c as u32));
+        for c in shown {
+            let s = c.to_string();
+            assert_eq!(escape(s.as_bytes()), s);
+        }
+    }
+
+    #[test]
+    fn code_points_and_raw_bytes_print_differently() {
+        // U+0085 sent as UTF-8, and the byte 0x85 that is not UTF-8.
+        assert_eq!(escape(b"\xc2\x85"), "\\u{85}");
+        assert_eq!(escape(b"\x85"), "\\x85");
+        assert_eq!(escape(b"\\x85"), "\\\\x85");
+        assert_eq!(escape(b"\\u{85}"), "\\\\u{85}");
+        assert_eq!(escape(b"\xc2"), "\\xc2");
+        // In JSON the older rules stay: the C1 control as `\x85`.
+        assert_eq!(
+            json_escaped(b"\xc2\x85 \xe2\x80\xae"),
+            "\"\\\\x85 \u{202e}\"".as_bytes()
+        );
+    }
+
+    #[test]
+    fn quoted_names_parse_one_way() {
+        assert_eq!(quoted(b"ana"), b"\"ana\"");
+        assert_eq!(quoted(br#"ana" as "bob"#), br#""ana\" as \"bob""#);
+        assert_eq!(quoted(br#"a\"b"#), br#""a\\\"b""#);
+        assert_eq!(quoted("\u{202e}bob".as_bytes()), br#""\u{202e}bob""#);
+    }
+
+    #[test]
     fn escapes_controls_backslash_and_invalid_utf8() {
         assert_eq!(
             escape(b"plain text, acentua\xc3\xa7\xc3\xa3o"),
@@ -388,7 +718,13 @@ mod tests {
         assert_eq!(escape(b"a\\b"), "a\\\\b");
         assert_eq!(escape(b"\x1b[2J\x07bell\r\n"), "\\e[2J\\x07bell\\r\\n");
         assert_eq!(escape(b"bad \xff\xfe end"), "bad \\xff\\xfe end");
-        assert_eq!(escape("c1 \u{85} \u{9b}".as_bytes()), "c1 \\x85 \\x9b");
+        assert_eq!(escape("c1 \u{85} \u{9b}".as_bytes()), "c1 \\u{85} \\u{9b}");
         assert_eq!(escape(b"\x7f"), "\\x7f");
+        assert_eq!(escape(b"\"quoted\""), "\"quoted\"");
+        assert_eq!(
+            escape("evil\u{202e}txt.exe zero\u{200b}width \u{feff}bom".as_bytes()),
+            "evil\\u{202e}txt.exe zero\\u{200b}width \\u{feff}bom"
+        );
+        assert_eq!(escape("日本語 ñ €".as_bytes()), "日本語 ñ €");
     }
 }

@@ -10,5 +10,5 @@ pub mod escape;
 pub mod printer;
 
 pub use duration::parse_duration;
-pub use escape::{escape, write_escaped};
+pub use escape::{escape, write_escaped, write_quoted};
 pub use printer::{Format, Printer};

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 
 use soquete_core::Mode;
 
-use crate::escape::{write_escaped, write_json_escaped, write_json_str};
+use crate::escape::{write_escaped, write_json_escaped, write_json_str, write_quoted};
 
 /// Text lines or JSON lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,9 +61,8 @@ impl<W: Write> Printer<W> {
                 if mode == Mode::Plain {
                     self.out.write_all(b" (plain text)")?;
                 } else if !name.is_empty() {
-                    self.out.write_all(b" as \"")?;
-                    write_escaped(&mut self.out, name.as_bytes())?;
-                    self.out.write_all(b"\"")?;
+                    self.out.write_all(b" as ")?;
+                    write_quoted(&mut self.out, name.as_bytes())?;
                 }
                 self.out.write_all(b"\n")
             }

@@ -5,9 +5,9 @@
 use super::{Event, Mode, Session, State, SERVER};
 use crate::time::Instant;
 use crate::wire::frame::{self, peek_header};
-use crate::wire::plain::split_line;
 #[cfg(feature = "detect")]
 use crate::wire::plain::{detect_foreign, might_be_foreign};
+use crate::wire::plain::{is_binary, split_line};
 use crate::wire::{self, Code, Frame, FrameType, Hello, Repr, MAGIC};
 
 /// What `step` found.
@@ -89,12 +89,12 @@ where
         if !cfg!(feature = "plain") || !self.config.allow_plain {
             return self.abort(Code::BadMagic);
         }
-        // §7.3: HTTP and TLS are recognised before the peer counts as a client.
+        // §7.3: HTTP, TLS and binary data are recognised before the peer counts as a client.
         #[cfg(feature = "detect")]
         {
             let line = split_line(avail).map(|(l, _)| l);
-            if detect_foreign(avail, line).is_some() {
-                info!("peer speaks another protocol (HTTP or TLS)");
+            if let Some(foreign) = detect_foreign(avail, line) {
+                info!("peer speaks another protocol ({:?})", foreign);
                 self.mode = Mode::Plain;
                 return self.abort(Code::WrongProtocol);
             }
@@ -194,6 +194,7 @@ where
         }
         match line {
             Some((len, _)) if len > max => self.abort(Code::TooLarge),
+            Some((len, _)) if self.is_binary_line(len, seq) => self.abort(Code::WrongProtocol),
             Some((len, used)) => {
                 self.rx.held = Some((used, seq));
                 self.taken = seq;
@@ -202,6 +203,7 @@ where
             // Room for the longest line and its "\r\n" is guaranteed by min_rx_len;
             // max + 1 bytes are fine only if the last is the "\r" of a split "\r\n".
             None if held > max.saturating_add(1) || (held > max && unended == held) => self.abort(Code::TooLarge),
+            None if self.flush_partial && self.is_binary_line(unended, seq) => self.abort(Code::WrongProtocol),
             None if self.flush_partial => {
                 self.flush_partial = self.eof;
                 self.rx.held = Some((held, seq));
@@ -217,6 +219,22 @@ where
                 Step::Idle
             }
         }
+    }
+}
+
+impl<R, T> Session<R, T>
+where
+    R: AsRef<[u8]> + AsMut<[u8]>,
+    T: AsRef<[u8]> + AsMut<[u8]>,
+{
+    /// True when the line `seq` of a plain-text client, the first `len` bytes received,
+    /// is binary data, which ends the session (§7.3). Only a server with `detect`
+    /// checks, and only while the session is not closed.
+    fn is_binary_line(&self, len: usize, seq: u64) -> bool {
+        cfg!(feature = "detect")
+            && SERVER
+            && !matches!(self.state, State::Closed(_))
+            && self.rx.avail().get(..len).is_some_and(|line| is_binary(line, seq == 1))
     }
 }
 

@@ -710,6 +710,62 @@ mod plain {
         assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
     }
 
+    #[cfg(feature = "detect")]
+    #[test]
+    fn plain_binary_first_bytes_are_recognised() {
+        // An MQTT CONNECT and a PostgreSQL StartupMessage, as their first segment.
+        let mqtt = b"\x10\x12\x00\x04MQTT\x04\x02\x00\x3c\x00\x06client";
+        let postgres = b"\x00\x00\x00\x29\x00\x03\x00\x00user\x00ana\x00database\x00db\x00\x00";
+        for first in [&mqtt[..], &postgres[..]] {
+            let mut r = Raw::server();
+            r.feed(first);
+            assert!(!r.events.iter().any(|e| matches!(e, Owned::Hello { .. })));
+            assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+            assert_eq!(r.out, b"ERR wrong protocol\n");
+        }
+    }
+
+    #[cfg(feature = "detect")]
+    #[test]
+    fn plain_control_later_in_the_first_line_is_binary() {
+        // Detect saw only "x"; the rest of the first line is checked when it is whole.
+        let mut r = plain_server();
+        r.feed(b"\x01yz\nnext\n");
+        assert!(r.messages().is_empty());
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+        assert_eq!(r.out, b"ERR wrong protocol\n");
+    }
+
+    #[cfg(feature = "detect")]
+    #[test]
+    fn plain_nul_in_a_later_line_ends_the_session_after_the_lines_before() {
+        let mut r = plain_server();
+        r.feed(b"abc\nol\xe1 \x01\x7f\nde\x00f\nlater\n");
+        assert_eq!(r.messages(), [b"xabc".to_vec(), b"ol\xe1 \x01\x7f".to_vec()]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+        assert_eq!(r.out, b"ERR wrong protocol\n");
+    }
+
+    #[cfg(feature = "detect")]
+    #[test]
+    fn plain_nul_in_a_partial_line_is_binary() {
+        let mut r = plain_server();
+        r.feed(b"abc\nde\x00");
+        r.eof();
+        assert_eq!(r.messages(), [b"xabc".to_vec()]);
+        assert_eq!(r.closed(), Some(Closure::Aborted(Code::WrongProtocol)));
+    }
+
+    #[cfg(all(feature = "plain", not(feature = "detect")))]
+    #[test]
+    fn plain_binary_is_text_without_detect() {
+        let mut r = Raw::server();
+        r.feed(b"\x00\x01bin\n");
+        r.s.accept(1, None).unwrap();
+        r.pump();
+        assert_eq!(r.messages(), [b"\x00\x01bin".to_vec()]);
+    }
+
     #[cfg(feature = "server")]
     #[test]
     fn plain_refused_gets_err_line() {
