@@ -88,6 +88,10 @@ pub enum Failure {
     Core(soquete_core::session::Error),
     /// The socket refused a read or write the pumps made (a bug).
     Transport(crate::tcp_io::Error),
+    /// The secure layer failed: refused, a server that does not hold the expected key,
+    /// a record that does not authenticate, a handshake timeout...
+    #[cfg(feature = "secure")]
+    Secure(soquete_core::secure::Error),
 }
 
 /// What a run did; the verdict is [`Summary::passed`].
@@ -109,6 +113,12 @@ pub struct Summary {
     pub millis: u64,
     /// Why it failed, if it did.
     pub failure: Option<Failure>,
+    /// The client ran through the secure layer.
+    #[cfg(feature = "secure")]
+    pub secure: bool,
+    /// The secure handshake's times, if it completed.
+    #[cfg(feature = "secure")]
+    pub handshake: Option<crate::secure::Timing>,
 }
 
 impl Summary {
@@ -130,14 +140,19 @@ impl Summary {
 enum Phase {
     /// Client: connecting. Server: listening.
     Opening,
-    /// The session runs.
-    Live { session: FwSession, since: u64 },
+    /// The session runs (through the secure layer, if there is one).
+    Live {
+        session: FwSession,
+        since: u64,
+        #[cfg(feature = "secure")]
+        link: Option<crate::secure::Link>,
+    },
     /// The session has ended; the TCP connection is closing.
     Closing { until: u64 },
 }
 
 /// Role-specific progress.
-struct Tally {
+pub(crate) struct Tally {
     role: Role,
     expected: u32,
     /// Client: the next message to send. Server: the next one expected.
@@ -158,6 +173,10 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         closure: None,
         millis: 0,
         failure: None,
+        #[cfg(feature = "secure")]
+        secure: params.secure.is_some(),
+        #[cfg(feature = "secure")]
+        handshake: None,
     };
     let start = net.clock.now();
     let deadline = start + u64::from(params.time_secs) * 1000;
@@ -188,13 +207,19 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         out_of_order: None,
     };
     let mut buffers = Some((rx, tx));
+    #[cfg(feature = "secure")]
+    let mut entropy = crate::secure::Entropy::new();
+    #[cfg(feature = "secure")]
+    entropy.stir_counters(net.device.free_run());
+    #[cfg(feature = "secure")]
+    let mut secure_buffers = params.secure.and_then(|_| crate::secure::buffers());
     let mut phase = Phase::Opening;
     loop {
         let (now, changed) = net.poll();
         let mut progress = changed;
         if now >= deadline {
             summary.failure.get_or_insert(Failure::Timeout);
-            if let Phase::Live { session, since } = &phase {
+            if let Phase::Live { session, since, .. } = &phase {
                 record(&mut summary, &tally, session, now - since);
             }
             return summary;
@@ -202,7 +227,12 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         let socket = net.sockets.get_mut::<tcp::Socket>(net.tcp);
         phase = match phase {
             Phase::Opening => match socket.state() {
-                tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => Phase::Opening,
+                tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => {
+                    // The rounds before the connection: their timing is the host's.
+                    #[cfg(feature = "secure")]
+                    entropy.stir_counters(net.device.free_run());
+                    Phase::Opening
+                }
                 tcp::State::Closed => {
                     summary.failure = Some(Failure::NoConnection);
                     return summary;
@@ -222,26 +252,77 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                         Role::Server => Err(soquete_core::session::Error::WrongState),
                     };
                     progress = true;
-                    match session {
-                        Ok(session) => Phase::Live { session, since: now },
+                    let session = match session {
+                        Ok(session) => session,
                         Err(e) => {
                             summary.failure = Some(Failure::Core(e));
                             return summary;
                         }
+                    };
+                    #[cfg(feature = "secure")]
+                    let link = match (params.secure, secure_buffers.take()) {
+                        (Some(keys), Some((rx, tx))) => {
+                            entropy.stir_counters(net.device.free_run());
+                            let link = crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run());
+                            match link {
+                                Ok(link) => Some(link),
+                                Err(e) => {
+                                    summary.failure = Some(Failure::Secure(e));
+                                    return summary;
+                                }
+                            }
+                        }
+                        _ => None,
+                    };
+                    Phase::Live {
+                        session,
+                        since: now,
+                        #[cfg(feature = "secure")]
+                        link,
                     }
                 }
             },
-            Phase::Live { mut session, since } => {
-                match service(&mut session, socket, &mut tally, Instant::from_millis(now)) {
+            Phase::Live {
+                mut session,
+                since,
+                #[cfg(feature = "secure")]
+                mut link,
+            } => {
+                let t = Instant::from_millis(now);
+                #[cfg(feature = "secure")]
+                let result = match link.as_mut() {
+                    Some(link) => service_secure(link, &mut session, socket, &mut tally, t, &net.device),
+                    None => service(&mut session, socket, &mut tally, t),
+                };
+                #[cfg(not(feature = "secure"))]
+                let result = service(&mut session, socket, &mut tally, t);
+                match result {
                     Ok(moved) => progress |= moved,
                     Err(failure) => summary.failure = Some(failure),
                 }
-                if summary.failure.is_some() || session.is_finished() || !socket.may_send() && session.is_closed() {
+                // What the secure layer has sealed goes out before the close.
+                #[cfg(feature = "secure")]
+                let drained = link.as_ref().is_none_or(crate::secure::Link::drained);
+                #[cfg(not(feature = "secure"))]
+                let drained = true;
+                if summary.failure.is_some()
+                    || session.is_finished() && drained
+                    || !socket.may_send() && session.is_closed()
+                {
                     record(&mut summary, &tally, &session, now - since);
+                    #[cfg(feature = "secure")]
+                    {
+                        summary.handshake = link.as_ref().and_then(crate::secure::Link::timing);
+                    }
                     socket.close();
                     Phase::Closing { until: now + LINGER_MS }
                 } else {
-                    Phase::Live { session, since }
+                    Phase::Live {
+                        session,
+                        since,
+                        #[cfg(feature = "secure")]
+                        link,
+                    }
                 }
             }
             Phase::Closing { until } => {
@@ -298,6 +379,38 @@ fn service(
         }
         moved = true;
     }
+    send_messages(session, tally, now)?;
+    moved |= pump_write(session, &mut TcpIo(socket)).map_err(transport)? > 0;
+    // The close may have happened while encoding output: take its event too.
+    events(session, tally, now)?;
+    Ok(moved)
+}
+
+/// [`service`] through the secure layer: the socket's bytes are records, opened and
+/// sealed by `link`.
+#[cfg(feature = "secure")]
+fn service_secure(
+    link: &mut crate::secure::Link,
+    session: &mut FwSession,
+    socket: &mut tcp::Socket<'_>,
+    tally: &mut Tally,
+    now: Instant,
+    device: &Lan9118,
+) -> Result<bool, Failure> {
+    if session.poll_timeout().is_some_and(|t| t <= now) {
+        session.handle_timeout(now);
+    }
+    let free_run = || device.free_run();
+    let mut moved = link.receive(session, socket, tally, now, free_run)?;
+    send_messages(session, tally, now)?;
+    moved |= link.transmit(session, socket, free_run)?;
+    events(session, tally, now)?;
+    Ok(moved)
+}
+
+/// Client: queues the next numbered messages while the session takes them, then the
+/// close.
+fn send_messages(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
     if tally.role == Role::Client && session.is_open() {
         let mut digits = [0u8; 10];
         while tally.next <= tally.expected {
@@ -312,10 +425,7 @@ fn service(
             session.close(now, Code::Normal);
         }
     }
-    moved |= pump_write(session, &mut TcpIo(socket)).map_err(transport)? > 0;
-    // The close may have happened while encoding output: take its event too.
-    events(session, tally, now)?;
-    Ok(moved)
+    Ok(())
 }
 
 fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {
@@ -327,7 +437,10 @@ fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {
 
 /// Takes every event (which also releases delivered messages, so their
 /// acknowledgement can go out).
-fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
+///
+/// # Errors
+/// Server: the session refused the accept (a bug).
+pub(crate) fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
     while let Some(event) = session.poll_event(now) {
         match event {
             #[cfg(feature = "server")]
