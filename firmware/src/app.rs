@@ -140,13 +140,8 @@ impl Summary {
 enum Phase {
     /// Client: connecting. Server: listening.
     Opening,
-    /// The session runs (through the secure layer, if there is one).
-    Live {
-        session: FwSession,
-        since: u64,
-        #[cfg(feature = "secure")]
-        link: Option<crate::secure::Link>,
-    },
+    /// The session runs.
+    Live { session: FwSession, since: u64 },
     /// The session has ended; the TCP connection is closing.
     Closing { until: u64 },
 }
@@ -213,13 +208,16 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
     entropy.stir_counters(net.device.free_run());
     #[cfg(feature = "secure")]
     let mut secure_buffers = params.secure.and_then(|_| crate::secure::buffers());
+    // The secure layer, once the session runs (beside `phase`, which moves every round).
+    #[cfg(feature = "secure")]
+    let mut link: Option<crate::secure::Link> = None;
     let mut phase = Phase::Opening;
     loop {
         let (now, changed) = net.poll();
         let mut progress = changed;
         if now >= deadline {
             summary.failure.get_or_insert(Failure::Timeout);
-            if let Phase::Live { session, since, .. } = &phase {
+            if let Phase::Live { session, since } = &phase {
                 record(&mut summary, &tally, session, now - since);
             }
             return summary;
@@ -260,34 +258,20 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                         }
                     };
                     #[cfg(feature = "secure")]
-                    let link = match (params.secure, secure_buffers.take()) {
-                        (Some(keys), Some((rx, tx))) => {
-                            entropy.stir_counters(net.device.free_run());
-                            let link = crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run());
-                            match link {
-                                Ok(link) => Some(link),
-                                Err(e) => {
-                                    summary.failure = Some(Failure::Secure(e));
-                                    return summary;
-                                }
+                    if let (Some(keys), Some((rx, tx))) = (params.secure, secure_buffers.take()) {
+                        entropy.stir_counters(net.device.free_run());
+                        match crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run()) {
+                            Ok(l) => link = Some(l),
+                            Err(e) => {
+                                summary.failure = Some(Failure::Secure(e));
+                                return summary;
                             }
                         }
-                        _ => None,
-                    };
-                    Phase::Live {
-                        session,
-                        since: now,
-                        #[cfg(feature = "secure")]
-                        link,
                     }
+                    Phase::Live { session, since: now }
                 }
             },
-            Phase::Live {
-                mut session,
-                since,
-                #[cfg(feature = "secure")]
-                mut link,
-            } => {
+            Phase::Live { mut session, since } => {
                 let t = Instant::from_millis(now);
                 #[cfg(feature = "secure")]
                 let result = match link.as_mut() {
@@ -317,12 +301,7 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                     socket.close();
                     Phase::Closing { until: now + LINGER_MS }
                 } else {
-                    Phase::Live {
-                        session,
-                        since,
-                        #[cfg(feature = "secure")]
-                        link,
-                    }
+                    Phase::Live { session, since }
                 }
             }
             Phase::Closing { until } => {

@@ -71,9 +71,14 @@ impl Default for Params<'_> {
 }
 
 /// One line to print when the command line has a word the firmware does not take.
+#[cfg(not(feature = "secure"))]
 pub const USAGE: &str = "parameters (-append \"...\"): role=client|server messages=N connect=IP:PORT \
-                         listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS \
-                         (secure image: role=secure-client key=HEX server-key=HEX)";
+                         listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS";
+/// One line to print when the command line has a word the firmware does not take.
+#[cfg(feature = "secure")]
+pub const USAGE: &str = "parameters (-append \"...\"): role=client|server|secure-client messages=N \
+                         connect=IP:PORT listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS \
+                         key=HEX server-key=HEX";
 
 impl<'a> Params<'a> {
     /// Parses a semihosting command line (program path first).
