@@ -367,7 +367,10 @@ fn service(
 
 /// [`service`] through the secure layer: the socket's bytes are records, opened and
 /// sealed by `link`.
+// Not inlined: the handshake's deep calls then use stack only while they run, not in
+// the poll loop's own frame for the whole run.
 #[cfg(feature = "secure")]
+#[inline(never)]
 fn service_secure(
     link: &mut crate::secure::Link,
     session: &mut FwSession,

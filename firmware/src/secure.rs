@@ -140,6 +140,8 @@ impl Link {
     ///
     /// # Errors
     /// [`secure::Error::BufferTooSmall`] (a bug: the buffers are constants).
+    // Not inlined: the handshake state is built in this frame, not the poll loop's.
+    #[inline(never)]
     pub fn new(
         keys: &Keys,
         entropy: &Entropy,
