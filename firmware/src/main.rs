@@ -1,6 +1,8 @@
 //! soquete on QEMU's MPS2 boards: the unchanged `soquete-core` over smoltcp over the
 //! boards' LAN9118 Ethernet controller, as a client that sends numbered messages to a
-//! `soquete server` or as a server that a `soquete client` sends to.
+//! `soquete server` or as a server that a `soquete client` sends to. With the `secure`
+//! feature, also as a client whose session runs through the core's secure layer
+//! (`src/secure.rs`, PROTOCOL.md §10).
 //!
 //! Parameters come from QEMU's `-append` (see [`params`]); output goes to the host
 //! through semihosting, and so does the verdict: QEMU exits 0 when every message went
