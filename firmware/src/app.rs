@@ -258,9 +258,17 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                         }
                     };
                     #[cfg(feature = "secure")]
-                    if let (Some(keys), Some((rx, tx))) = (params.secure, secure_buffers.take()) {
+                    if let Some(keys) = params.secure {
                         entropy.stir_counters(net.device.free_run());
-                        match crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run()) {
+                        // Never in plain text when keys were given: without buffers
+                        // (taken once, so never) the run fails.
+                        let made = secure_buffers
+                            .take()
+                            .ok_or(soquete_core::secure::Error::WrongState)
+                            .and_then(|(rx, tx)| {
+                                crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run())
+                            });
+                        match made {
                             Ok(l) => link = Some(l),
                             Err(e) => {
                                 summary.failure = Some(Failure::Secure(e));
