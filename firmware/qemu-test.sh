@@ -7,11 +7,16 @@
 #       `soquete client` -> firmware server, through a hostfwd on 127.0.0.1
 #   - over a TAP device in a network namespace of its own (root only; SKIP otherwise):
 #       the same two directions, through the Linux kernel's TCP stack.
+#   - the secure image (cargo feature `secure`), both networks:
+#       firmware secure client -> secure_responder (the core's example: the secure
+#       layer and a server session), with keys made for the run.
 # Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
 # count; the host program's exit status, and the messages it printed or had
-# acknowledged, in order. One PASS or FAIL line per case, with count and time. Three more
+# acknowledged, in order. One PASS or FAIL line per case, with count and time. More
 # cases check that the verdict fails: a client with no server, a bad parameter, a
-# server that misses a message. Then each image's flash, RAM and stack.
+# server that misses a message; a secure client given a wrong server key, one whose
+# key the server does not allow, and one whose server's answer does not authenticate
+# (each must send no message). Then each image's flash, RAM and stack.
 #
 # Installs nothing: it says what is missing. Touches no network but loopback and the
 # namespace it creates (soquete-qemu-PID, 10.78.0.0/24), which it removes on exit.
@@ -55,18 +60,25 @@ elif ! command -v ip >/dev/null 2>&1; then
     tap="the ip command (iproute2) is missing"
 fi
 
-echo "building the firmware for both boards, and soquete (release)"
+ns=soquete-qemu-$$
+work=$(mktemp -d)
+echo "building the firmware for both boards (plain and secure), soquete and secure_responder (release)"
+fw_target=${CARGO_TARGET_DIR:-$here/target}
 for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+    # The secure image first, copied aside: both builds leave their image at the same path.
+    (cd "$here" && cargo build --release --quiet --target "$t" --features secure) ||
+        { echo "FAIL: secure firmware build for $t"; exit 1; }
+    mkdir -p "$work/secure/$t"
+    cp "$fw_target/$t/release/soquete-firmware" "$work/secure/$t/"
     (cd "$here" && cargo build --release --quiet --target "$t") || { echo "FAIL: firmware build for $t"; exit 1; }
 done
-fw_target=${CARGO_TARGET_DIR:-$here/target}
 if [ -z "${SOQUETE_BIN:-}" ]; then
     (cd "$top" && cargo build --release --quiet -p soquete-host) || { echo "FAIL: soquete build"; exit 1; }
     SOQUETE_BIN=${CARGO_TARGET_DIR:-$top/target}/release/soquete
 fi
-
-ns=soquete-qemu-$$
-work=$(mktemp -d)
+(cd "$top" && cargo build --release --quiet -p soquete-core --example secure_responder --features noise) ||
+    { echo "FAIL: secure_responder build"; exit 1; }
+RESPONDER=${CARGO_TARGET_DIR:-$top/target}/release/examples/secure_responder
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
@@ -201,8 +213,108 @@ server_case() {
     fi
 }
 
+# Keys for this run: the server's and the device's, and one nobody holds.
+randkey() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+server_secret=$(randkey) device_secret=$(randkey) stranger_secret=$(randkey)
+server_public=$("$RESPONDER" public "$server_secret")
+device_public=$("$RESPONDER" public "$device_secret")
+stranger_public=$("$RESPONDER" public "$stranger_secret")
+
+# fw_handshake FILE: the secure handshake's time as the firmware measured it.
+fw_handshake() {
+    sed -n 's/^  secure handshake: \([0-9.]* ms\) from .*INIT \([0-9.]* ms\), RESP \([0-9.]* ms\)$/ (handshake \1; computing here INIT \2, RESP \3)/p' "$1"
+}
+
+# secure_run NAME BOARD KERNEL NIC NET_ARGS LISTEN CONNECT_HOST MESSAGES SERVER_KEY ALLOW [OPTION] [-- NS_EXEC...]:
+# secure_responder listens on LISTEN and allows ALLOW; the firmware's secure client
+# connects with the device key and SERVER_KEY. Sets fw_rc, responder_rc, got.
+secure_run() {
+    local name=$1 board=$2 kernel=$3 nic=$4 net=$5 listen=$6 host=$7 count=$8 server_key=$9 allow=${10}
+    shift 10
+    local option=()
+    if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+        [ -n "$1" ] && option=("$1")
+        shift
+    fi
+    [ "${1:-}" = "--" ] && shift
+    local run=("$@") out=$work/$name
+    "${run[@]}" "$RESPONDER" serve --listen "$listen" --key "$server_secret" --allow "$allow" "${option[@]}" \
+        >"$out.server" 2>"$out.server-err" &
+    local server=$!
+    pids+=("$server")
+    fw_rc=-1 responder_rc=-1 got=0
+    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
+        echo "FAIL $name: secure_responder did not start"
+        show "$out.server-err"
+        failed=1
+        return 1
+    fi
+    local port
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+    run_job "${run[@]}" timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
+        -serial none -semihosting-config enable=on,target=native -nic "$nic" -kernel "$kernel" \
+        -append "role=secure-client messages=$count $net connect=$host:$port name=$name time=$FW_TIME key=$device_secret server-key=$server_key" \
+        >"$out.fw" 2>"$out.fw-err"
+    fw_rc=$?
+    # The responder ends with the connection (after at most 5 s of draining).
+    local i
+    for ((i = 0; i < 100; i++)); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+    kill "$server" 2>/dev/null
+    wait "$server"
+    responder_rc=$?
+    got=$(grep -c '^message: [0-9]*$' "$out.server")
+    sed -n 's/^message: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+}
+
+# secure_case NAME BOARD KERNEL NIC NET_ARGS LISTEN CONNECT_HOST [NS_EXEC...]: the
+# secure client sends MESSAGES messages to a server that holds the expected key.
+secure_case() {
+    local name=$1 start
+    start=$(date +%s.%N)
+    secure_run "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$MESSAGES" "$server_public" "$device_public" -- "${@:8}" || return
+    local out=$work/$name secs
+    secs=$(elapsed "$start")
+    if [ "$fw_rc" -eq 0 ] && [ "$responder_rc" -eq 0 ] &&
+        grep -q "^PASS secure client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
+        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
+        grep -q "^client key $device_public: allowed" "$out.server" &&
+        grep -q "^connected as \"$name\"" "$out.server" &&
+        grep -q "^left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
+        echo "PASS $name: firmware secure client -> secure_responder: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")$(fw_handshake "$out.fw")"
+    else
+        echo "FAIL $name: firmware secure client -> secure_responder: QEMU exit $fw_rc, responder exit $responder_rc, it printed $got of $MESSAGES"
+        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
+        failed=1
+    fi
+}
+
+# secure_refused NAME WHAT SERVER_KEY ALLOW OPTION FW_PATTERN SERVER_PATTERN...: on
+# mps2-an386's user network, a secure client that must fail (QEMU exit 1) having sent
+# no message and, since no record of it ever authenticated at the server, not even
+# the key confirmation; FW_PATTERN and every SERVER_PATTERN printed.
+secure_refused() {
+    local name=$1 what=$2 out=$work/$1
+    secure_run "$name" mps2-an386 "$work/secure/thumbv7em-none-eabihf/soquete-firmware" "user,model=lan9118" \
+        "$user_net" 127.0.0.1:0 10.0.2.2 10 "$3" "$4" "$5" || return
+    local fw_pattern=$6 pattern ok=yes
+    shift 6
+    for pattern in "$@"; do grep -q -- "$pattern" "$out.server" || ok=no; done
+    if [ "$ok" = yes ] && [ "$fw_rc" -eq 1 ] &&
+        grep -q "^FAIL secure client: 0 of 10 messages sent, 0 acknowledged" "$out.fw" &&
+        grep -q -- "$fw_pattern" "$out.fw" && ! grep -q "^secure session established" "$out.server" &&
+        [ "$got" -eq 0 ]; then
+        echo "PASS $name: $what: the firmware sends no message, nothing more, and fails (QEMU exit 1)"
+    else
+        echo "FAIL $name: $what: QEMU exit $fw_rc, responder printed $got messages"
+        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
+        failed=1
+    fi
+}
+
 boards=("mps2-an386 $fw_target/thumbv7em-none-eabihf/release/soquete-firmware"
     "mps2-an385 $fw_target/thumbv6m-none-eabi/release/soquete-firmware")
+secure_boards=("mps2-an386 $work/secure/thumbv7em-none-eabihf/soquete-firmware"
+    "mps2-an385 $work/secure/thumbv6m-none-eabi/soquete-firmware")
 user_net="ip=10.0.2.15/24 gateway=10.0.2.2"
 tap_net="ip=$GUEST_ADDR/24 gateway=none"
 tap_nic="tap,ifname=tap0,script=no,downscript=no,model=lan9118"
@@ -230,6 +342,30 @@ for entry in "${boards[@]}"; do
         echo "SKIP $board-tap-*: $tap"
     fi
 done
+
+for entry in "${secure_boards[@]}"; do
+    read -r board kernel <<<"$entry"
+    secure_case "secure-$board-user" "$board" "$kernel" "user,model=lan9118" "$user_net" 127.0.0.1:0 10.0.2.2
+    if [ "$tap" = yes ]; then
+        secure_case "secure-$board-tap" "$board" "$kernel" "$tap_nic" "$tap_net" "$KERNEL_ADDR:0" "$KERNEL_ADDR" \
+            ip netns exec "$ns"
+    else
+        echo "SKIP secure-$board-tap: $tap"
+    fi
+done
+
+# The secure client must refuse to talk to anyone but the server whose key it has.
+# After a refusal the responder counts what the client still sends until it closes.
+secure_refused secure-mps2-an386-wrong-key "a wrong server key" "$stranger_public" "$device_public" "" \
+    "secure layer: refused by the server (unauthenticated): handshake failed" "^secure layer failed: handshake failed" \
+    "^then the client sent 0 bytes and closed; 0 messages"
+secure_refused secure-mps2-an386-unknown-key "a device key the server does not allow" "$server_public" \
+    "$stranger_public" "" "secure layer: refused by the server (unauthenticated): unknown client key" \
+    "^client key $device_public: not allowed, refused" "^then the client sent 0 bytes and closed; 0 messages"
+# The responder accepted and answered; the client must close without confirming.
+secure_refused secure-mps2-an386-tampered "a server answer that does not authenticate" "$server_public" \
+    "$device_public" --tamper-resp "secure layer: server not authenticated" "^client key $device_public: allowed" \
+    "^left (connection closed by peer) after 0 messages"
 
 # The verdict can fail: a client with no server, a bad parameter, and a server that
 # misses a message.
@@ -303,13 +439,18 @@ if [ -z "$SIZE" ] || [ -z "$NM" ]; then
     echo "footprint: no size/nm found (binutils, or llvm: apt-get install --no-install-recommends binutils)"
 else
     section() { "$SIZE" -A "$1" | awk -v s="$2" '$1 == s { n += $2 } END { print n + 0 }'; }
-    for entry in "${boards[@]}"; do
+    for entry in "${boards[@]}" "${secure_boards[@]}"; do
         read -r board kernel <<<"$entry"
         text=$(section "$kernel" .text) rodata=$(section "$kernel" .rodata)
         data=$(section "$kernel" .data) bss=$(section "$kernel" .bss)
-        stack=$(cat "$work/$board"-*.fw 2>/dev/null | sed -n 's/^stack high-water mark: \([0-9]*\) bytes$/\1/p' |
+        # The secure image's cases are named secure-BOARD-...; the plain image's BOARD-...
+        label=$board
+        [[ $kernel == "$work/secure/"* ]] && label="secure $board"
+        stack=$(cat "$work/${label/ /-}"-*.fw 2>/dev/null | sed -n 's/^stack high-water mark: \([0-9]*\) bytes$/\1/p' |
             sort -n | tail -n 1)
-        echo "footprint $board ($(basename "$(dirname "$(dirname "$kernel")")")): flash .text $text +" \
+        target=$(basename "$(dirname "$kernel")")
+        [[ $target == release ]] && target=$(basename "$(dirname "$(dirname "$kernel")")")
+        echo "footprint $label ($target): flash .text $text +" \
             ".rodata $rodata = $((text + rodata)) bytes (+ vector table $(section "$kernel" .vector_table));" \
             "RAM .data $data + .bss $bss = $((data + bss)) bytes, stack high-water ${stack:-?} bytes"
         # Flash by crate: the first path segment of each code or read-only symbol.
@@ -328,7 +469,8 @@ for line in sys.stdin:
         crate = "constants"
     elif crate in ("__INTERRUPTS", "Reset", "__RESET_VECTOR", "__EXCEPTIONS", "HardFault_", "DefaultHandler_"):
         crate = "cortex_m_rt"
-    elif not re.fullmatch(r"soquete_core|soquete_firmware|smoltcp|core|compiler_builtins|cortex_m\w*|panic_semihosting|heapless|constants", crate):
+    elif not re.fullmatch(r"soquete_core|soquete_firmware|smoltcp|core|compiler_builtins|cortex_m\w*|panic_semihosting|heapless|constants"
+                          r"|noise_protocol|x25519_dalek|curve25519_dalek|chacha20\w*|poly1305|blake2|rand_chacha|ppv_lite86", crate):
         crate = "other"
     sizes[crate] = sizes.get(crate, 0) + int(f[1], 16)
 for crate, size in sorted(sizes.items(), key=lambda kv: -kv[1]):

@@ -88,6 +88,10 @@ pub enum Failure {
     Core(soquete_core::session::Error),
     /// The socket refused a read or write the pumps made (a bug).
     Transport(crate::tcp_io::Error),
+    /// The secure layer failed: refused, a server that does not hold the expected key,
+    /// a record that does not authenticate, a handshake timeout...
+    #[cfg(feature = "secure")]
+    Secure(soquete_core::secure::Error),
 }
 
 /// What a run did; the verdict is [`Summary::passed`].
@@ -109,6 +113,12 @@ pub struct Summary {
     pub millis: u64,
     /// Why it failed, if it did.
     pub failure: Option<Failure>,
+    /// The client ran through the secure layer.
+    #[cfg(feature = "secure")]
+    pub secure: bool,
+    /// The secure handshake's times, if it completed.
+    #[cfg(feature = "secure")]
+    pub handshake: Option<crate::secure::Timing>,
 }
 
 impl Summary {
@@ -137,7 +147,7 @@ enum Phase {
 }
 
 /// Role-specific progress.
-struct Tally {
+pub(crate) struct Tally {
     role: Role,
     expected: u32,
     /// Client: the next message to send. Server: the next one expected.
@@ -158,6 +168,10 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         closure: None,
         millis: 0,
         failure: None,
+        #[cfg(feature = "secure")]
+        secure: params.secure.is_some(),
+        #[cfg(feature = "secure")]
+        handshake: None,
     };
     let start = net.clock.now();
     let deadline = start + u64::from(params.time_secs) * 1000;
@@ -188,6 +202,15 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         out_of_order: None,
     };
     let mut buffers = Some((rx, tx));
+    #[cfg(feature = "secure")]
+    let mut entropy = crate::secure::Entropy::new();
+    #[cfg(feature = "secure")]
+    entropy.stir_counters(net.device.free_run());
+    #[cfg(feature = "secure")]
+    let mut secure_buffers = params.secure.and_then(|_| crate::secure::buffers());
+    // The secure layer, once the session runs (beside `phase`, which moves every round).
+    #[cfg(feature = "secure")]
+    let mut link: Option<crate::secure::Link> = None;
     let mut phase = Phase::Opening;
     loop {
         let (now, changed) = net.poll();
@@ -202,7 +225,12 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
         let socket = net.sockets.get_mut::<tcp::Socket>(net.tcp);
         phase = match phase {
             Phase::Opening => match socket.state() {
-                tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => Phase::Opening,
+                tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => {
+                    // The rounds before the connection: their timing is the host's.
+                    #[cfg(feature = "secure")]
+                    entropy.stir_counters(net.device.free_run());
+                    Phase::Opening
+                }
                 tcp::State::Closed => {
                     summary.failure = Some(Failure::NoConnection);
                     return summary;
@@ -222,22 +250,62 @@ pub fn run(net: &mut Net<'_>, params: &Params<'_>, rx: &'static mut [u8], tx: &'
                         Role::Server => Err(soquete_core::session::Error::WrongState),
                     };
                     progress = true;
-                    match session {
-                        Ok(session) => Phase::Live { session, since: now },
+                    let session = match session {
+                        Ok(session) => session,
                         Err(e) => {
                             summary.failure = Some(Failure::Core(e));
                             return summary;
                         }
+                    };
+                    #[cfg(feature = "secure")]
+                    if let Some(keys) = params.secure {
+                        entropy.stir_counters(net.device.free_run());
+                        // Never in plain text when keys were given: without buffers
+                        // (taken once, so never) the run fails.
+                        let made = secure_buffers
+                            .take()
+                            .ok_or(soquete_core::secure::Error::WrongState)
+                            .and_then(|(rx, tx)| {
+                                crate::secure::Link::new(&keys, &entropy, rx, tx, t, net.device.free_run())
+                            });
+                        match made {
+                            Ok(l) => link = Some(l),
+                            Err(e) => {
+                                summary.failure = Some(Failure::Secure(e));
+                                return summary;
+                            }
+                        }
                     }
+                    Phase::Live { session, since: now }
                 }
             },
             Phase::Live { mut session, since } => {
-                match service(&mut session, socket, &mut tally, Instant::from_millis(now)) {
+                let t = Instant::from_millis(now);
+                #[cfg(feature = "secure")]
+                let result = match link.as_mut() {
+                    Some(link) => service_secure(link, &mut session, socket, &mut tally, t, &net.device),
+                    None => service(&mut session, socket, &mut tally, t),
+                };
+                #[cfg(not(feature = "secure"))]
+                let result = service(&mut session, socket, &mut tally, t);
+                match result {
                     Ok(moved) => progress |= moved,
                     Err(failure) => summary.failure = Some(failure),
                 }
-                if summary.failure.is_some() || session.is_finished() || !socket.may_send() && session.is_closed() {
+                // What the secure layer has sealed goes out before the close.
+                #[cfg(feature = "secure")]
+                let drained = link.as_ref().is_none_or(crate::secure::Link::drained);
+                #[cfg(not(feature = "secure"))]
+                let drained = true;
+                if summary.failure.is_some()
+                    || session.is_finished() && drained
+                    || !socket.may_send() && session.is_closed()
+                {
                     record(&mut summary, &tally, &session, now - since);
+                    #[cfg(feature = "secure")]
+                    {
+                        summary.handshake = link.as_ref().and_then(crate::secure::Link::timing);
+                    }
                     socket.close();
                     Phase::Closing { until: now + LINGER_MS }
                 } else {
@@ -298,6 +366,41 @@ fn service(
         }
         moved = true;
     }
+    send_messages(session, tally, now)?;
+    moved |= pump_write(session, &mut TcpIo(socket)).map_err(transport)? > 0;
+    // The close may have happened while encoding output: take its event too.
+    events(session, tally, now)?;
+    Ok(moved)
+}
+
+/// [`service`] through the secure layer: the socket's bytes are records, opened and
+/// sealed by `link`.
+// Not inlined: the handshake's deep calls then use stack only while they run, not in
+// the poll loop's own frame for the whole run.
+#[cfg(feature = "secure")]
+#[inline(never)]
+fn service_secure(
+    link: &mut crate::secure::Link,
+    session: &mut FwSession,
+    socket: &mut tcp::Socket<'_>,
+    tally: &mut Tally,
+    now: Instant,
+    device: &Lan9118,
+) -> Result<bool, Failure> {
+    if session.poll_timeout().is_some_and(|t| t <= now) {
+        session.handle_timeout(now);
+    }
+    let free_run = || device.free_run();
+    let mut moved = link.receive(session, socket, tally, now, free_run)?;
+    send_messages(session, tally, now)?;
+    moved |= link.transmit(session, socket, free_run)?;
+    events(session, tally, now)?;
+    Ok(moved)
+}
+
+/// Client: queues the next numbered messages while the session takes them, then the
+/// close.
+fn send_messages(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
     if tally.role == Role::Client && session.is_open() {
         let mut digits = [0u8; 10];
         while tally.next <= tally.expected {
@@ -312,10 +415,7 @@ fn service(
             session.close(now, Code::Normal);
         }
     }
-    moved |= pump_write(session, &mut TcpIo(socket)).map_err(transport)? > 0;
-    // The close may have happened while encoding output: take its event too.
-    events(session, tally, now)?;
-    Ok(moved)
+    Ok(())
 }
 
 fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {
@@ -327,7 +427,10 @@ fn transport(e: soquete_core::io::Error<crate::tcp_io::Error>) -> Failure {
 
 /// Takes every event (which also releases delivered messages, so their
 /// acknowledgement can go out).
-fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
+///
+/// # Errors
+/// Server: the session refused the accept (a bug).
+pub(crate) fn events(session: &mut FwSession, tally: &mut Tally, now: Instant) -> Result<(), Failure> {
     while let Some(event) = session.poll_event(now) {
         match event {
             #[cfg(feature = "server")]

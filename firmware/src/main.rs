@@ -1,6 +1,8 @@
 //! soquete on QEMU's MPS2 boards: the unchanged `soquete-core` over smoltcp over the
 //! boards' LAN9118 Ethernet controller, as a client that sends numbered messages to a
-//! `soquete server` or as a server that a `soquete client` sends to.
+//! `soquete server` or as a server that a `soquete client` sends to. With the `secure`
+//! feature, also as a client whose session runs through the core's secure layer
+//! (`src/secure.rs`, PROTOCOL.md §10).
 //!
 //! Parameters come from QEMU's `-append` (see [`params`]); output goes to the host
 //! through semihosting, and so does the verdict: QEMU exits 0 when every message went
@@ -13,6 +15,8 @@ mod clock;
 mod idle;
 mod lan9118;
 mod params;
+#[cfg(feature = "secure")]
+mod secure;
 mod semihost;
 mod stack;
 mod tcp_io;
@@ -64,7 +68,8 @@ fn run() -> bool {
     };
     let clock = Clock::start(core.SYST);
 
-    let mut line = [0u8; 256];
+    // Room for every parameter, the two 64-digit keys of the secure client included.
+    let mut line = [0u8; 512];
     let params = match semihost::cmdline(&mut line).map(Params::parse) {
         Some(Ok(params)) => params,
         Some(Err(word)) => {
@@ -136,10 +141,15 @@ fn run() -> bool {
 fn report(s: &Summary, net: &Net<'_>) {
     let verdict = if s.passed() { "PASS" } else { "FAIL" };
     let rate = (s.messages * 1000).checked_div(s.millis).unwrap_or(0);
+    #[cfg(feature = "secure")]
+    let client = if s.secure { "secure client" } else { "client" };
+    #[cfg(not(feature = "secure"))]
+    let client = "client";
     match s.role {
         Role::Client => hprintln!(
-            "{} client: {} of {} messages sent, {} acknowledged, in {}.{:03} s ({} msg/s)",
+            "{} {}: {} of {} messages sent, {} acknowledged, in {}.{:03} s ({} msg/s)",
             verdict,
+            client,
             s.messages,
             s.expected,
             s.acked,
@@ -165,8 +175,25 @@ fn report(s: &Summary, net: &Net<'_>) {
         Some(closure) => hprintln!("  session {}", closure),
         None => hprintln!("  no session"),
     }
+    #[cfg(feature = "secure")]
+    if let Some(t) = s.handshake {
+        hprintln!(
+            "  secure handshake: {}.{:03} ms from the TCP connection to the server authenticated; \
+             computing here: INIT {}.{:03} ms, RESP {}.{:03} ms",
+            t.handshake / 1000,
+            t.handshake % 1000,
+            t.init / 1000,
+            t.init % 1000,
+            t.resp / 1000,
+            t.resp % 1000
+        );
+    }
     if let Some(failure) = s.failure {
         hprintln!("  failure: {:?}", failure);
+        #[cfg(feature = "secure")]
+        if let app::Failure::Secure(e) = failure {
+            hprintln!("  secure layer: {}", e);
+        }
     }
     hprintln!("  LAN9118: {:?}", net.device.counters());
 }

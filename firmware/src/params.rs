@@ -2,7 +2,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `role` | `client` | `client`: send `messages` numbered messages to `connect`; `server` (with the `server` feature): take one session on `listen` and expect them |
+//! | `role` | `client` | `client`: send `messages` numbered messages to `connect`; `server` (with the `server` feature): take one session on `listen` and expect them; `secure-client` (with the `secure` feature): as `client`, through the secure layer (PROTOCOL.md §10) |
 //! | `messages` | 1000 | how many messages, numbered `1` to `messages` (the payload is the number in decimal) |
 //! | `connect` | `10.0.2.2:8800` | client: the `soquete server` (QEMU's user network reaches the host's 127.0.0.1 as 10.0.2.2) |
 //! | `listen` | 8800 | server: the TCP port |
@@ -10,6 +10,8 @@
 //! | `ip` | `10.0.2.15/24` | the firmware's address (QEMU's user network gives out 10.0.2.15) |
 //! | `gateway` | `10.0.2.2` | default route, or `none` |
 //! | `time` | 60 | give up (exit status 1) after this many seconds |
+//! | `key` | — | `secure-client`: the device's static secret key, 64 hex digits |
+//! | `server-key` | — | `secure-client`: the server's static public key, 64 hex digits |
 //!
 //! The first word of the command line is the program's path, and is skipped.
 
@@ -46,6 +48,9 @@ pub struct Params<'a> {
     pub gateway: Option<Ipv4Addr>,
     /// Seconds before giving up.
     pub time_secs: u32,
+    /// The client's keys (`role=secure-client`): it runs through the secure layer.
+    #[cfg(feature = "secure")]
+    pub secure: Option<crate::secure::Keys>,
 }
 
 impl Default for Params<'_> {
@@ -59,21 +64,32 @@ impl Default for Params<'_> {
             ip: Ipv4Cidr::new(Ipv4Addr::new(10, 0, 2, 15), 24),
             gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
             time_secs: 60,
+            #[cfg(feature = "secure")]
+            secure: None,
         }
     }
 }
 
 /// One line to print when the command line has a word the firmware does not take.
+#[cfg(not(feature = "secure"))]
 pub const USAGE: &str = "parameters (-append \"...\"): role=client|server messages=N connect=IP:PORT \
                          listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS";
+/// One line to print when the command line has a word the firmware does not take.
+#[cfg(feature = "secure")]
+pub const USAGE: &str = "parameters (-append \"...\"): role=client|server|secure-client messages=N \
+                         connect=IP:PORT listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS \
+                         key=HEX server-key=HEX";
 
 impl<'a> Params<'a> {
     /// Parses a semihosting command line (program path first).
     ///
     /// # Errors
-    /// The first word that is not a known `key=value` with a valid value.
+    /// The first word that is not a known `key=value` with a valid value; with
+    /// `role=secure-client`, the word `role=secure-client` if a key is missing.
     pub fn parse(cmdline: &'a str) -> Result<Self, &'a str> {
         let mut params = Params::default();
+        #[cfg(feature = "secure")]
+        let mut keys = (None, None, None);
         for word in cmdline.split_ascii_whitespace().skip(1) {
             let (key, value) = word.split_once('=').ok_or(word)?;
             match (key, value) {
@@ -87,8 +103,30 @@ impl<'a> Params<'a> {
                 ("gateway", "none") => params.gateway = None,
                 ("gateway", v) => params.gateway = Some(v.parse().map_err(|_| word)?),
                 ("time", v) => params.time_secs = v.parse().map_err(|_| word)?,
+                #[cfg(feature = "secure")]
+                ("role", "secure-client") => {
+                    params.role = Role::Client;
+                    keys.0 = Some(word);
+                }
+                #[cfg(feature = "secure")]
+                ("key", v) => keys.1 = Some(hex32(v).ok_or(word)?),
+                #[cfg(feature = "secure")]
+                ("server-key", v) => keys.2 = Some(hex32(v).ok_or(word)?),
                 _ => return Err(word),
             }
+        }
+        #[cfg(feature = "secure")]
+        match keys {
+            (Some(word), secret, server) => {
+                let (Some(secret), Some(server)) = (secret, server) else {
+                    return Err(word);
+                };
+                params.secure = Some(crate::secure::Keys::new(secret, server));
+            }
+            // Keys without `role=secure-client` would be ignored: refuse them.
+            (None, Some(_), _) => return Err("key=..."),
+            (None, _, Some(_)) => return Err("server-key=..."),
+            (None, None, None) => {}
         }
         Ok(params)
     }
@@ -103,4 +141,21 @@ fn cidr(s: &str) -> Option<Ipv4Cidr> {
     let (ip, len) = s.split_once('/')?;
     let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
     Some(Ipv4Cidr::new(Ipv4Addr::from_str(ip).ok()?, len))
+}
+
+/// 32 bytes from 64 hex digits.
+#[cfg(feature = "secure")]
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 2 * out.len() {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        // `from_str_radix` would take a sign as well.
+        if !pair.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        *byte = u8::from_str_radix(core::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
