@@ -196,6 +196,16 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// The writer.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// The writer, e.g. to take what was printed into a buffer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes what was printed.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
