@@ -119,6 +119,9 @@ pub struct Sink {
     failed: bool,
     thread: Option<JoinHandle<()>>,
     what: String,
+    /// Kept here too: the writer thread's copy goes when the thread ends, and a
+    /// dropped waker's last wake-up would be lost with it.
+    _waker: Arc<Waker>,
 }
 
 impl Sink {
@@ -138,6 +141,7 @@ impl Sink {
         };
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (report_tx, reports) = mpsc::channel();
+        let keep = Arc::clone(&waker);
         let thread = thread::Builder::new()
             .name("soquete output".into())
             .spawn(move || target.serve(&job_rx, &report_tx, &waker))?;
@@ -152,6 +156,7 @@ impl Sink {
             failed: false,
             thread: Some(thread),
             what,
+            _waker: keep,
         })
     }
 
