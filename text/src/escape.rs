@@ -14,6 +14,8 @@ pub fn write_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result
 
 /// Writes `bytes` escaped as by [`write_escaped`], as a JSON string literal: the same
 /// text with each `\` and `"` escaped once more, in one pass.
+// Only its tests use it since JSON lines carry messages exactly.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     out.write_all(b"\"")?;
     write_escaped_as::<W, true>(out, bytes)?;
@@ -165,6 +167,8 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// Writes `s` as a JSON string literal.
+// Only its tests use it since JSON lines carry messages exactly.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn write_json_str<W: Write + ?Sized>(out: &mut W, s: &[u8]) -> io::Result<()> {
     out.write_all(b"\"")?;
     let mut start = 0;
