@@ -58,6 +58,10 @@ pub struct ServerArgs {
     /// Print events as JSON lines instead of text (schema in the README).
     #[arg(long)]
     pub json: bool,
+    /// Start each text line with the time (RFC 3339, UTC, milliseconds); JSON lines
+    /// always carry it.
+    #[arg(long)]
+    pub timestamps: bool,
     /// Append the lines to this file instead of standard output; SIGHUP opens it
     /// again (after a log rotation renamed it).
     #[arg(long, value_name = "PATH")]
@@ -102,6 +106,7 @@ impl ServerArgs {
             line_gap: self.line_gap,
             resume_window: self.resume_window,
             format: if self.json { Format::Json } else { Format::Text },
+            timestamps: self.timestamps,
         }
     }
 }

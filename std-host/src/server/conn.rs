@@ -150,6 +150,8 @@ pub(super) struct Conn {
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
     rx: RxBuffer,
+    /// The client's name, for JSON message lines.
+    name: String,
 }
 
 /// The size of a session's receive buffer, which grows for a large frame and shrinks
@@ -189,6 +191,7 @@ impl Conn {
                 len: rx_len,
                 grown: None,
             },
+            name: String::new(),
         }
     }
 
@@ -266,6 +269,7 @@ impl Conn {
             state: &mut self.state,
             give_up: &mut self.give_up,
             rx: &mut self.rx,
+            name: &mut self.name,
             token: self.token,
             peer: self.peer,
             shared,
@@ -448,6 +452,7 @@ struct Serving<'a> {
     state: &'a mut State,
     give_up: &'a mut Option<Instant>,
     rx: &'a mut RxBuffer,
+    name: &'a mut String,
     token: Token,
     peer: SocketAddr,
     shared: &'a mut Shared,
@@ -535,19 +540,21 @@ impl Serving<'_> {
                     }
                 }
                 Event::Message { seq, payload } => {
-                    let (id, again) = match self.state {
+                    let (id, session, again) = match self.state {
                         // Sent again after a resume, printed before the sink wrote it
                         // and the server could acknowledge it: printed once.
-                        State::Accepted(served) if seq <= served.printed => (served.id, true),
+                        State::Accepted(served) if seq <= served.printed => (served.id, served.token, true),
                         State::Accepted(served) => {
                             served.messages += 1;
                             served.printed = seq;
-                            (served.id, false)
+                            (served.id, served.token, false)
                         }
-                        _ => (0, false),
+                        _ => (0, 0, false),
                     };
                     if !again {
-                        shared.printer.message(id, peer, seq, payload)?;
+                        shared
+                            .printer
+                            .message_from(id, peer, self.name, session, seq, payload)?;
                     }
                     // Acknowledged once this line is written (`Conn::confirm`).
                     let pending = shared.printer.get_ref().len();
@@ -582,6 +589,8 @@ impl Serving<'_> {
     }
 
     fn accept_new(&mut self, id: u64) -> io::Result<()> {
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
         let shared = &mut *self.shared;
         let token = shared.session_token();
         if let Err(e) = self.session.accept(token, None) {
@@ -622,6 +631,8 @@ impl Serving<'_> {
         if shared.active >= shared.max_clients {
             return self.refuse(Code::ServerFull);
         }
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
         if let Err(e) = self.session.accept(token, Some(entry.received)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }

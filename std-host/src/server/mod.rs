@@ -89,6 +89,8 @@ pub struct Options {
     pub resume_window: std::time::Duration,
     /// Text lines or JSON lines.
     pub format: Format,
+    /// Text lines start with the time (JSON lines always have it).
+    pub timestamps: bool,
 }
 
 impl Default for Options {
@@ -101,6 +103,7 @@ impl Default for Options {
             line_gap: std::time::Duration::from_millis(100),
             resume_window: std::time::Duration::from_secs(60),
             format: Format::Text,
+            timestamps: false,
         }
     }
 }
@@ -289,7 +292,8 @@ impl Server {
 
         let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
         let mut sink = Sink::start(output, Arc::new(waker)).map_err(|e| Error::Setup("open the output", e))?;
-        let mut printer = Printer::new(Vec::with_capacity(64 * 1024), options.format);
+        let mut printer =
+            Printer::new(Vec::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
         let registry = Registry::new(
             time::to_core(options.resume_window),
             options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
