@@ -4,8 +4,7 @@
 //! is reported.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -67,56 +66,55 @@ fn lines(out: BufReader<ChildStdout>) -> mpsc::Receiver<String> {
 
 #[test]
 fn unread_stdout_does_not_delay_another_clients_handshake() {
-    let (mut child, mut out, addr) = start(&[]);
-    const LINES: usize = 300;
-    let line = "x".repeat(1000);
+    let (mut child, out, addr) = start(&[]);
+    let payload = vec![b'x'; 1000];
+    let line_end = String::from_utf8(payload.clone()).expect("ASCII");
 
-    // A plain-text client sends far more than a pipe holds (64 KiB).
-    let mut a = TcpStream::connect(addr).expect("connect");
-    let mut first = String::new();
-    let writer = {
-        let mut a = a.try_clone().expect("clone");
-        let line = line.clone();
-        thread::spawn(move || {
-            for n in 0..LINES {
-                if writeln!(a, "{n:03} {line}").is_err() {
-                    break;
-                }
-            }
-        })
-    };
-    // The server is taking A's lines; from now on nobody reads its stdout.
-    while !first.contains(": 000 ") {
-        first.clear();
-        out.read_line(&mut first).expect("a line");
+    // A's lines fill the pipe (64 KiB) that nobody reads: acknowledgements stop
+    // there, since each one waits for its line to be written.
+    let mut a = BinClient::connect(addr, "a");
+    let mut sent = 0u64;
+    let deadline = Instant::now() + WAIT;
+    while a.acked < 55 {
+        assert!(Instant::now() < deadline, "only {} acknowledged", a.acked);
+        while a.session.send(&payload).is_ok() {
+            sent += 1;
+        }
+        a.pump();
     }
+    // As many more as A may have in flight: with them the output holds more than
+    // the pipe.
+    while a.session.send(&payload).is_ok() {
+        sent += 1;
+    }
+    a.flush();
+    assert!(sent >= 66, "A sent only {sent}");
 
     let mut b = BinClient::connect(addr, "b");
     assert!(b.session.is_open(), "B's handshake did not complete: {:?}", b.closed);
-    b.send(b"from b");
-    b.flush();
 
-    // Everything arrives once stdout is read again, B's greeting well after A's lines
-    // had filled the pipe (so it was answered while the output was blocked).
+    // Reading stdout again lets everything through. B's greeting comes after more of
+    // A's output than a pipe holds: B was welcomed while the output was blocked.
     let rx = lines(out);
-    let deadline = Instant::now() + WAIT;
-    let mut a_lines = 1;
-    let mut b_connected_after = None;
-    while a_lines < LINES || b_connected_after.is_none() {
+    let mut a_lines = 0u64;
+    let mut b_after = None;
+    while a_lines < sent || b_after.is_none() {
         let left = deadline.saturating_duration_since(Instant::now());
         let got = rx.recv_timeout(left).expect("the rest of the output");
         if got.contains(" connected as \"b\"") {
-            b_connected_after = Some(a_lines);
-        } else if got.ends_with(&line) {
+            b_after = Some(a_lines);
+        } else if got.ends_with(&line_end) {
             a_lines += 1;
         }
     }
-    let after = b_connected_after.unwrap_or_default();
-    assert!(after >= 80, "B was welcomed after only {after} of A's lines");
+    let b_after = b_after.unwrap_or_default();
+    assert!(
+        b_after * 1000 > 64 * 1024,
+        "B was welcomed after only {b_after} of A's lines"
+    );
+    a.wait("A's acknowledgements", |c| c.acked == sent);
+    b.send(b"from b");
     b.wait("B's acknowledgement", |c| c.acked == 1);
-    writer.join().expect("writer");
-    a.flush().expect("flush");
-    drop(a);
     let _ = child.kill();
     let _ = child.wait();
 }
