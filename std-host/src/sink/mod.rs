@@ -355,3 +355,106 @@ impl Target {
 fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::SyncSender;
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+
+    use super::*;
+
+    /// A writer that passes each write to the test, or fails.
+    struct Gate {
+        to: SyncSender<Vec<u8>>,
+        fail: bool,
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.fail {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.to
+                .send(buf.to_vec())
+                .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sink(fail: bool) -> (Poll, Sink, Receiver<Vec<u8>>) {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
+        // Capacity 0: each write waits until the test takes it.
+        let (to, from) = mpsc::sync_channel(0);
+        let sink = Sink::start(Output::from(Gate { to, fail }), waker).unwrap();
+        (poll, sink, from)
+    }
+
+    /// Waits for the writer's wake-up.
+    fn woken(poll: &mut Poll) {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(Duration::from_secs(10))).unwrap();
+        assert!(!events.is_empty(), "no wake-up");
+    }
+
+    #[test]
+    fn messages_are_confirmed_once_their_line_is_written() {
+        let (mut poll, mut sink, written) = sink(false);
+        let mut buf = b"one\n".to_vec();
+        sink.mark(buf.len(), Token(7), 1);
+        sink.submit(&mut buf);
+        buf.extend_from_slice(b"two\n");
+        sink.mark(buf.len(), Token(7), 2);
+        // Still busy with "one": "two" waits.
+        sink.submit(&mut buf);
+        let mut out = Vec::new();
+        sink.confirmed(&mut out).unwrap();
+        assert!(out.is_empty());
+
+        assert_eq!(written.recv().unwrap(), b"one\n");
+        woken(&mut poll);
+        sink.confirmed(&mut out).unwrap();
+        assert_eq!(out.iter().map(|m| m.seq).collect::<Vec<_>>(), [1]);
+        assert_eq!(sink.backlog(buf.len()), 4);
+
+        sink.submit(&mut buf);
+        assert_eq!(written.recv().unwrap(), b"two\n");
+        woken(&mut poll);
+        sink.confirmed(&mut out).unwrap();
+        assert_eq!(
+            out.iter().map(|m| (m.conn, m.seq)).collect::<Vec<_>>(),
+            [(Token(7), 1), (Token(7), 2)]
+        );
+        assert_eq!(sink.backlog(0), 0);
+    }
+
+    #[test]
+    fn a_failed_write_confirms_nothing() {
+        let (mut poll, mut sink, _written) = sink(true);
+        let mut buf = b"one\n".to_vec();
+        sink.mark(buf.len(), Token(7), 1);
+        sink.submit(&mut buf);
+        woken(&mut poll);
+        let mut out = Vec::new();
+        assert_eq!(sink.confirmed(&mut out).unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert!(out.is_empty() && sink.has_failed());
+        buf.extend_from_slice(b"two\n");
+        sink.mark(buf.len(), Token(7), 2);
+        sink.submit(&mut buf);
+        sink.confirmed(&mut out).unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn full_at_the_queue_limit() {
+        let (_poll, sink, _written) = sink(false);
+        assert!(!sink.is_full(QUEUE_BYTES as usize - 1));
+        assert!(sink.is_full(QUEUE_BYTES as usize));
+    }
+}
