@@ -15,6 +15,10 @@
 //! The queue is bounded by bytes: [`Sink::is_full`] tells the loop to stop taking
 //! messages until the writer catches up, so that a slow reader slows the clients
 //! (TCP backpressure) instead of growing memory.
+//!
+//! Another destination, such as a broker that acknowledges what it has stored, is
+//! another `Target` whose reports follow the broker's acknowledgements instead of
+//! `write`: the loop's side (marks, confirmation, backpressure) stays as it is.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
