@@ -1,7 +1,7 @@
 //! What a soquete server prints: one line per event, as text or as JSON lines.
 //!
 //! Shared by `soquete server` and the smoltcp demo, so that both print the same lines.
-//! Received text goes through [`crate::escape`] in text lines; JSON lines carry it
+//! Received text goes through [`crate::escape`](mod@crate::escape) in text lines; JSON lines carry it
 //! exactly (JSON escaping only, base64 for bytes that are not UTF-8), in the schema
 //! [`JSON_VERSION`] that the README documents.
 
@@ -467,6 +467,25 @@ mod tests {
         assert_eq!(bytes, b"q\"uote\\ \x00 \xff");
         assert_eq!(lines[2]["messages"], 1);
         assert!(lines.iter().all(|l| l["v"] == 1 && l["ts"].is_string()));
+    }
+
+    #[test]
+    fn text_lines_with_timestamps() {
+        let mut p = Printer::new(Vec::new(), Format::Text).with_timestamps(true);
+        p.listening("127.0.0.1:8800").unwrap();
+        p.message(1, "127.0.0.1:5", 1, b"hi").unwrap();
+        let text = String::from_utf8(p.out).unwrap();
+        let rest: Vec<&str> = text
+            .lines()
+            .map(|l| {
+                let (ts, rest) = l.split_once(' ').unwrap();
+                let t = humantime::parse_rfc3339(ts).unwrap();
+                assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+                assert!(t.elapsed().unwrap() < std::time::Duration::from_secs(60));
+                rest
+            })
+            .collect();
+        assert_eq!(rest, ["listening on 127.0.0.1:8800", "#1 127.0.0.1:5: hi"]);
     }
 
     #[test]
