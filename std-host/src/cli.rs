@@ -2,8 +2,9 @@
 //! [`server`] and [`client`], and the program around them (binding the address,
 //! standard output, signals, the exit status).
 
-use std::io::{self, BufWriter};
+use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,9 +57,20 @@ pub struct ServerArgs {
     /// reconnect and resume it, losing and repeating nothing (0 disables resume).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub resume_window: Duration,
-    /// Print events as JSON lines instead of text.
+    /// Print events as JSON lines instead of text (schema in the README).
     #[arg(long)]
     pub json: bool,
+    /// Start each text line with the time (RFC 3339, UTC, milliseconds); JSON lines
+    /// always carry it.
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Append the lines to this file instead of standard output; SIGHUP opens it
+    /// again (after a log rotation renamed it).
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// With --output: a message is acknowledged only once its line is fsynced.
+    #[arg(long, requires = "output")]
+    pub fsync: bool,
 }
 
 /// The input rule and the exit status, after `soquete client --help`'s options.
@@ -115,6 +127,7 @@ impl ServerArgs {
             line_gap: self.line_gap,
             resume_window: self.resume_window,
             format: if self.json { Format::Json } else { Format::Text },
+            timestamps: self.timestamps,
         }
     }
 }
@@ -153,10 +166,26 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let shutdown = server::Shutdown::on_signals().context("cannot handle signals")?;
-    let output = BufWriter::with_capacity(64 * 1024, io::stdout());
+    let (output, what) = match &args.output {
+        Some(path) => (
+            server::Output::File {
+                path: path.clone(),
+                fsync: args.fsync,
+            },
+            path.display().to_string(),
+        ),
+        None => (server::Output::from(io::stdout()), "standard output".to_string()),
+    };
     let stopped = match server::run(listener, &args.options(), output, shutdown) {
         Ok(stopped) => stopped,
-        Err(server::Error::Output(e)) => return Err(e).context("cannot write to standard output"),
+        Err(server::Error::Output(e)) => {
+            return Err(e).with_context(|| {
+                format!("cannot write to {what}; no message after the last one written was acknowledged, and the server stopped")
+            })
+        }
+        Err(server::Error::Setup("open the output", e)) => {
+            return Err(e).with_context(|| format!("cannot open {what} for appending"))
+        }
         Err(e) => return Err(e.into()),
     };
     match stopped {

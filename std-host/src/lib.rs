@@ -5,4 +5,5 @@ pub mod cli;
 pub mod client;
 pub mod pump;
 pub mod server;
+pub mod sink;
 pub mod time;

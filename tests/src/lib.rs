@@ -172,8 +172,8 @@ impl Server {
             .strip_prefix("listening on ")
             .or_else(|| {
                 first
-                    .strip_prefix(r#"{"event":"listening","addr":""#)
-                    .and_then(|s| s.strip_suffix(r#""}"#))
+                    .split_once(r#""event":"listening","addr":""#)
+                    .and_then(|(_, s)| s.strip_suffix(r#""}"#))
             })
             .unwrap_or_else(|| panic!("unexpected first line: {first}"));
         server.addr = addr.parse().expect("listen address");

@@ -294,10 +294,16 @@ fn json_lines_parse() {
     assert_eq!(connected[1]["mode"], "binary");
     assert_eq!(connected[1]["name"], "j\"son");
     let messages = of("message");
-    assert_eq!(messages[0]["text"], r#"hi "there"\e"#);
+    assert_eq!(messages[0]["text"], "hi \"there\"\x1b");
     assert_eq!(messages[0]["seq"], 1);
-    assert_eq!(messages[1]["text"], r"bin\\ary");
+    assert_eq!(messages[0]["session"], serde_json::Value::Null);
+    assert_eq!(messages[1]["text"], r"bin\ary");
     assert_eq!(messages[1]["id"], 2);
+    assert_eq!(messages[1]["name"], "j\"son");
+    assert_eq!(messages[1]["session"].as_str().map(str::len), Some(16));
+    assert!(lines
+        .iter()
+        .all(|l| l["v"] == 1 && l["ts"].as_str().is_some_and(|t| t.len() == 24)));
     let left = of("left");
     assert_eq!(left[0]["reason"], "connection closed by peer");
     assert_eq!(left[1]["reason"], "closed by peer: normal close");
@@ -306,6 +312,49 @@ fn json_lines_parse() {
         messages[1]["peer"].as_str().unwrap(),
         c.stream.local_addr().unwrap().to_string()
     );
+}
+
+/// Hostile texts come back exactly from the JSON lines: as `text` when they are
+/// UTF-8, as `payload_b64` when not.
+#[test]
+fn json_lines_carry_hostile_texts_exactly() {
+    use base64::Engine as _;
+    let hostile: [&[u8]; 10] = [
+        b"tab\there",
+        b"back\\slash \\\\ two",
+        b"\"quotes\" and 'single'",
+        b"\x00\x01\x07\x1b[31mred\x1b[0m\x7f",
+        b"new\nline\r\n",
+        b"\xff\xfe not UTF-8 \xc3",
+        "emoji \u{1F600} and \u{200B}zero-width, \u{202E}bidi".as_bytes(),
+        b"\\u0041 looks like an escape",
+        b"",
+        b"</script>{\"event\":\"fake\"}",
+    ];
+    let mut server = Server::in_process(&["--json"]);
+    let mut c = Client::connect(server.addr, "h\u{1F600}\\\"");
+    for text in hostile {
+        c.send(text);
+    }
+    c.wait("the acknowledgements", |c| c.acked == hostile.len() as u64);
+    c.close();
+    server.wait_for(WAIT, |l| l.contains(r#""event":"left""#));
+    let messages: Vec<serde_json::Value> = server
+        .seen
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter(|v| v["event"] == "message")
+        .collect();
+    assert_eq!(messages.len(), hostile.len());
+    for (m, sent) in messages.iter().zip(hostile) {
+        let got = match (m["text"].as_str(), m["payload_b64"].as_str()) {
+            (Some(text), None) => text.as_bytes().to_vec(),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+            _ => panic!("neither text nor payload_b64: {m}"),
+        };
+        assert_eq!(got, sent, "{m}");
+        assert_eq!(m["name"], "h\u{1F600}\\\"");
+    }
 }
 
 #[test]

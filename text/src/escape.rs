@@ -43,6 +43,8 @@ pub fn write_quoted<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<
 /// Writes `bytes` as a JSON string literal: escaped by the older rules (C1 controls as
 /// `\xNN`, format characters as is), then each `\` and `"` escaped once more, in one
 /// pass.
+// Only its tests use it since JSON lines carry messages exactly.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     out.write_all(b"\"")?;
     write_escaped_as::<W, JSON>(out, bytes)?;
@@ -282,6 +284,8 @@ pub fn escape(bytes: &[u8]) -> String {
 }
 
 /// Writes `s` as a JSON string literal.
+// Only its tests use it since JSON lines carry messages exactly.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn write_json_str<W: Write + ?Sized>(out: &mut W, s: &[u8]) -> io::Result<()> {
     out.write_all(b"\"")?;
     let mut start = 0;

@@ -1,21 +1,29 @@
 //! What a soquete server prints: one line per event, as text or as JSON lines.
 //!
 //! Shared by `soquete server` and the smoltcp demo, so that both print the same lines.
-//! Received text goes through [`mod@crate::escape`].
+//! Received text goes through [`crate::escape`](mod@crate::escape) in text lines; JSON lines carry it
+//! exactly (JSON escaping only, base64 for bytes that are not UTF-8), in the schema
+//! [`JSON_VERSION`] that the README documents.
 
 use std::fmt::Display;
 use std::io::{self, Write};
+use std::time::SystemTime;
+
+use base64::Engine as _;
 
 use soquete_core::Mode;
 
-use crate::escape::{write_escaped, write_json_escaped, write_json_str, write_quoted};
+use crate::escape::{write_escaped, write_quoted};
+
+/// The version of the JSON lines' schema, their `"v"` field.
+pub const JSON_VERSION: u32 = 1;
 
 /// Text lines or JSON lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// `#1 127.0.0.1:53422: hello`
     Text,
-    /// `{"event":"message","id":1,"peer":"127.0.0.1:53422","seq":1,"text":"hello"}`
+    /// `{"v":1,"ts":"2026-01-02T03:04:05.678Z","event":"message","id":1,...,"text":"hello"}`
     Json,
 }
 
@@ -31,6 +39,8 @@ pub struct Printer<W: Write> {
     /// message.
     head: Vec<u8>,
     head_id: Option<u64>,
+    /// Text lines start with the time (JSON lines always have it).
+    timestamps: bool,
 }
 
 impl<W: Write> Printer<W> {
@@ -41,20 +51,45 @@ impl<W: Write> Printer<W> {
             format,
             head: Vec::with_capacity(64),
             head_id: None,
+            timestamps: false,
+        }
+    }
+
+    /// Text lines start with the time, RFC 3339 in UTC with milliseconds.
+    pub fn with_timestamps(mut self, on: bool) -> Self {
+        self.timestamps = on;
+        self
+    }
+
+    /// Starts a line: the time if asked (text), or the JSON object up to its
+    /// `"event"` (version and time).
+    fn start(&mut self) -> io::Result<()> {
+        match self.format {
+            Format::Text if self.timestamps => {
+                write!(self.out, "{} ", humantime::format_rfc3339_millis(SystemTime::now()))
+            }
+            Format::Text => Ok(()),
+            Format::Json => write!(
+                self.out,
+                r#"{{"v":{JSON_VERSION},"ts":"{}","#,
+                humantime::format_rfc3339_millis(SystemTime::now())
+            ),
         }
     }
 
     /// `listening on ADDR`
     pub fn listening(&mut self, addr: impl Display) -> io::Result<()> {
+        self.start()?;
         match self.format {
             Format::Text => writeln!(self.out, "listening on {addr}"),
-            Format::Json => writeln!(self.out, r#"{{"event":"listening","addr":"{addr}"}}"#),
+            Format::Json => writeln!(self.out, r#""event":"listening","addr":"{addr}"}}"#),
         }
     }
 
     /// `#ID PEER connected as "NAME"` (or `connected (plain text)`, or just `connected`).
     pub fn connected(&mut self, id: u64, peer: impl Display, name: &str, mode: Mode) -> io::Result<()> {
         self.forget(id);
+        self.start()?;
         match self.format {
             Format::Text => {
                 write!(self.out, "#{id} {peer} connected")?;
@@ -73,9 +108,9 @@ impl<W: Write> Printer<W> {
                 };
                 write!(
                     self.out,
-                    r#"{{"event":"connected","id":{id},"peer":"{peer}","mode":"{mode}","name":"#
+                    r#""event":"connected","id":{id},"peer":"{peer}","mode":"{mode}","name":"#
                 )?;
-                write_json_escaped(&mut self.out, name.as_bytes())?;
+                write_json(&mut self.out, name)?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -87,21 +122,46 @@ impl<W: Write> Printer<W> {
     /// same peer for an `id` from its [`Printer::connected`] (or [`Printer::resumed`])
     /// line to its [`Printer::left`] (or [`Printer::lost`]) line, as the server does.
     pub fn message(&mut self, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> io::Result<()> {
+        self.message_from(id, peer, "", 0, seq, payload)
+    }
+
+    /// [`Printer::message`], with the client's name and session token in JSON lines
+    /// (`"session"` is 16 hex digits, or `null` for 0: a plain-text session).
+    /// `name` and `session` are part of the cached head too: pass the same for an `id`
+    /// until its "left" line.
+    pub fn message_from(
+        &mut self,
+        id: u64,
+        peer: impl Display,
+        name: &str,
+        session: u64,
+        seq: u64,
+        payload: &[u8],
+    ) -> io::Result<()> {
         if self.head_id != Some(id) {
             // Unset until the head is whole, in case `peer` fails to format.
             self.head_id = None;
             self.head.clear();
             let (before_id, before_peer, after_peer): (&[u8], &[u8], &[u8]) = match self.format {
                 Format::Text => (b"#", b" ", b": "),
-                Format::Json => (br#"{"event":"message","id":"#, br#","peer":""#, br#"","seq":"#),
+                Format::Json => (br#""event":"message","id":"#, br#","peer":""#, br#"","name":"#),
             };
             self.head.extend_from_slice(before_id);
             write_u64(&mut self.head, id)?;
             self.head.extend_from_slice(before_peer);
             write!(self.head, "{peer}")?;
             self.head.extend_from_slice(after_peer);
+            if self.format == Format::Json {
+                write_json(&mut self.head, name)?;
+                if session == 0 {
+                    self.head.extend_from_slice(br#","session":null,"seq":"#);
+                } else {
+                    write!(self.head, r#","session":"{session:016x}","seq":"#)?;
+                }
+            }
             self.head_id = Some(id);
         }
+        self.start()?;
         self.out.write_all(&self.head)?;
         match self.format {
             Format::Text => {
@@ -110,8 +170,18 @@ impl<W: Write> Printer<W> {
             }
             Format::Json => {
                 write_u64(&mut self.out, seq)?;
-                self.out.write_all(br#","text":"#)?;
-                write_json_escaped(&mut self.out, payload)?;
+                match std::str::from_utf8(payload) {
+                    Ok(text) => {
+                        self.out.write_all(br#","text":"#)?;
+                        write_json(&mut self.out, text)?;
+                    }
+                    Err(_) => {
+                        self.out.write_all(br#","payload_b64":""#)?;
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(payload);
+                        self.out.write_all(b64.as_bytes())?;
+                        self.out.write_all(b"\"")?;
+                    }
+                }
                 self.out.write_all(b"}\n")
             }
         }
@@ -120,14 +190,15 @@ impl<W: Write> Printer<W> {
     /// `#ID PEER left (REASON) after N messages`
     pub fn left(&mut self, id: u64, peer: impl Display, reason: impl Display, messages: u64) -> io::Result<()> {
         self.forget(id);
+        self.start()?;
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} left ({reason}) after {messages} messages"),
             Format::Json => {
                 write!(
                     self.out,
-                    r#"{{"event":"left","id":{id},"peer":"{peer}","messages":{messages},"reason":"#
+                    r#""event":"left","id":{id},"peer":"{peer}","messages":{messages},"reason":"#
                 )?;
-                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                write_json(&mut self.out, &reason.to_string())?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -144,6 +215,7 @@ impl<W: Write> Printer<W> {
         window: impl Display,
     ) -> io::Result<()> {
         self.forget(id);
+        self.start()?;
         match self.format {
             Format::Text => writeln!(
                 self.out,
@@ -152,9 +224,9 @@ impl<W: Write> Printer<W> {
             Format::Json => {
                 write!(
                     self.out,
-                    r#"{{"event":"lost","id":{id},"peer":"{peer}","messages":{messages},"window":"{window}","reason":"#
+                    r#""event":"lost","id":{id},"peer":"{peer}","messages":{messages},"window":"{window}","reason":"#
                 )?;
-                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                write_json(&mut self.out, &reason.to_string())?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -165,11 +237,12 @@ impl<W: Write> Printer<W> {
     pub fn resumed(&mut self, id: u64, peer: impl Display, messages: u64) -> io::Result<()> {
         // Its messages now come from another address.
         self.forget(id);
+        self.start()?;
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} resumed after {messages} messages"),
             Format::Json => writeln!(
                 self.out,
-                r#"{{"event":"resumed","id":{id},"peer":"{peer}","messages":{messages}}}"#
+                r#""event":"resumed","id":{id},"peer":"{peer}","messages":{messages}}}"#
             ),
         }
     }
@@ -177,11 +250,12 @@ impl<W: Write> Printer<W> {
     /// `#ID PEER refused (REASON)`
     pub fn refused(&mut self, id: u64, peer: impl Display, reason: impl Display) -> io::Result<()> {
         self.forget(id);
+        self.start()?;
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} refused ({reason})"),
             Format::Json => {
-                write!(self.out, r#"{{"event":"refused","id":{id},"peer":"{peer}","reason":"#)?;
-                write_json_str(&mut self.out, reason.to_string().as_bytes())?;
+                write!(self.out, r#""event":"refused","id":{id},"peer":"{peer}","reason":"#)?;
+                write_json(&mut self.out, &reason.to_string())?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -195,10 +269,25 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// The writer.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
+    /// The writer, e.g. to take what was printed into a buffer.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes what was printed.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+}
+
+/// Writes `s` as a JSON string, exactly (JSON's own escapes only).
+fn write_json<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
+    serde_json::to_writer(out, s).map_err(io::Error::from)
 }
 
 /// Writes `n` in decimal.
@@ -223,7 +312,31 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::escape::oracle::{input, reference_escaped, reference_json_escaped};
+    use crate::escape::oracle::{input, reference_escaped};
+
+    /// `out` with every JSON line's timestamp emptied, after checking its form
+    /// (`YYYY-MM-DDTHH:MM:SS.mmmZ`).
+    fn without_ts(out: &[u8]) -> String {
+        let text = String::from_utf8_lossy(out);
+        let mut lines = String::new();
+        for line in text.split_inclusive('\n') {
+            match line.split_once(r#""ts":""#) {
+                Some((before, rest)) => {
+                    let (ts, after) = rest.split_once('"').unwrap();
+                    // Empty in the reference lines.
+                    if !ts.is_empty() {
+                        let b = ts.as_bytes();
+                        assert!(b.len() == 24 && b[10] == b'T' && b[19] == b'.' && b[23] == b'Z', "{ts}");
+                    }
+                    lines.push_str(before);
+                    lines.push_str(r#""ts":"""#);
+                    lines.push_str(after);
+                }
+                None => lines.push_str(line),
+            }
+        }
+        lines
+    }
 
     /// A message line as `Printer::message` wrote it before the cached head.
     fn reference_message(format: Format, id: u64, peer: impl Display, seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -235,13 +348,18 @@ mod tests {
                 out.push(b'\n');
             }
             Format::Json => {
-                write!(
+                let body = match std::str::from_utf8(payload) {
+                    Ok(text) => format!(r#""text":{}"#, serde_json::to_string(text).unwrap()),
+                    Err(_) => format!(
+                        r#""payload_b64":"{}""#,
+                        base64::engine::general_purpose::STANDARD.encode(payload)
+                    ),
+                };
+                writeln!(
                     out,
-                    r#"{{"event":"message","id":{id},"peer":"{peer}","seq":{seq},"text":"#
+                    r#"{{"v":1,"ts":"","event":"message","id":{id},"peer":"{peer}","name":"","session":null,"seq":{seq},{body}}}"#
                 )
                 .unwrap();
-                out.extend(reference_json_escaped(payload));
-                out.extend(b"}\n");
             }
         }
         out
@@ -279,7 +397,7 @@ mod tests {
                 expected.extend(reference_message(format, id, peers[k], seq, &payload));
                 p.message(id, peers[k], seq, &payload).unwrap();
             }
-            prop_assert_eq!(String::from_utf8_lossy(&p.out), String::from_utf8_lossy(&expected));
+            prop_assert_eq!(without_ts(&p.out), without_ts(&expected));
         }
     }
 
@@ -303,14 +421,15 @@ mod tests {
         );
 
         let mut p = Printer::new(Vec::new(), Format::Json);
-        p.message(1, a, 1, b"one").unwrap();
+        p.message_from(1, a, "ana", 0xabc, 1, b"one").unwrap();
         p.message(2, b, 18_446_744_073_709_551_615, b"two").unwrap();
-        p.message(1, a, 10, b"\"three\"").unwrap();
+        p.message_from(1, a, "ana", 0xabc, 10, b"\"three\"").unwrap();
         assert_eq!(
-            String::from_utf8(p.out).unwrap(),
-            "{\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":1,\"text\":\"one\"}\n\
-             {\"event\":\"message\",\"id\":2,\"peer\":\"127.0.0.1:6\",\"seq\":18446744073709551615,\"text\":\"two\"}\n\
-             {\"event\":\"message\",\"id\":1,\"peer\":\"127.0.0.1:5\",\"seq\":10,\"text\":\"\\\"three\\\"\"}\n"
+            without_ts(&p.out),
+            r#"{"v":1,"ts":"","event":"message","id":1,"peer":"127.0.0.1:5","name":"ana","session":"0000000000000abc","seq":1,"text":"one"}
+{"v":1,"ts":"","event":"message","id":2,"peer":"127.0.0.1:6","name":"","session":null,"seq":18446744073709551615,"text":"two"}
+{"v":1,"ts":"","event":"message","id":1,"peer":"127.0.0.1:5","name":"ana","session":"0000000000000abc","seq":10,"text":"\"three\""}
+"#
         );
     }
 
@@ -341,8 +460,31 @@ mod tests {
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines[0]["name"], "a\"b");
         assert_eq!(lines[1]["seq"], 7);
-        assert_eq!(lines[1]["text"], "q\"uote\\\\ \\x00 \\xff");
+        assert_eq!(lines[1]["text"], serde_json::Value::Null);
+        let b64 = lines[1]["payload_b64"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        assert_eq!(bytes, b"q\"uote\\ \x00 \xff");
         assert_eq!(lines[2]["messages"], 1);
+        assert!(lines.iter().all(|l| l["v"] == 1 && l["ts"].is_string()));
+    }
+
+    #[test]
+    fn text_lines_with_timestamps() {
+        let mut p = Printer::new(Vec::new(), Format::Text).with_timestamps(true);
+        p.listening("127.0.0.1:8800").unwrap();
+        p.message(1, "127.0.0.1:5", 1, b"hi").unwrap();
+        let text = String::from_utf8(p.out).unwrap();
+        let rest: Vec<&str> = text
+            .lines()
+            .map(|l| {
+                let (ts, rest) = l.split_once(' ').unwrap();
+                let t = humantime::parse_rfc3339(ts).unwrap();
+                assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+                assert!(t.elapsed().unwrap() < std::time::Duration::from_secs(60));
+                rest
+            })
+            .collect();
+        assert_eq!(rest, ["listening on 127.0.0.1:8800", "#1 127.0.0.1:5: hi"]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! the parent module decides when (and how much) each connection gets to do.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
@@ -57,7 +57,10 @@ pub(super) struct Served {
     pub token: u64,
     /// Messages printed for it (over all its connections).
     pub messages: u64,
-    /// The highest sequence number printed: what a resume continues after.
+    /// The highest sequence number printed.
+    pub printed: u64,
+    /// The highest sequence number written by the sink (and so acknowledged): what a
+    /// resume continues after.
     pub last_seq: u64,
 }
 
@@ -147,6 +150,8 @@ pub(super) struct Conn {
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
     rx: RxBuffer,
+    /// The client's name, for JSON message lines.
+    name: String,
 }
 
 /// The size of a session's receive buffer, which grows for a large frame and shrinks
@@ -186,6 +191,7 @@ impl Conn {
                 len: rx_len,
                 grown: None,
             },
+            name: String::new(),
         }
     }
 
@@ -210,7 +216,7 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print (the output is gone).
-    pub fn read<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<Reading> {
+    pub fn read(&mut self, shared: &mut Shared, now: Instant) -> io::Result<Reading> {
         if self.is_lingering() {
             return Ok(Reading {
                 more: self.discard(shared, now),
@@ -257,16 +263,13 @@ impl Conn {
     }
 
     /// The socket, and the rest of the connection at work on `shared`.
-    fn split<'a, W: Write>(
-        &'a mut self,
-        shared: &'a mut Shared<W>,
-        now: Instant,
-    ) -> (&'a mut TcpStream, Serving<'a, W>) {
+    fn split<'a>(&'a mut self, shared: &'a mut Shared, now: Instant) -> (&'a mut TcpStream, Serving<'a>) {
         let serving = Serving {
             session: &mut self.session,
             state: &mut self.state,
             give_up: &mut self.give_up,
             rx: &mut self.rx,
+            name: &mut self.name,
             token: self.token,
             peer: self.peer,
             shared,
@@ -291,7 +294,7 @@ impl Conn {
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
     /// may still have data.
-    fn discard<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> bool {
+    fn discard(&mut self, shared: &mut Shared, now: Instant) -> bool {
         let outcome = pump::read(&mut self.stream, &mut Discard(&mut shared.scratch), now, READ_BUDGET);
         match outcome.stop {
             ReadStop::Budget => true,
@@ -318,7 +321,7 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print.
-    pub fn drain<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) -> io::Result<Option<TakeOver>> {
+    pub fn drain(&mut self, shared: &mut Shared, now: Instant) -> io::Result<Option<TakeOver>> {
         let (_, mut serving) = self.split(shared, now);
         serving.drain()?;
         Ok(serving.take_over)
@@ -330,12 +333,7 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print.
-    pub fn resume<W: Write>(
-        &mut self,
-        shared: &mut Shared<W>,
-        token: u64,
-        now: Instant,
-    ) -> io::Result<Option<TakeOver>> {
+    pub fn resume(&mut self, shared: &mut Shared, token: u64, now: Instant) -> io::Result<Option<TakeOver>> {
         let (_, mut serving) = self.split(shared, now);
         serving.resume(token)?;
         serving.drain()?;
@@ -344,15 +342,36 @@ impl Conn {
 
     /// Retires this connection because its client resumed the session on another one:
     /// the session stays registered with what was printed so far. Nothing more is read.
-    pub fn replaced<W: Write>(&mut self, shared: &mut Shared<W>, now: Instant) {
+    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
         if let State::Accepted(served) = self.state {
             debug!("#{} {}: replaced by a resumed connection", served.id, self.peer);
             shared
                 .registry
                 .detach(served.token, served.last_seq, served.messages, now);
+            shared.registry.printed(served.token, served.printed);
             shared.active = shared.active.saturating_sub(1);
         }
         self.state = State::Gone;
+    }
+
+    /// The sink has written every message up to `seq`: acknowledges them, then takes
+    /// the events this allows (messages held back by the unconfirmed cap, a close
+    /// that waited for them).
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn confirm(&mut self, shared: &mut Shared, seq: u64, now: Instant) -> io::Result<Option<TakeOver>> {
+        if self.is_lingering() {
+            return Ok(None);
+        }
+        if let Err(e) = self.session.confirm(seq) {
+            debug!("{}: confirm {seq}: {e}", self.peer);
+            return Ok(None);
+        }
+        if let State::Accepted(served) = &mut self.state {
+            served.last_seq = served.last_seq.max(seq);
+        }
+        self.drain(shared, now)
     }
 
     /// Writes what the session has until the socket would block.
@@ -366,7 +385,7 @@ impl Conn {
     /// Prints the "left" line (once) and releases the session's `--max-clients` slot.
     /// A binary session whose connection was lost is kept for a resume instead, and
     /// its line says "lost".
-    pub fn leave<W: Write>(&mut self, shared: &mut Shared<W>, reason: Reason, now: Instant) -> io::Result<()> {
+    pub fn leave(&mut self, shared: &mut Shared, reason: Reason, now: Instant) -> io::Result<()> {
         if let State::Accepted(served) = self.state {
             let resumable = served.token != 0 && reason.is_loss() && !shared.shutting_down;
             if resumable && shared.registry.get(served.token).is_some() {
@@ -374,6 +393,7 @@ impl Conn {
                 shared
                     .registry
                     .detach(served.token, served.last_seq, served.messages, now);
+                shared.registry.printed(served.token, served.printed);
                 shared
                     .printer
                     .lost(served.id, self.peer, &reason, served.messages, window)?;
@@ -427,14 +447,15 @@ impl Endpoint for Discard<'_> {
 
 /// One connection's session at work: the pump's endpoint while reading, and what
 /// handles the session's events (printing, answering HELLO, resuming).
-struct Serving<'a, W: Write> {
+struct Serving<'a> {
     session: &'a mut ServerSession,
     state: &'a mut State,
     give_up: &'a mut Option<Instant>,
     rx: &'a mut RxBuffer,
+    name: &'a mut String,
     token: Token,
     peer: SocketAddr,
-    shared: &'a mut Shared<W>,
+    shared: &'a mut Shared,
     now: Instant,
     /// A print failed: reading stops and the error goes to the event loop.
     printing: io::Result<()>,
@@ -442,7 +463,7 @@ struct Serving<'a, W: Write> {
     take_over: Option<TakeOver>,
 }
 
-impl<W: Write> Endpoint for Serving<'_, W> {
+impl Endpoint for Serving<'_> {
     fn input_buffer(&mut self) -> &mut [u8] {
         if self.session.input_buffer().is_empty() {
             self.grow_rx();
@@ -468,7 +489,7 @@ impl<W: Write> Endpoint for Serving<'_, W> {
     }
 }
 
-impl<W: Write> Serving<'_, W> {
+impl Serving<'_> {
     /// Gives the session the bigger receive buffer it asks for (a frame larger than
     /// the current one is coming).
     fn grow_rx(&mut self) {
@@ -519,15 +540,25 @@ impl<W: Write> Serving<'_, W> {
                     }
                 }
                 Event::Message { seq, payload } => {
-                    let id = match self.state {
+                    let (id, session, again) = match self.state {
+                        // Sent again after a resume, printed before the sink wrote it
+                        // and the server could acknowledge it: printed once.
+                        State::Accepted(served) if seq <= served.printed => (served.id, served.token, true),
                         State::Accepted(served) => {
                             served.messages += 1;
-                            served.last_seq = seq;
-                            served.id
+                            served.printed = seq;
+                            (served.id, served.token, false)
                         }
-                        _ => 0,
+                        _ => (0, 0, false),
                     };
-                    shared.printer.message(id, peer, seq, payload)?;
+                    if !again {
+                        shared
+                            .printer
+                            .message_from(id, peer, self.name, session, seq, payload)?;
+                    }
+                    // Acknowledged once this line is written (`Conn::confirm`).
+                    let pending = shared.printer.get_ref().len();
+                    shared.sink.mark(pending, self.token, seq);
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -558,6 +589,8 @@ impl<W: Write> Serving<'_, W> {
     }
 
     fn accept_new(&mut self, id: u64) -> io::Result<()> {
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
         let shared = &mut *self.shared;
         let token = shared.session_token();
         if let Err(e) = self.session.accept(token, None) {
@@ -569,6 +602,7 @@ impl<W: Write> Serving<'_, W> {
             id,
             token: if resumable { token } else { 0 },
             messages: 0,
+            printed: 0,
             last_seq: 0,
         });
         if resumable {
@@ -597,6 +631,8 @@ impl<W: Write> Serving<'_, W> {
         if shared.active >= shared.max_clients {
             return self.refuse(Code::ServerFull);
         }
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
         if let Err(e) = self.session.accept(token, Some(entry.received)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
@@ -604,6 +640,7 @@ impl<W: Write> Serving<'_, W> {
             id: entry.id,
             token,
             messages: entry.messages,
+            printed: entry.printed.max(entry.received),
             last_seq: entry.received,
         });
         shared.active += 1;

@@ -7,16 +7,22 @@
 //! 3. runs due timers (`handle_timeout`);
 //! 4. reads from each readable connection, at most `conn::READ_BUDGET` bytes, printing
 //!    the messages; a connection with more to read waits for the next iteration;
-//! 5. flushes the output, and only then
-//! 6. writes each touched connection's output (acknowledgements among it), so that every
-//!    acknowledged message has been printed first.
+//! 5. hands what was printed to the sink ([`crate::sink`]), which writes it on a thread
+//!    of its own;
+//! 6. writes each touched connection's output.
+//!
+//! Sessions use explicit acknowledgement (PROTOCOL.md §4.3): a message is acknowledged
+//! when the sink reports its line written (the sink's waker wakes the loop), never
+//! before. Each session takes at most [`MAX_UNCONFIRMED`] messages ahead of the sink,
+//! and while the sink's queue is full no accepted session is read at all: its clients
+//! are slowed by TCP, while handshakes, timers, refusals and shutdown go on.
 //!
 //! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
 //!
-//! The library's entry point is [`run`]: a listener, [`Options`], an output and a
-//! [`Shutdown`]; the `soquete server` program passes standard output and SIGINT/SIGTERM,
-//! tests pass a pipe of lines and a [`Trigger`].
+//! The library's entry point is [`run`]: a listener, [`Options`], an [`Output`] and a
+//! [`Shutdown`]; the `soquete server` program passes standard output (or a file) and
+//! SIGINT/SIGTERM/SIGHUP, tests pass a pipe of lines and a [`Trigger`].
 
 mod conn;
 mod registry;
@@ -26,14 +32,17 @@ use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, Write};
+use std::io;
+use std::sync::Arc;
 
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
+pub use crate::sink::Output;
+use crate::sink::{Mark, Sink};
 use crate::time;
 use conn::{Conn, Reason, ServerSession, State, TakeOver};
 use registry::Registry;
@@ -42,7 +51,13 @@ pub use shutdown::{Shutdown, Trigger};
 
 const LISTENER: Token = Token(0);
 const SHUTDOWN: Token = Token(1);
-const FIRST_CONN: usize = 2;
+/// The sink's writer thread wrote something.
+const SINK: Token = Token(2);
+const FIRST_CONN: usize = 3;
+
+/// Messages a session takes ahead of the sink; at that many it takes no more until
+/// the sink has written them (TCP slows its client).
+pub const MAX_UNCONFIRMED: u32 = 128;
 
 /// Connections accepted beyond `--max-clients`, so that refusals go out in-protocol
 /// ("server full") instead of as a reset.
@@ -74,6 +89,8 @@ pub struct Options {
     pub resume_window: std::time::Duration,
     /// Text lines or JSON lines.
     pub format: Format,
+    /// Text lines start with the time (JSON lines always have it).
+    pub timestamps: bool,
 }
 
 impl Default for Options {
@@ -86,6 +103,7 @@ impl Default for Options {
             line_gap: std::time::Duration::from_millis(100),
             resume_window: std::time::Duration::from_secs(60),
             format: Format::Text,
+            timestamps: false,
         }
     }
 }
@@ -109,7 +127,7 @@ pub enum Error {
     Setup(&'static str, io::Error),
     /// Waiting for events failed.
     Poll(io::Error),
-    /// The output failed. The server stops: it acknowledges only what it has shown.
+    /// The output failed. The server stops: it has acknowledged only what was written.
     Output(io::Error),
 }
 
@@ -133,8 +151,10 @@ impl std::error::Error for Error {
 
 /// State shared by all connections.
 #[derive(Debug)]
-pub(crate) struct Shared<W: Write> {
-    printer: Printer<W>,
+pub(crate) struct Shared {
+    /// Lines not yet handed to the sink.
+    printer: Printer<Vec<u8>>,
+    sink: Sink,
     /// Accepted sessions that have not left yet.
     active: usize,
     max_clients: usize,
@@ -149,7 +169,17 @@ pub(crate) struct Shared<W: Write> {
     shutting_down: bool,
 }
 
-impl<W: Write> Shared<W> {
+impl Shared {
+    /// Hands what was printed to the sink's writer.
+    fn submit(&mut self) {
+        self.sink.submit(self.printer.get_mut());
+    }
+
+    /// The sink's queue is full: accepted sessions must wait.
+    fn sink_full(&self) -> bool {
+        self.sink.is_full(self.printer.get_ref().len())
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -175,15 +205,17 @@ pub fn bind(addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves clients on `listener` until `shutdown` asks to stop, printing every event
-/// to `output` ("listening on ADDR" first). `output` is flushed before anything
-/// printed is acknowledged (PROTOCOL.md §4.3): pass a buffered writer.
+/// to `output` ("listening on ADDR" first): a writer (standard output, anything
+/// `Write + Send`) or a file. The output is written on a thread of its own; a message
+/// is acknowledged once its line is written (and flushed, or `fsync`ed if asked).
 ///
 /// # Errors
-/// The event loop fails, or `output` does.
-pub fn run<W: Write>(
+/// The event loop fails, or `output` does: then the server stops at once, having
+/// acknowledged nothing that was not written.
+pub fn run(
     listener: std::net::TcpListener,
     options: &Options,
-    output: W,
+    output: impl Into<Output>,
     shutdown: Shutdown,
 ) -> Result<Stopped, Error> {
     let config = Config {
@@ -194,19 +226,33 @@ pub fn run<W: Write>(
         line_gap: time::to_core(options.line_gap),
         allow_plain: true,
     };
-    let mut server = Server::new(listener, options, config, output, shutdown)?;
-    server.run()
+    let mut server = Server::new(listener, options, config, output.into(), shutdown)?;
+    let result = server.run();
+    let limit = match result {
+        Ok(Stopped::Gracefully) => std::time::Duration::from_secs(5),
+        _ => std::time::Duration::from_secs(1),
+    };
+    let shared = &mut server.shared;
+    let finished = shared
+        .sink
+        .finish(shared.printer.get_mut(), limit)
+        .map_err(Error::Output);
+    result.and_then(|stopped| finished.map(|()| stopped))
 }
 
 /// The event loop and everything it owns.
-struct Server<W: Write> {
+struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     shutdown: Shutdown,
     config: Config,
     conns: HashMap<Token, Conn>,
     next_token: usize,
-    shared: Shared<W>,
+    shared: Shared,
+    /// Accepted connections with input to read, waiting for the sink's queue to drain.
+    held: Vec<Token>,
+    /// Messages the sink reported written, to confirm.
+    written: Vec<Mark>,
     /// Earliest deadline first; entries whose deadline no longer matches the
     /// connection's `scheduled` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, Token)>>,
@@ -221,12 +267,12 @@ struct Server<W: Write> {
     shutdown_deadline: Option<Instant>,
 }
 
-impl<W: Write> Server<W> {
+impl Server {
     fn new(
         listener: std::net::TcpListener,
         options: &Options,
         config: Config,
-        output: W,
+        output: Output,
         mut shutdown: Shutdown,
     ) -> Result<Self, Error> {
         let poll = Poll::new().map_err(|e| Error::Setup("create the event loop", e))?;
@@ -244,15 +290,16 @@ impl<W: Write> Server<W> {
             .local_addr()
             .map_err(|e| Error::Setup("read the listening address", e))?;
 
-        let mut printer = Printer::new(output, options.format);
+        let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
+        let mut sink = Sink::start(output, Arc::new(waker)).map_err(|e| Error::Setup("open the output", e))?;
+        let mut printer =
+            Printer::new(Vec::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
         let registry = Registry::new(
             time::to_core(options.resume_window),
             options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
         );
-        printer
-            .listening(local)
-            .and_then(|()| printer.flush())
-            .map_err(Error::Output)?;
+        printer.listening(local).map_err(Error::Output)?;
+        sink.submit(printer.get_mut());
         info!("listening on {local}, at most {} clients", options.max_clients);
 
         Ok(Server {
@@ -264,6 +311,7 @@ impl<W: Write> Server<W> {
             next_token: FIRST_CONN,
             shared: Shared {
                 printer,
+                sink,
                 active: 0,
                 max_clients: options.max_clients,
                 next_id: 0,
@@ -273,6 +321,8 @@ impl<W: Write> Server<W> {
                 registry,
                 shutting_down: false,
             },
+            held: Vec::new(),
+            written: Vec::new(),
             timers: BinaryHeap::new(),
             read_queue: VecDeque::new(),
             dirty: Vec::new(),
@@ -306,6 +356,7 @@ impl<W: Write> Server<W> {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
+                    SINK => self.on_written(now)?,
                     SHUTDOWN => {
                         if let Some(stopped) = self.on_stop_requests(now).map_err(Error::Output)? {
                             return Ok(stopped);
@@ -330,7 +381,6 @@ impl<W: Write> Server<W> {
             }
             self.iterate(now).map_err(Error::Output)?;
         }
-        self.shared.printer.flush().map_err(Error::Output)?;
         Ok(Stopped::Gracefully)
     }
 
@@ -345,6 +395,10 @@ impl<W: Write> Server<W> {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
+            if matches!(conn.state, State::Accepted(_)) && self.shared.sink_full() {
+                self.held.push(token);
+                continue;
+            }
             let reading = conn.read(&mut self.shared, now)?;
             mark_dirty(&mut self.dirty, conn, token);
             if reading.more {
@@ -355,13 +409,42 @@ impl<W: Write> Server<W> {
             self.take_over(reading.take_over, now)?;
         }
         self.expire_sessions(now)?;
-        // Print before acknowledging: an ACK promises delivery (PROTOCOL.md §4.3).
-        self.shared.printer.flush()?;
+        self.shared.submit();
         for token in std::mem::take(&mut self.dirty) {
             self.service(token, now)?;
         }
-        self.shared.printer.flush()?;
+        self.shared.submit();
         self.compact_timers();
+        Ok(())
+    }
+
+    /// The sink wrote something: acknowledges the messages it has written, and lets
+    /// sessions held back for it go on.
+    fn on_written(&mut self, now: Instant) -> Result<(), Error> {
+        let mut written = std::mem::take(&mut self.written);
+        if let Err(e) = self.shared.sink.confirmed(&mut written) {
+            log::error!("the output failed ({e}): acknowledging nothing more");
+            return Err(Error::Output(e));
+        }
+        for mark in written.drain(..) {
+            let Some(conn) = self.conns.get_mut(&mark.conn) else {
+                continue;
+            };
+            let take_over = conn.confirm(&mut self.shared, mark.seq, now).map_err(Error::Output)?;
+            // The session may take the rest of what it has read, and ACKs go out.
+            if conn.readable && !conn.queued {
+                conn.queued = true;
+                self.read_queue.push_back(mark.conn);
+            }
+            mark_dirty(&mut self.dirty, conn, mark.conn);
+            self.take_over(take_over, now).map_err(Error::Output)?;
+        }
+        self.written = written;
+        if !self.shared.sink_full() {
+            self.read_queue.extend(self.held.drain(..));
+        }
+        // The writer is free again: give it what has piled up.
+        self.shared.submit();
         Ok(())
     }
 
@@ -428,13 +511,14 @@ impl<W: Write> Server<W> {
         }
         let rx_len = conn::RX_START.min(ServerSession::min_rx_len(self.config.max_message));
         let rx = vec![0; rx_len];
-        let session = match Session::server(self.config, rx, vec![0; TX_LEN], now) {
+        let mut session = match Session::server(self.config, rx, vec![0; TX_LEN], now) {
             Ok(s) => s,
             Err(e) => {
                 warn!("{peer}: cannot start a session: {e}");
                 return;
             }
         };
+        session.set_explicit_ack(MAX_UNCONFIRMED);
         let token = Token(self.next_token);
         self.next_token += 1;
         if let Err(e) = self
@@ -585,15 +669,19 @@ impl<W: Write> Server<W> {
     /// now.
     fn on_stop_requests(&mut self, now: Instant) -> io::Result<Option<Stopped>> {
         for request in self.shutdown.requests() {
+            if request == Request::Reopen {
+                info!("SIGHUP: opening the output again");
+                self.shared.sink.reopen();
+                continue;
+            }
             if self.shutdown_deadline.is_some() {
                 warn!(
                     "second stop request: exiting without waiting for {} sessions",
                     self.conns.len()
                 );
-                self.shared.printer.flush()?;
                 let signal = match request {
                     Request::Signal(signal) => Some(signal),
-                    Request::Trigger => None,
+                    Request::Trigger | Request::Reopen => None,
                 };
                 return Ok(Some(Stopped::AtOnce { signal }));
             }
@@ -657,8 +745,11 @@ mod tests {
 
     #[test]
     fn session_tokens_are_nonzero_and_distinct() {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), SINK).unwrap());
         let mut shared = Shared {
-            printer: Printer::new(io::sink(), Format::Text),
+            printer: Printer::new(Vec::new(), Format::Text),
+            sink: Sink::start(Output::from(io::sink()), waker).unwrap(),
             active: 0,
             max_clients: 1,
             next_id: 0,

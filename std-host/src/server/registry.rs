@@ -24,8 +24,12 @@ pub(super) struct Entry {
     pub id: u64,
     /// The address of its latest connection.
     pub peer: SocketAddr,
-    /// The highest sequence number printed (delivered) from the client.
+    /// The highest sequence number written by the sink (and acknowledged): what a
+    /// resume continues after.
     pub received: u64,
+    /// The highest sequence number printed (at least `received`): messages up to it
+    /// that the client sends again after a resume are not printed twice.
+    pub printed: u64,
     /// Messages printed in the whole session.
     pub messages: u64,
     /// The connection currently serving it; `None` while detached.
@@ -88,6 +92,7 @@ impl Registry {
             id,
             peer,
             received: 0,
+            printed: 0,
             messages: 0,
             live: Some(conn),
             expires: None,
@@ -115,6 +120,13 @@ impl Registry {
             e.messages = messages;
             e.expires = Some(expires);
             self.expiry.push_back((expires, token));
+        }
+    }
+
+    /// The session of `token` has printed messages up to `printed`.
+    pub fn printed(&mut self, token: u64, printed: u64) {
+        if let Some(e) = self.entries.get_mut(&token) {
+            e.printed = e.printed.max(printed);
         }
     }
 

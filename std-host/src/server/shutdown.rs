@@ -2,13 +2,14 @@
 //! inside another program (tests, an embedding application).
 //!
 //! The first request starts a graceful shutdown (PROTOCOL.md §9: stop accepting, close
-//! every session in order); a second one stops the server at once.
+//! every session in order); a second one stops the server at once. SIGHUP is no stop
+//! request: it asks for the output file to be opened again (log rotation).
 
 use std::io::{self, Read, Write};
 
 use mio::unix::pipe;
 use mio::{Interest, Registry, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 /// Where the server's stop requests come from; see [`Shutdown::on_signals`] and
@@ -30,7 +31,7 @@ enum Source {
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Signals(_) => f.write_str("Signals(SIGINT, SIGTERM)"),
+            Source::Signals(_) => f.write_str("Signals(SIGINT, SIGTERM, SIGHUP)"),
             Source::Pipe { closed, .. } => f.debug_struct("Pipe").field("closed", closed).finish(),
         }
     }
@@ -43,6 +44,8 @@ pub(super) enum Request {
     Signal(i32),
     /// [`Trigger::stop`] was called, or every trigger was dropped.
     Trigger,
+    /// SIGHUP: open the output file again.
+    Reopen,
 }
 
 /// Stops a server started with [`Shutdown::trigger`]'s other half.
@@ -52,13 +55,14 @@ pub struct Trigger {
 }
 
 impl Shutdown {
-    /// SIGINT and SIGTERM stop the server (as `soquete server` does).
+    /// SIGINT and SIGTERM stop the server (as `soquete server` does); SIGHUP opens
+    /// its output file again.
     ///
     /// # Errors
     /// The signal handlers cannot be installed.
     pub fn on_signals() -> io::Result<Shutdown> {
         Ok(Shutdown {
-            source: Source::Signals(Signals::new([SIGINT, SIGTERM])?),
+            source: Source::Signals(Signals::new([SIGINT, SIGTERM, SIGHUP])?),
         })
     }
 
@@ -87,7 +91,16 @@ impl Shutdown {
     /// everything pending is taken).
     pub(super) fn requests(&mut self) -> Vec<Request> {
         match &mut self.source {
-            Source::Signals(signals) => signals.pending().map(Request::Signal).collect(),
+            Source::Signals(signals) => signals
+                .pending()
+                .map(|s| {
+                    if s == SIGHUP {
+                        Request::Reopen
+                    } else {
+                        Request::Signal(s)
+                    }
+                })
+                .collect(),
             Source::Pipe { rx, closed } => {
                 let mut requests = Vec::new();
                 let mut buf = [0; 16];
