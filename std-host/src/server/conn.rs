@@ -667,7 +667,7 @@ impl Serving<'_> {
         };
         match closure {
             Closure::Aborted(Code::WrongProtocol) => {
-                warn!("{who}: peer speaks another protocol (HTTP or TLS?) on this port; closed")
+                warn!("{who}: peer speaks another protocol (HTTP, TLS or binary data) on this port; closed")
             }
             Closure::Aborted(code) | Closure::PeerError(code) if self.session.mode() == Mode::Binary => {
                 info!("{who}: {closure} ({code})")
