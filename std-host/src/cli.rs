@@ -57,10 +57,15 @@ pub enum ManPage {
 /// `soquete server` options.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Address to listen on: HOST:PORT, [IPV6]:PORT or a bare PORT (on 127.0.0.1),
-    /// e.g. localhost:8800, 0.0.0.0:8800, [::]:8800 (port 0 picks a free port; the
-    /// address bound is printed).
-    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT", value_parser = parse_listen)]
+    /// Address to listen on, in the forms [`parse_listen`] takes.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8800",
+        value_name = "HOST:PORT",
+        value_parser = parse_listen,
+        help = "Address to listen on: HOST:PORT, [IPV6]:PORT or a bare PORT (on 127.0.0.1), e.g. \
+                localhost:8800, 0.0.0.0:8800, [::]:8800 (port 0 picks a free port; the address bound is printed)"
+    )]
     pub listen: Listen,
     /// Most clients served at once; more are refused with "server full".
     #[arg(long, default_value_t = 1024)]
