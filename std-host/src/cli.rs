@@ -256,28 +256,36 @@ impl Listen {
                 .with_context(|| format!("cannot listen on {self}: the name does not resolve"))?
                 .collect(),
         };
-        let mut failed = None;
-        for addr in &addrs {
-            match server::bind(*addr) {
-                Ok(listener) => return Ok(listener),
-                Err(e) => {
-                    log::warn!("cannot listen on {addr} ({e}), trying the next address of {self}");
-                    failed = Some((*addr, e));
+        bind_first(&addrs, self)
+    }
+}
+
+/// A listening socket ([`server::bind`]) on the first of `addrs` that can be bound;
+/// `what` is the `--listen` value they come from, for messages.
+fn bind_first(addrs: &[SocketAddr], what: &Listen) -> anyhow::Result<std::net::TcpListener> {
+    let mut failed = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        match server::bind(*addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                if i + 1 < addrs.len() {
+                    log::warn!("cannot listen on {addr} ({e}), trying the next address of {what}");
                 }
+                failed = Some((*addr, e));
             }
         }
-        let Some((addr, e)) = failed else {
-            anyhow::bail!("cannot listen on {self}: the name resolves to no address");
-        };
-        let hint = match e.kind() {
-            io::ErrorKind::AddrInUse => "is another server running there? ",
-            io::ErrorKind::AddrNotAvailable => "it is not an address of this machine. ",
-            io::ErrorKind::PermissionDenied => "ports below 1024 need privileges. ",
-            _ => "",
-        };
-        Err(anyhow::Error::new(e))
-            .with_context(|| format!("cannot listen on {addr}: {hint}Choose another address with --listen"))
     }
+    let Some((addr, e)) = failed else {
+        anyhow::bail!("cannot listen on {what}: the name resolves to no address");
+    };
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => "is another server running there? ",
+        io::ErrorKind::AddrNotAvailable => "it is not an address of this machine. ",
+        io::ErrorKind::PermissionDenied => "ports below 1024 need privileges. ",
+        _ => "",
+    };
+    Err(anyhow::Error::new(e))
+        .with_context(|| format!("cannot listen on {addr}: {hint}Choose another address with --listen"))
 }
 
 /// `soquete completions SHELL`.
@@ -441,6 +449,26 @@ mod tests {
     fn listen_binds_a_name_and_says_where() {
         let listener = Listen::Name("localhost".into(), 0).bind().unwrap();
         assert!(listener.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn listen_binds_the_first_address_that_works() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        let what = Listen::Name("example".into(), busy.port());
+        let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listener = bind_first(&[busy, free], &what).unwrap();
+        let bound = listener.local_addr().unwrap();
+        assert_ne!(bound, busy);
+        assert!(bound.ip().is_loopback());
+
+        let err = bind_first(&[busy, busy], &what).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("cannot listen on {busy}")),
+            "{err:#}"
+        );
+        let err = bind_first(&[], &what).unwrap_err();
+        assert!(format!("{err:#}").contains("resolves to no address"), "{err:#}");
     }
 
     #[test]
