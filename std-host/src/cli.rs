@@ -32,14 +32,42 @@ pub enum Command {
     // The last of a repeated flag wins, as in most Unix tools (handy behind an alias).
     #[command(after_help = CLIENT_HELP, args_override_self = true)]
     Client(ClientArgs),
+    /// Print the completion script for SHELL to standard output.
+    #[command(hide = true)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff) to standard output: soquete(1), or soquete-PAGE(1).
+    #[command(hide = true)]
+    Man {
+        /// The subcommand whose page to print.
+        page: Option<ManPage>,
+    },
+}
+
+/// The man pages besides soquete(1), one per subcommand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManPage {
+    /// soquete-server(1).
+    Server,
+    /// soquete-client(1).
+    Client,
 }
 
 /// `soquete server` options.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// Address to listen on (port 0 picks a free port; the real one is printed).
-    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
-    pub listen: SocketAddr,
+    /// Address to listen on, in the forms [`parse_listen`] takes.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8800",
+        value_name = "HOST:PORT",
+        value_parser = parse_listen,
+        help = "Address to listen on: HOST:PORT, [IPV6]:PORT or a bare PORT (on 127.0.0.1), e.g. \
+                localhost:8800, 0.0.0.0:8800, [::]:8800 (port 0 picks a free port; the address bound is printed)"
+    )]
+    pub listen: Listen,
     /// Most clients served at once; more are refused with "server full".
     #[arg(long, default_value_t = 1024)]
     pub max_clients: usize,
@@ -154,17 +182,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => serve(&args),
         Command::Client(args) => client::run(&args.options()).map(|()| ExitCode::SUCCESS),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man { page } => print_man(page),
     }
 }
 
 /// `soquete server`: until SIGINT/SIGTERM, printing to standard output.
 fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let listener = server::bind(args.listen).with_context(|| {
-        format!(
-            "cannot listen on {}: is another server running there? Choose another address with --listen",
-            args.listen
-        )
-    })?;
+    let listener = args.listen.bind()?;
     let shutdown = server::Shutdown::on_signals().context("cannot handle signals")?;
     let (output, what) = match &args.output {
         Some(path) => (
@@ -194,6 +219,145 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         server::Stopped::AtOnce { signal } => Ok(ExitCode::from(
             128u8.saturating_add(signal.and_then(|s| u8::try_from(s).ok()).unwrap_or(0)),
         )),
+    }
+}
+
+/// Where `soquete server` listens, as `--listen` wrote it: its form is checked when
+/// the command line is parsed, a host name is resolved when [`Listen::bind`] binds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// An IP address and port.
+    Addr(SocketAddr),
+    /// A host name and port.
+    Name(String, u16),
+}
+
+/// The forms `--listen` takes, shown when a value has none of them.
+const LISTEN_FORMS: &str = "expected HOST:PORT, [IPV6]:PORT or PORT, for example \
+localhost:8800, 0.0.0.0:8800 (every IPv4 address), [::]:8800 (every address) or 8800 \
+(same as 127.0.0.1:8800)";
+
+/// Parses `--listen`: `IP:PORT`, `[IPV6]:PORT`, `NAME:PORT`, or a bare `PORT`, which
+/// means `127.0.0.1:PORT` (loopback, as the default: every address must be asked for).
+///
+/// # Errors
+/// None of these forms, with the forms and an example.
+pub fn parse_listen(text: &str) -> Result<Listen, String> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(Listen::Addr(SocketAddr::from(([127, 0, 0, 1], port))));
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(Listen::Addr(addr));
+    }
+    let name = text.rsplit_once(':').and_then(|(host, port)| {
+        let is_name = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        Some((host, port.parse::<u16>().ok()?)).filter(|_| is_name)
+    });
+    match name {
+        Some((host, port)) => Ok(Listen::Name(host.to_owned(), port)),
+        None => Err(LISTEN_FORMS.to_owned()),
+    }
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Addr(addr) => write!(f, "{addr}"),
+            Listen::Name(host, port) => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Listen {
+    /// A listening socket ([`server::bind`]) on the first of the addresses this one
+    /// resolves to that can be bound, in the resolver's order; the others are not
+    /// tried once one is bound (its `local_addr` says which).
+    ///
+    /// # Errors
+    /// The name does not resolve, or no address can be bound.
+    pub fn bind(&self) -> anyhow::Result<std::net::TcpListener> {
+        let addrs: Vec<SocketAddr> = match self {
+            Listen::Addr(addr) => vec![*addr],
+            Listen::Name(host, port) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))
+                .with_context(|| format!("cannot listen on {self}: the name does not resolve"))?
+                .collect(),
+        };
+        bind_first(&addrs, self)
+    }
+}
+
+/// A listening socket ([`server::bind`]) on the first of `addrs` that can be bound;
+/// `what` is the `--listen` value they come from, for messages.
+fn bind_first(addrs: &[SocketAddr], what: &Listen) -> anyhow::Result<std::net::TcpListener> {
+    let mut failed = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        match server::bind(*addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                if i + 1 < addrs.len() {
+                    log::warn!("cannot listen on {addr} ({e}), trying the next address of {what}");
+                }
+                failed = Some((*addr, e));
+            }
+        }
+    }
+    let Some((addr, e)) = failed else {
+        anyhow::bail!("cannot listen on {what}: the name resolves to no address");
+    };
+    let hint = match e.kind() {
+        io::ErrorKind::AddrInUse => "is another server running there? ",
+        io::ErrorKind::AddrNotAvailable => "it is not an address of this machine. ",
+        io::ErrorKind::PermissionDenied => "ports below 1024 need privileges. ",
+        _ => "",
+    };
+    Err(anyhow::Error::new(e))
+        .with_context(|| format!("cannot listen on {addr}: {hint}Choose another address with --listen"))
+}
+
+/// `soquete completions SHELL`.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut cli = <Cli as clap::CommandFactory>::command();
+    // Into memory first: `generate` panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli, "soquete", &mut script);
+    print_all(&script)
+}
+
+/// `soquete man [PAGE]`.
+fn print_man(page: Option<ManPage>) -> anyhow::Result<ExitCode> {
+    let mut cli = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    // Gives subcommands their display names (soquete-server) for their pages' titles.
+    cli.build();
+    let cmd = match page {
+        None => cli,
+        Some(page) => {
+            let name = match page {
+                ManPage::Server => "server",
+                ManPage::Client => "client",
+            };
+            cli.find_subcommand(name)
+                .cloned()
+                .with_context(|| format!("no subcommand {name}"))?
+        }
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .source(concat!("soquete ", env!("CARGO_PKG_VERSION")))
+        .render(&mut roff)
+        .context("cannot render the man page")?;
+    print_all(&roff)
+}
+
+/// Writes `bytes` to standard output; a reader that stopped early (`| head`) is not
+/// an error.
+fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    match io::Write::write_all(&mut out, bytes).and_then(|()| io::Write::flush(&mut out)) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e).context("cannot write to standard output"),
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -267,6 +431,84 @@ mod tests {
         let err = Cli::try_parse_from(["soquete", "client", "--timeout", "0"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(Cli::try_parse_from(["soquete", "client", "--timeout", "1ms"]).is_ok());
+    }
+
+    #[test]
+    fn listen_takes_the_forms_of_connect() {
+        let parse = |text: &str| parse_listen(text).map_err(|_| text.to_owned());
+        let addr = |text: &str| Ok(Listen::Addr(text.parse().unwrap()));
+        assert_eq!(parse("8800"), addr("127.0.0.1:8800"));
+        assert_eq!(parse("0"), addr("127.0.0.1:0"));
+        assert_eq!(parse("0.0.0.0:8800"), addr("0.0.0.0:8800"));
+        assert_eq!(parse("[::]:8800"), addr("[::]:8800"));
+        assert_eq!(parse("[::1]:0"), addr("[::1]:0"));
+        assert_eq!(parse("localhost:8800"), Ok(Listen::Name("localhost".into(), 8800)));
+        assert_eq!(
+            parse("my-host.example_1:1"),
+            Ok(Listen::Name("my-host.example_1".into(), 1))
+        );
+        for bad in [
+            "",
+            ":8800",
+            "localhost",
+            "localhost:",
+            "localhost:65536",
+            "::1:8800",
+            "[::1]",
+            "[localhost]:80",
+            "a b:80",
+            "host:80:80",
+            "-1",
+            "65536",
+            "1.2.3.4:x",
+        ] {
+            assert_eq!(parse(bad), Err(bad.to_owned()), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn listen_errors_show_the_forms() {
+        let err = Cli::try_parse_from(["soquete", "server", "--listen", "localhost"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let text = err.to_string();
+        assert!(text.contains("[::]:8800") && text.contains("localhost:8800"), "{text}");
+    }
+
+    #[test]
+    fn listen_binds_a_name_and_says_where() {
+        let listener = Listen::Name("localhost".into(), 0).bind().unwrap();
+        assert!(listener.local_addr().unwrap().ip().is_loopback());
+    }
+
+    #[test]
+    fn listen_binds_the_first_address_that_works() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        let what = Listen::Name("example".into(), busy.port());
+        let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let listener = bind_first(&[busy, free], &what).unwrap();
+        let bound = listener.local_addr().unwrap();
+        assert_ne!(bound, busy);
+        assert!(bound.ip().is_loopback());
+
+        let err = bind_first(&[busy, busy], &what).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(&format!("cannot listen on {busy}")),
+            "{err:#}"
+        );
+        let err = bind_first(&[], &what).unwrap_err();
+        assert!(format!("{err:#}").contains("resolves to no address"), "{err:#}");
+    }
+
+    #[test]
+    fn listen_reports_an_address_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = Listen::Addr(addr).bind().unwrap_err();
+        assert!(
+            format!("{err:#}").contains("is another server running there?"),
+            "{err:#}"
+        );
     }
 
     #[test]
