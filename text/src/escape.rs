@@ -14,8 +14,6 @@
 //! | `"`, in a quoted string only ([`write_quoted`]) | `\"` |
 //!
 //! So `\x85` is the raw byte 0x85 and `\u{85}` the character U+0085 sent as UTF-8.
-//! The JSON strings of the printer keep their own, older rules (C1 controls as
-//! `\xNN`, format characters as is).
 
 use std::io::{self, Write};
 
@@ -23,8 +21,9 @@ use std::io::{self, Write};
 const TEXT: u8 = 0;
 /// The escaping of [`write_quoted`]: [`TEXT`], and `"` as `\"`.
 const QUOTED: u8 = 1;
-/// The older escaping inside the printer's JSON strings, escaped once more for JSON.
-const JSON: u8 = 2;
+
+/// The digits of `\xNN` and `\u{H}`.
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `bytes` escaped as described in the module docs.
 pub fn write_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
@@ -40,19 +39,7 @@ pub fn write_quoted<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<
     out.write_all(b"\"")
 }
 
-/// Writes `bytes` as a JSON string literal: escaped by the older rules (C1 controls as
-/// `\xNN`, format characters as is), then each `\` and `"` escaped once more, in one
-/// pass.
-// Only its tests use it since JSON lines carry messages exactly.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
-    out.write_all(b"\"")?;
-    write_escaped_as::<W, JSON>(out, bytes)?;
-    out.write_all(b"\"")
-}
-
-/// [`write_escaped`], [`write_quoted`] without its quotes, or the inside of
-/// [`write_json_escaped`], as `STYLE` says.
+/// [`write_escaped`], or [`write_quoted`] without its quotes, as `STYLE` says.
 ///
 /// Runs of plain bytes are found a word at a time and copied with one `write_all`.
 /// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
@@ -60,8 +47,7 @@ pub(crate) fn write_json_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -
 /// rejects is escaped. In the valid part, the word scan stops at the bytes that lead
 /// the characters [`is_hidden`] names (see [`specials`]); that character is decoded
 /// and looked up. Other lead bytes and continuation bytes pass: most non-ASCII text
-/// (Latin, Cyrillic, CJK) is copied a word at a time too. The JSON style stops at 0xC2 only, which
-/// leads the C1 controls, the only characters it escapes besides ASCII ones.
+/// (Latin, Cyrillic, CJK) is copied a word at a time too.
 fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
     // `bytes[start..i]` prints as is and is not written yet.
     let mut start = 0;
@@ -96,17 +82,6 @@ fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8
                 write_escape::<W, STYLE>(out, b)?;
                 i += 1;
                 start = i;
-                continue;
-            }
-            if STYLE == JSON {
-                // In valid UTF-8, 0xC2 leads U+0080..=U+00BF: a C1 control below U+00A0.
-                let second = bytes[i + 1];
-                if second < 0xa0 {
-                    out.write_all(&bytes[start..i])?;
-                    write_escape::<W, STYLE>(out, second)?;
-                    start = i + 2;
-                }
-                i += 2;
                 continue;
             }
             let (c, len) = decode(&bytes[i..valid_end]);
@@ -175,7 +150,6 @@ fn is_hidden(c: u32) -> bool {
 
 /// Writes `\u{H}`: `c` in lowercase hex without leading zeros.
 fn write_code_point<W: Write + ?Sized>(out: &mut W, c: u32) -> io::Result<()> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     // `\u{`, at most six digits (c <= 0x10FFFF), `}`.
     let mut buf = *b"\\u{000000}";
     let digits = (32 - (c | 1).leading_zeros()).div_ceil(4) as usize;
@@ -186,52 +160,36 @@ fn write_code_point<W: Write + ?Sized>(out: &mut W, c: u32) -> io::Result<()> {
     out.write_all(&buf[..4 + digits])
 }
 
-/// Writes the escape for `code`: an ASCII byte not printed as is, a byte that is not
-/// UTF-8, or in the JSON style a C1 control's code point.
-fn write_escape<W: Write + ?Sized, const STYLE: u8>(out: &mut W, code: u8) -> io::Result<()> {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    if STYLE != TEXT && code == b'"' {
-        return out.write_all(b"\\\"");
-    }
-    // In JSON the escape's own `\` is escaped too: `\n` becomes `\\n`.
-    let at = if STYLE == JSON { 2 } else { 1 };
-    let mut buf = [b'\\'; 6];
-    let letter = match code {
+/// Writes the escape for `b`: an ASCII byte not printed as is, or a byte that is not
+/// UTF-8.
+fn write_escape<W: Write + ?Sized, const STYLE: u8>(out: &mut W, b: u8) -> io::Result<()> {
+    let letter = match b {
+        b'"' if STYLE == QUOTED => b'"',
         b'\\' => b'\\',
         b'\n' => b'n',
         b'\r' => b'r',
         b'\t' => b't',
         0x1b => b'e',
-        _ => {
-            buf[at] = b'x';
-            buf[at + 1] = HEX[usize::from(code >> 4)];
-            buf[at + 2] = HEX[usize::from(code & 0xf)];
-            return out.write_all(&buf[..at + 3]);
-        }
+        _ => return out.write_all(&[b'\\', b'x', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]),
     };
-    if letter == b'\\' {
-        // Already backslashes: `\\`, or `\\\\` in JSON.
-        return out.write_all(&buf[..2 * at]);
-    }
-    buf[at] = letter;
-    out.write_all(&buf[..at + 1])
+    out.write_all(&[b'\\', letter])
 }
 
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGH: u64 = ONES * 0x80;
 
 /// The high bit of each byte of `word` that may not print as is: ASCII controls, DEL,
-/// `\` (and except in the text style, `"`), and bytes of 0x80 and more; or with `UTF8`
+/// `\` (and in the quoted style, `"`), and bytes of 0x80 and more; or with `UTF8`
 /// (`word` is from valid UTF-8) instead of the last, only the bytes that lead a
-/// character [`is_hidden`] may name (0xC2, 0xD8..=0xDC, 0xE0..=0xE2, 0xEF..=0xF3), or
-/// in the JSON style only 0xC2, which leads the C1 controls. Exact per byte: each sum works on seven-bit values, so none carries
-/// into the next byte.
+/// character [`is_hidden`] may name (0xC2, 0xD8..=0xDC, 0xE0..=0xE2, 0xEF..=0xF3).
+/// Exact per byte: each sum works on seven-bit values, so none carries into the next
+/// byte.
 const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
     let low = word & !HIGH;
     let below_space = !(low + ONES * (0x80 - 0x20));
     let delete = low + ONES;
     let backslash = !((low ^ (ONES * b'\\' as u64)) + ONES * 0x7f);
-    let quote = if STYLE != TEXT {
+    let quote = if STYLE == QUOTED {
         !((low ^ (ONES * b'"' as u64)) + ONES * 0x7f)
     } else {
         0
@@ -239,9 +197,6 @@ const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
     let ascii = (below_space | delete | backslash | quote) & !word;
     let high = if !UTF8 {
         word
-    } else if STYLE == JSON {
-        let c2 = word ^ (ONES * 0xc2);
-        !(((c2 & !HIGH) + !HIGH) | c2)
     } else {
         // The lead bytes of the characters `is_hidden` names.
         high_in(word, 0xc2, 0xc2) | high_in(word, 0xd8, 0xdc) | high_in(word, 0xe0, 0xe2) | high_in(word, 0xef, 0xf3)
@@ -283,31 +238,6 @@ pub fn escape(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Writes `s` as a JSON string literal.
-// Only its tests use it since JSON lines carry messages exactly.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn write_json_str<W: Write + ?Sized>(out: &mut W, s: &[u8]) -> io::Result<()> {
-    out.write_all(b"\"")?;
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0..=0x1f | 0x7f => b"",
-            _ => continue,
-        };
-        out.write_all(&s[start..i])?;
-        if esc.is_empty() {
-            write!(out, "\\u{b:04x}")?;
-        } else {
-            out.write_all(esc)?;
-        }
-        start = i + 1;
-    }
-    out.write_all(&s[start..])?;
-    out.write_all(b"\"")
-}
-
 /// The escaper a character at a time, with Unicode's categories taken from
 /// `regex-syntax`'s tables rather than from [`is_hidden`]: the oracle the fast path is
 /// checked against, here and in the printer's tests.
@@ -319,8 +249,6 @@ pub(crate) mod oracle {
     use proptest::prelude::*;
     use regex_syntax::hir::{Class, HirKind};
 
-    use super::write_json_str;
-
     /// Which escaping to make.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) enum Style {
@@ -328,9 +256,6 @@ pub(crate) mod oracle {
         Text,
         /// `write_quoted`, without its quotes.
         Quoted,
-        /// The text inside the JSON strings, before its JSON escaping: the rules
-        /// `write_escaped` had before format characters were escaped.
-        OldText,
     }
 
     /// The characters of general category `Cf`, `Zl` or `Zp`.
@@ -362,16 +287,14 @@ pub(crate) mod oracle {
                     '"' if style == Style::Quoted => Some("\\\""),
                     _ => None,
                 };
-                let hidden = c.is_control() || (style != Style::OldText && is_format_or_separator(c));
+                let hidden = c.is_control() || is_format_or_separator(c);
                 if esc.is_none() && !hidden {
                     continue;
                 }
                 out.write_all(&valid.as_bytes()[start..i])?;
                 match esc {
                     Some(e) => out.write_all(e.as_bytes())?,
-                    None if c.is_ascii() || (style == Style::OldText && (c as u32) < 0x100) => {
-                        write!(out, "\\x{:02x}", c as u32)?
-                    }
+                    None if c.is_ascii() => write!(out, "\\x{:02x}", c as u32)?,
                     None => write!(out, "\\u{{{:x}}}", c as u32)?,
                 }
                 start = i + c.len_utf8();
@@ -387,16 +310,6 @@ pub(crate) mod oracle {
     /// The oracle for `write_escaped`.
     pub(crate) fn reference_escaped<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<()> {
         reference_escaped_as(out, bytes, Style::Text)
-    }
-
-    /// A JSON string of the text escaped by the older rules, as it was made before: in
-    /// two passes.
-    pub(crate) fn reference_json_escaped(bytes: &[u8]) -> Vec<u8> {
-        let mut text = Vec::new();
-        reference_escaped_as(&mut text, bytes, Style::OldText).unwrap();
-        let mut json = Vec::new();
-        write_json_str(&mut json, &text).unwrap();
-        json
     }
 
     /// Pieces that make interesting input when put together: plain runs long enough
@@ -447,7 +360,7 @@ pub(crate) mod oracle {
 mod tests {
     use proptest::prelude::*;
 
-    use super::oracle::{input, reference_escaped_as, reference_json_escaped, Style};
+    use super::oracle::{input, reference_escaped_as, Style};
     use super::*;
 
     fn escaped(bytes: &[u8]) -> Vec<u8> {
@@ -459,12 +372,6 @@ mod tests {
     fn quoted(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         write_quoted(&mut out, bytes).unwrap();
-        out
-    }
-
-    fn json_escaped(bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        write_json_escaped(&mut out, bytes).unwrap();
         out
     }
 
@@ -541,30 +448,19 @@ mod tests {
 
     /// Checks the escapes of `bytes` against the oracle, and that they read back.
     fn assert_same_as_reference(bytes: &[u8]) {
-        assert_text_and_json_as_reference(bytes);
+        let shown = &bytes[..bytes.len().min(16)];
+        let text = escaped(bytes);
+        assert_eq!(text, reference(bytes, Style::Text), "text escape of {shown:02x?}...");
         let mut inside = quoted(bytes);
         assert_eq!(inside.pop(), Some(b'"'));
         assert_eq!(inside.remove(0), b'"');
         assert_eq!(
             inside,
             reference(bytes, Style::Quoted),
-            "quoted escape of {:02x?}...",
-            &bytes[..bytes.len().min(16)]
+            "quoted escape of {shown:02x?}..."
         );
-        let text = String::from_utf8(escaped(bytes)).unwrap();
+        let text = String::from_utf8(text).unwrap();
         assert_eq!(decode_escaped(&text, false).0, bytes);
-    }
-
-    /// Checks the text and JSON escapes of `bytes` against the oracle.
-    fn assert_text_and_json_as_reference(bytes: &[u8]) {
-        let shown = &bytes[..bytes.len().min(16)];
-        let text = escaped(bytes);
-        assert_eq!(text, reference(bytes, Style::Text), "text escape of {shown:02x?}...");
-        assert_eq!(
-            json_escaped(bytes),
-            reference_json_escaped(bytes),
-            "JSON escape of {shown:02x?}..."
-        );
     }
 
     /// Bytes that matter to [`specials`], and any other.
@@ -581,9 +477,8 @@ mod tests {
     /// What [`specials`] computes, a byte at a time.
     fn specials_bytewise(word: [u8; 8], style: u8, utf8: bool) -> u64 {
         let special = |b: u8| match b {
-            0x20..=0x7e => b == b'\\' || (style != TEXT && b == b'"'),
+            0x20..=0x7e => b == b'\\' || (style == QUOTED && b == b'"'),
             0x80.. if !utf8 => true,
-            0x80.. if style == JSON => b == 0xc2,
             0x80.. => matches!(b, 0xc2 | 0xd8..=0xdc | 0xe0..=0xe2 | 0xef..=0xf3),
             _ => true,
         };
@@ -613,10 +508,8 @@ mod tests {
             let w = u64::from_le_bytes(word);
             prop_assert_eq!(specials::<TEXT, false>(w), specials_bytewise(word, TEXT, false));
             prop_assert_eq!(specials::<QUOTED, false>(w), specials_bytewise(word, QUOTED, false));
-            prop_assert_eq!(specials::<JSON, false>(w), specials_bytewise(word, JSON, false));
             prop_assert_eq!(specials::<TEXT, true>(w), specials_bytewise(word, TEXT, true));
             prop_assert_eq!(specials::<QUOTED, true>(w), specials_bytewise(word, QUOTED, true));
-            prop_assert_eq!(specials::<JSON, true>(w), specials_bytewise(word, JSON, true));
         }
     }
 
@@ -637,7 +530,7 @@ mod tests {
             assert_same_as_reference(&bytes);
             // And ending on a cut character.
             bytes.pop();
-            assert_text_and_json_as_reference(&bytes);
+            assert_same_as_reference(&bytes);
         }
     }
 
@@ -698,11 +591,6 @@ mod tests {
         assert_eq!(escape(b"\\x85"), "\\\\x85");
         assert_eq!(escape(b"\\u{85}"), "\\\\u{85}");
         assert_eq!(escape(b"\xc2"), "\\xc2");
-        // In JSON the older rules stay: the C1 control as `\x85`.
-        assert_eq!(
-            json_escaped(b"\xc2\x85 \xe2\x80\xae"),
-            "\"\\\\x85 \u{202e}\"".as_bytes()
-        );
     }
 
     #[test]
