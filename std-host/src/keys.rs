@@ -392,8 +392,8 @@ mod tests {
     }
 
     #[test]
-    fn public_text_of_rfc7748_key() {
-        // RFC 7748 §6.1: Alice's public key.
+    fn spec_example_of_rfc7748_key() {
+        // PROTOCOL.md §10.2's example: RFC 7748 §6.1, Alice's keys.
         let secret = SecretKey::from_bytes(
             STANDARD
                 .decode("dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=")
@@ -404,6 +404,10 @@ mod tests {
         assert_eq!(
             public_to_text(&secret.public_key()),
             "soquete-pk:hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
+        );
+        assert_eq!(
+            secret_to_file_text(&secret),
+            "soquete secret key v1\ndwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\n"
         );
     }
 
