@@ -177,9 +177,16 @@ pub fn write_secret(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
             io::ErrorKind::AlreadyExists => KeyFileError::Exists(path.to_path_buf()),
             _ => KeyFileError::Io(path.to_path_buf(), e),
         })?;
-    let io_err = |e| KeyFileError::Io(path.to_path_buf(), e);
-    file.write_all(secret_to_file_text(key).as_bytes()).map_err(io_err)?;
-    file.sync_all().map_err(io_err)
+    let written = file
+        .write_all(secret_to_file_text(key).as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // A truncated key file would fail later, far from the cause: leave none.
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(KeyFileError::Io(path.to_path_buf(), e));
+    }
+    Ok(())
 }
 
 /// Reads a secret key file, refusing one that its group or others can read.
@@ -257,6 +264,7 @@ pub struct AllowedKeys {
     /// In file order, for [`AllowedKeys::to_text`].
     entries: Vec<(PublicKey, String)>,
     by_key: HashMap<PublicKey, usize>,
+    by_name: HashMap<String, usize>,
 }
 
 impl AllowedKeys {
@@ -278,10 +286,11 @@ impl AllowedKeys {
         if let Some(&i) = self.by_key.get(&key) {
             return Err(AllowedKeysErrorKind::DuplicateKey(i + 1));
         }
-        if let Some(i) = self.entries.iter().position(|(_, n)| n == name) {
+        if let Some(&i) = self.by_name.get(name) {
             return Err(AllowedKeysErrorKind::DuplicateName(i + 1));
         }
         self.by_key.insert(key, self.entries.len());
+        self.by_name.insert(name.to_owned(), self.entries.len());
         self.entries.push((key, name.to_owned()));
         Ok(())
     }
@@ -321,9 +330,11 @@ impl AllowedKeys {
     /// The first bad line, with its number and what is wrong.
     pub fn parse(text: &str) -> Result<Self, AllowedKeysError> {
         let mut keys = AllowedKeys::new();
-        for (i, line) in text.lines().enumerate() {
-            let err = |kind| AllowedKeysError { line: i + 1, kind };
-            let content = line.split_once('#').map_or(line, |(before, _)| before);
+        // The line of each entry, to name the first line of a duplicate.
+        let mut lines = Vec::new();
+        for (line, content) in (1..).zip(text.lines()) {
+            let err = |kind| AllowedKeysError { line, kind };
+            let content = content.split_once('#').map_or(content, |(before, _)| before);
             let mut words = content.split_whitespace();
             let Some(key) = words.next() else { continue };
             let key = public_from_text(key).map_err(|e| err(AllowedKeysErrorKind::BadKey(e)))?;
@@ -331,15 +342,15 @@ impl AllowedKeys {
             if words.next().is_some() {
                 return Err(err(AllowedKeysErrorKind::TrailingText));
             }
+            let line_of = |entry: usize| entry.checked_sub(1).and_then(|i| lines.get(i)).copied().unwrap_or(0);
             keys.insert(key, name).map_err(|kind| {
-                // Positions in the list are entries, not lines: report lines.
-                let line_of = |entry: usize| keys_line(text, entry);
                 err(match kind {
                     AllowedKeysErrorKind::DuplicateKey(e) => AllowedKeysErrorKind::DuplicateKey(line_of(e)),
                     AllowedKeysErrorKind::DuplicateName(e) => AllowedKeysErrorKind::DuplicateName(line_of(e)),
                     other => other,
                 })
             })?;
+            lines.push(line);
         }
         Ok(keys)
     }
@@ -360,18 +371,6 @@ impl FromStr for AllowedKeys {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
-}
-
-/// The line (from 1) of the `entry`-th (from 1) device line of an allowed-keys text.
-fn keys_line(text: &str, entry: usize) -> usize {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let content = l.split_once('#').map_or(*l, |(before, _)| before);
-            !content.trim().is_empty()
-        })
-        .nth(entry.saturating_sub(1))
-        .map_or(0, |(i, _)| i + 1)
 }
 
 /// A name the file format can carry: 1–32 bytes, no whitespace, no `#`, no control

@@ -77,6 +77,18 @@ fn keygen_refuses_to_overwrite() {
 }
 
 #[test]
+fn keygen_into_a_missing_folder_says_where() {
+    let dir = scratch("missing-folder");
+    let path = dir.join("no-such-folder").join("device.key");
+    let out = run(&["keygen", "--out", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no key printed");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains(path.to_str().unwrap()), "{stderr}");
+    assert!(!path.exists());
+}
+
+#[test]
 fn pubkey_refuses_a_file_others_can_read_and_a_file_that_is_no_key() {
     let dir = scratch("pubkey-refuses");
     let path = dir.join("device.key");
