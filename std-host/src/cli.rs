@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use soquete_text::{parse_duration, Format};
 
-use crate::{client, server};
+use crate::{client, keys, server};
 
 /// soquete: TCP messaging with message boundaries, acknowledgements and plain-text peers.
 #[derive(Debug, Parser)]
@@ -43,6 +43,18 @@ pub enum Command {
     Man {
         /// The subcommand whose page to print.
         page: Option<ManPage>,
+    },
+    /// Make a new device or server key: write the secret key to a new file (mode 0600)
+    /// and print the public key.
+    Keygen {
+        /// Where to write the secret key; an existing file is never overwritten.
+        #[arg(long, value_name = "PATH", default_value = "soquete.key")]
+        out: PathBuf,
+    },
+    /// Print the public key of a secret key file.
+    Pubkey {
+        /// The secret key file, as `soquete keygen` writes it.
+        path: PathBuf,
     },
 }
 
@@ -184,7 +196,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Client(args) => client::run(&args.options()).map(|()| ExitCode::SUCCESS),
         Command::Completions { shell } => print_completions(shell),
         Command::Man { page } => print_man(page),
+        Command::Keygen { out } => keygen(&out),
+        Command::Pubkey { path } => pubkey(&path),
     }
+}
+
+/// `soquete keygen`: a new secret key in a new file, its public key on standard output.
+fn keygen(out: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = keys::generate()?;
+    keys::write_secret(out, &key)?;
+    eprintln!("soquete: secret key written to {} (mode 0600)", out.display());
+    println!("{}", keys::public_to_text(&key.public_key()));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `soquete pubkey PATH`: the public key of a secret key file.
+fn pubkey(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let key = keys::read_secret(path)?;
+    println!("{}", keys::public_to_text(&key.public_key()));
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `soquete server`: until SIGINT/SIGTERM, printing to standard output.

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod keys;
 pub mod pump;
 pub mod server;
 pub mod sink;
