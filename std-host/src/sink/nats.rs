@@ -998,4 +998,29 @@ mod tests {
         assert!(matches!(none, Reply::Refused(_)));
         assert!(matches!(pub_reply(None, b"{"), Reply::Refused(_)));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = ops(&bytes);
+        }
+
+        #[test]
+        fn any_two_cuts_give_a_prefix_of_the_whole(a in 0..STREAM.len(), b in 0..STREAM.len()) {
+            let whole = ops(STREAM).unwrap();
+            let (lo, hi) = (a.min(b), a.max(b));
+            let mut got = ops(&STREAM[..lo]).unwrap();
+            let consumed: usize = {
+                let mut buf = &STREAM[..lo];
+                let mut n = 0;
+                while let Some((_, used)) = parse(buf, MAX).unwrap() {
+                    buf = &buf[used..];
+                    n += used;
+                }
+                n
+            };
+            got.extend(ops(&STREAM[consumed..hi]).unwrap());
+            proptest::prop_assert_eq!(&got[..], &whole[..got.len()]);
+        }
+    }
 }
