@@ -101,6 +101,8 @@ fn stream_is_created_then_checked() {
     assert!(matches!(err, Error::StreamMismatch(_)), "{err}");
     let err = other.stream_state("NOSUCH").unwrap_err();
     assert!(matches!(err, Error::Api { code: 404, .. }), "{err}");
+    let err = other.last_on_subject("NOSUCH", "soquete.a").unwrap_err();
+    assert!(matches!(err, Error::Api { code: 404, .. }), "{err}");
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// The subscription id of the client's one inbox subscription.
 const INBOX_SID: &str = "1";
+/// JetStream's `err_code` for a message get that finds nothing.
+const NO_MESSAGE_FOUND: u64 = 10037;
 
 /// How to talk to the server.
 #[derive(Clone, Debug)]
@@ -74,6 +76,9 @@ pub enum Error {
     Api {
         /// The API's error code (HTTP-like: 400, 404, 503…).
         code: u64,
+        /// JetStream's finer code (10059: stream not found, 10037: no message
+        /// found…), 0 if none.
+        err_code: u64,
         /// What the server says.
         description: String,
     },
@@ -101,8 +106,12 @@ impl fmt::Display for Error {
             Error::Protocol(what) => write!(f, "NATS protocol error: {what}"),
             Error::Server(what) => write!(f, "NATS server error: {what}"),
             Error::Unsupported(what) => write!(f, "NATS server needs {what}, not supported"),
-            Error::Api { code, description } => {
-                write!(f, "JetStream error {code}: {description}")
+            Error::Api {
+                code,
+                err_code,
+                description,
+            } => {
+                write!(f, "JetStream error {code} ({err_code}): {description}")
             }
             Error::NoResponders => f.write_str("no JetStream stream answers (is the server started with -js?)"),
             Error::Rejected { index, reason } => {
@@ -617,8 +626,10 @@ impl Client {
         let request = json!({ "last_by_subj": subject }).to_string();
         let answer = match self.api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), request.as_bytes()) {
             Ok(answer) => answer,
-            // 10037: no message found.
-            Err(Error::Api { code: 404, description }) if !description.contains("stream not found") => return Ok(None),
+            Err(Error::Api {
+                err_code: NO_MESSAGE_FOUND,
+                ..
+            }) => return Ok(None),
             Err(e) => return Err(e),
         };
         let msg = &answer["message"];
@@ -665,6 +676,7 @@ impl Client {
             if code >= 400 {
                 return Err(Error::Api {
                     code: code.into(),
+                    err_code: 0,
                     description: "status header".into(),
                 });
             }
@@ -674,6 +686,7 @@ impl Client {
         if let Some(err) = value.get("error") {
             return Err(Error::Api {
                 code: err["code"].as_u64().unwrap_or(0),
+                err_code: err["err_code"].as_u64().unwrap_or(0),
                 description: err["description"].as_str().unwrap_or("").to_owned(),
             });
         }
