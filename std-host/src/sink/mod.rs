@@ -20,6 +20,8 @@
 //! another `Target` whose reports follow the broker's acknowledgements instead of
 //! `write`: the loop's side (marks, confirmation, backpressure) stays as it is.
 
+pub mod nats;
+
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
