@@ -342,9 +342,16 @@ impl Conn {
 
     /// Retires this connection because its client resumed the session on another one:
     /// the session stays registered with what was printed so far. Nothing more is read.
-    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
+    /// Its "taken over" line names `by`, the new connection's address (no line if
+    /// that connection is gone already).
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn replaced(&mut self, shared: &mut Shared, by: Option<SocketAddr>, now: Instant) -> io::Result<()> {
         if let State::Accepted(served) = self.state {
-            debug!("#{} {}: replaced by a resumed connection", served.id, self.peer);
+            if let Some(by) = by {
+                shared.printer.taken_over(served.id, self.peer, by, served.messages)?;
+            }
             shared
                 .registry
                 .detach(served.token, served.last_seq, served.messages, now);
@@ -352,6 +359,7 @@ impl Conn {
             shared.active = shared.active.saturating_sub(1);
         }
         self.state = State::Gone;
+        Ok(())
     }
 
     /// The sink has written every message up to `seq`: acknowledges them, then takes

@@ -635,8 +635,9 @@ impl Server {
     /// is resent on the new one) and the new one continues the session.
     fn take_over(&mut self, mut take_over: Option<TakeOver>, now: Instant) -> io::Result<()> {
         while let Some(TakeOver { new, old, session }) = take_over.take() {
+            let by = self.conns.get(&new).map(|c| c.peer);
             if let Some(conn) = self.conns.get_mut(&old) {
-                conn.replaced(&mut self.shared, now);
+                conn.replaced(&mut self.shared, by, now)?;
             }
             self.remove(old);
             if let Some(conn) = self.conns.get_mut(&new) {
