@@ -205,9 +205,22 @@ impl Conn {
         if let State::Lingering { until } = self.state {
             return Some(until);
         }
-        match (self.session.poll_timeout(), self.give_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A grown receive buffer is released after a quiet spell even if the peer
+        // sends nothing more (no read would come to shrink it).
+        let shrink = self.rx.grown.map(|t| t + RX_SHRINK_AFTER);
+        [self.session.poll_timeout(), self.give_up, shrink]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A timer is due: releases a grown receive buffer that has been quiet long
+    /// enough. The session's own timers are the event loop's business.
+    pub fn on_timer(&mut self, now: Instant) {
+        if self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER) && !self.shrink_rx(now) {
+            // Part of a large frame is still buffered: try again after another quiet
+            // spell rather than at every turn of the loop.
+            self.rx.grown = Some(now);
         }
     }
 
@@ -281,15 +294,19 @@ impl Conn {
     }
 
     /// Returns a grown receive buffer to [`RX_START`] once large frames have stopped.
-    fn shrink_rx(&mut self, now: Instant) {
+    /// True if it did.
+    fn shrink_rx(&mut self, now: Instant) -> bool {
         let quiet = self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER);
         let shrink = self.rx.len > RX_START && quiet && self.session.rx_shrinkable(RX_START);
         if shrink && self.session.replace_rx(vec![0; RX_START]).is_ok() {
+            debug!("{}: receive buffer {} -> {RX_START} bytes", self.peer, self.rx.len);
             self.rx = RxBuffer {
                 len: RX_START,
                 grown: None,
             };
+            return true;
         }
+        false
     }
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket

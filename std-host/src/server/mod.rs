@@ -552,6 +552,7 @@ impl Server {
             conn.scheduled = None;
             let mut take_over = None;
             if !conn.is_lingering() {
+                conn.on_timer(now);
                 conn.session.handle_timeout(now);
                 take_over = conn.drain(&mut self.shared, now)?;
             }
