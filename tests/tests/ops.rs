@@ -173,3 +173,106 @@ fn grown_buffer_is_released_on_a_silent_connection() {
         server.seen
     );
 }
+
+/// `soquete server --listen 127.0.0.1:0 EXTRA…` run by `sh` after `ulimits` (e.g.
+/// `ulimit -n 32`), logging at `log`.
+fn under_limits(ulimits: &str, log: &str, extra: &[&str]) -> Watched {
+    let bin = soquete_tests::soquete_bin();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{ulimits} && exec \"$0\" server --listen 127.0.0.1:0 \"$@\""))
+        .arg(bin)
+        .args(extra)
+        .env("RUST_LOG", log);
+    Watched::start(cmd)
+}
+
+/// The soft and hard "Max open files" of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut words = line.split_whitespace().skip(3);
+    (words.next().unwrap().to_string(), words.next().unwrap().to_string())
+}
+
+#[test]
+fn soft_open_file_limit_is_raised_to_the_hard_limit() {
+    let mut server = under_limits(
+        "ulimit -Sn 64 && ulimit -Hn 4096",
+        "soquete_host::server=debug",
+        &["--max-clients", "100"],
+    );
+    let (soft, hard) = open_file_limits(server.child.id());
+    assert_eq!((soft.as_str(), hard.as_str()), ("4096", "4096"));
+    // It fits: said at debug level, not as a warning.
+    let said = server.stderr_line(|l| l.contains("open-file limit"));
+    assert!(
+        said.contains("DEBUG") && said.ends_with("open-file limit 4096"),
+        "{said}"
+    );
+}
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses: utime is the 12th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
+    let mut server = under_limits("ulimit -n 32", "soquete_host=info", &[]);
+    let pid = server.child.id();
+    let warning = server.stderr_line(|l| l.contains("open-file limit is 32"));
+    assert!(warning.contains("--max-clients 1024"), "{warning}");
+
+    const CLIENTS: usize = 40;
+    let mut peers: Vec<_> = (0..CLIENTS).map(|_| plain(server.addr)).collect();
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    server.stderr_line(|l| l.contains("cannot accept connections"));
+    let mut served = Vec::new();
+    while served.len() < CLIENTS {
+        let line = match server.stdout.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(line) => line,
+            // The server has taken every connection it can.
+            Err(_) => break,
+        };
+        if let Some((_, text)) = line.split_once(": c") {
+            served.push(text.parse::<usize>().unwrap());
+        }
+    }
+    assert!(
+        !served.is_empty() && served.len() < CLIENTS,
+        "{} of {CLIENTS} served",
+        served.len()
+    );
+
+    // Clients wait in the backlog; the server retries, but neither spins nor
+    // repeats itself. (A spinning loop would take the whole second.)
+    let before = cpu_ticks(pid);
+    let window = std::time::Duration::from_secs(1);
+    let start = Instant::now();
+    while let Some(left) = window.checked_sub(start.elapsed()) {
+        if let Ok(line) = server.stderr.recv_timeout(left) {
+            assert!(!line.contains("cannot accept"), "said again: {line}");
+        }
+    }
+    let ticks = cpu_ticks(pid) - before;
+    assert!(ticks < 50, "{ticks} ticks of CPU in 1s while out of descriptors");
+
+    // Served clients leave: the waiting ones are taken and served.
+    for i in &served {
+        peers[*i].shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    server.stderr_line(|l| l.contains("accepting connections again"));
+    let mut rest: Vec<usize> = (0..CLIENTS).filter(|i| !served.contains(i)).collect();
+    while !rest.is_empty() {
+        let line = server.stdout_line(|l| l.contains(": c"));
+        let i: usize = line.split_once(": c").unwrap().1.parse().unwrap();
+        rest.retain(|&j| j != i);
+    }
+}
