@@ -276,3 +276,24 @@ fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
         rest.retain(|&j| j != i);
     }
 }
+
+#[test]
+fn sigterm_closes_silent_connections_at_once() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut silent = plain(server.addr);
+    let me = silent.local_addr().unwrap();
+    server.stderr_line(|l| l.ends_with(&format!("{me}: connected")));
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Not "1 sessions did not close in time", which comes after the grace period.
+    let end = server.stderr_line(|l| l.ends_with("] shut down") || l.contains("did not close in time"));
+    assert!(end.ends_with("] shut down"), "{end}");
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
+}

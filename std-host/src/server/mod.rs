@@ -722,6 +722,20 @@ impl Server {
         self.accept_pending = false;
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
         self.shared.shutting_down = true;
+        // Connections that have not sent a byte have nothing to lose and nobody to
+        // tell: closed at once, so that they do not hold the exit for the grace period.
+        let silent: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Handshake && c.session.stats().bytes_in == 0)
+            .map(|(token, _)| *token)
+            .collect();
+        if !silent.is_empty() {
+            debug!("closing {} connections that sent nothing", silent.len());
+        }
+        for token in silent {
+            self.remove(token);
+        }
         for (token, conn) in &mut self.conns {
             // A connection still in the handshake is refused with SHUTDOWN once it has
             // said whether it speaks binary or plain text, so that its client can tell
