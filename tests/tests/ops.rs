@@ -297,3 +297,23 @@ fn sigterm_closes_silent_connections_at_once() {
     let mut rest = Vec::new();
     assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
 }
+
+#[test]
+fn silent_connection_is_closed_long_before_the_handshake_timeout() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut silent = plain(server.addr);
+    let me = silent.local_addr().unwrap();
+    let mut real = BinClient::connect(server.addr, "real");
+    server.stdout_line(|l| l.ends_with("connected as \"real\""));
+    // Closed for its silence (3 s), not by the 10 s handshake timeout.
+    server.stderr_line(|l| l.ends_with(&format!("{me}: sent nothing in 3s; closed")));
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
+    // The client that spoke is still served.
+    real.send(b"after");
+    real.wait("the acknowledgement", |c| c.acked == 1);
+    server.stdout_line(|l| l.ends_with(": after"));
+}

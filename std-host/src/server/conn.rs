@@ -27,6 +27,10 @@ pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
 /// one arrives (at most `min_rx_len(--max-message)`), and shrinks back once large
 /// frames have stopped for [`RX_SHRINK_AFTER`], so that idle connections stay small.
 pub(super) const RX_START: usize = 4096;
+/// How long a new connection may stay silent before it is closed: much less than the
+/// handshake timeout, so that sockets that never speak cannot hold the server's
+/// connection slots for long.
+pub(super) const SILENT_TIMEOUT: soquete_core::Duration = soquete_core::Duration::from_secs(3);
 /// How long a grown receive buffer is kept after the last growth.
 const RX_SHRINK_AFTER: soquete_core::Duration = soquete_core::Duration::from_secs(1);
 
@@ -149,6 +153,8 @@ pub(super) struct Conn {
     pub dirty: bool,
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
+    /// Closed at this time if it has still sent nothing.
+    silent_until: Instant,
     rx: RxBuffer,
     /// The client's name, for JSON message lines.
     name: String,
@@ -173,7 +179,14 @@ pub(super) struct Reading {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: ServerSession, rx_len: usize) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        token: Token,
+        peer: SocketAddr,
+        session: ServerSession,
+        rx_len: usize,
+        now: Instant,
+    ) -> Self {
         Conn {
             stream,
             token,
@@ -187,6 +200,7 @@ impl Conn {
             queued: false,
             dirty: false,
             scheduled: None,
+            silent_until: now + SILENT_TIMEOUT,
             rx: RxBuffer {
                 len: rx_len,
                 grown: None,
@@ -208,20 +222,31 @@ impl Conn {
         // A grown receive buffer is released after a quiet spell even if the peer
         // sends nothing more (no read would come to shrink it).
         let shrink = self.rx.grown.map(|t| t + RX_SHRINK_AFTER);
-        [self.session.poll_timeout(), self.give_up, shrink]
+        let silent = self.is_silent().then_some(self.silent_until);
+        [self.session.poll_timeout(), self.give_up, shrink, silent]
             .into_iter()
             .flatten()
             .min()
     }
 
+    /// True while the connection has not sent a byte.
+    pub fn is_silent(&self) -> bool {
+        self.state == State::Handshake && self.session.stats().bytes_in == 0
+    }
+
     /// A timer is due: releases a grown receive buffer that has been quiet long
-    /// enough. The session's own timers are the event loop's business.
-    pub fn on_timer(&mut self, now: Instant) {
+    /// enough. The session's own timers are the event loop's business. Returns true
+    /// if the connection has been silent too long and is to be closed.
+    pub fn on_timer(&mut self, now: Instant) -> bool {
+        if self.is_silent() && now >= self.silent_until {
+            return true;
+        }
         if self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER) && !self.shrink_rx(now) {
             // Part of a large frame is still buffered: try again after another quiet
             // spell rather than at every turn of the loop.
             self.rx.grown = Some(now);
         }
+        false
     }
 
     /// Reads at most [`READ_BUDGET`] bytes into the session, handling events as they

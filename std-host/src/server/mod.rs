@@ -550,7 +550,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
-        let mut conn = Conn::new(stream, token, peer, session, rx_len);
+        let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
         self.dirty.push(token);
         self.conns.insert(token, conn);
@@ -572,7 +572,15 @@ impl Server {
             conn.scheduled = None;
             let mut take_over = None;
             if !conn.is_lingering() {
-                conn.on_timer(now);
+                if conn.on_timer(now) {
+                    debug!(
+                        "{}: sent nothing in {}; closed",
+                        conn.peer,
+                        time::human_core(conn::SILENT_TIMEOUT)
+                    );
+                    self.remove(token);
+                    continue;
+                }
                 conn.session.handle_timeout(now);
                 take_over = conn.drain(&mut self.shared, now)?;
             }
@@ -727,7 +735,7 @@ impl Server {
         let silent: Vec<Token> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.state == State::Handshake && c.session.stats().bytes_in == 0)
+            .filter(|(_, c)| c.is_silent())
             .map(|(token, _)| *token)
             .collect();
         if !silent.is_empty() {
