@@ -301,7 +301,8 @@ fn sigterm_closes_silent_connections_at_once() {
 #[test]
 fn silent_connection_is_closed_long_before_the_handshake_timeout() {
     let mut cmd = soquete();
-    cmd.args(["server", "--listen", "127.0.0.1:0"])
+    // Two connections take half the slots: silence is not tolerated for long.
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--max-clients", "4"])
         .env("RUST_LOG", "soquete_host::server=debug");
     let mut server = Watched::start(cmd);
     let mut silent = plain(server.addr);
@@ -316,4 +317,18 @@ fn silent_connection_is_closed_long_before_the_handshake_timeout() {
     real.send(b"after");
     real.wait("the acknowledgement", |c| c.acked == 1);
     server.stdout_line(|l| l.ends_with(": after"));
+}
+
+#[test]
+fn silent_connection_is_kept_while_slots_are_to_spare() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut slow = plain(server.addr);
+    let me = slow.local_addr().unwrap();
+    server.stderr_line(|l| l.ends_with(&format!("{me}: silent, kept (slots to spare)")));
+    // Someone at `nc` who takes a while to type is still served.
+    slow.write_all(b"at last\n").unwrap();
+    server.stdout_line(|l| l == format!("#1 {me}: at last"));
 }

@@ -27,9 +27,10 @@ pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
 /// one arrives (at most `min_rx_len(--max-message)`), and shrinks back once large
 /// frames have stopped for [`RX_SHRINK_AFTER`], so that idle connections stay small.
 pub(super) const RX_START: usize = 4096;
-/// How long a new connection may stay silent before it is closed: much less than the
-/// handshake timeout, so that sockets that never speak cannot hold the server's
-/// connection slots for long.
+/// How long a new connection may stay silent while connection slots run short before
+/// it is closed: much less than the handshake timeout, so that sockets that never
+/// speak cannot hold the server's slots for long. (With room to spare, a person at
+/// `nc` gets the whole handshake timeout to type a first line.)
 pub(super) const SILENT_TIMEOUT: soquete_core::Duration = soquete_core::Duration::from_secs(3);
 /// How long a grown receive buffer is kept after the last growth.
 const RX_SHRINK_AFTER: soquete_core::Duration = soquete_core::Duration::from_secs(1);
@@ -236,10 +237,16 @@ impl Conn {
 
     /// A timer is due: releases a grown receive buffer that has been quiet long
     /// enough. The session's own timers are the event loop's business. Returns true
-    /// if the connection has been silent too long and is to be closed.
-    pub fn on_timer(&mut self, now: Instant) -> bool {
+    /// if the connection has been silent too long while slots are `short`, and is to
+    /// be closed.
+    pub fn on_timer(&mut self, now: Instant, short: bool) -> bool {
         if self.is_silent() && now >= self.silent_until {
-            return true;
+            if short {
+                return true;
+            }
+            // Looked at again later; the handshake timeout bounds it anyway.
+            debug!("{}: silent, kept (slots to spare)", self.peer);
+            self.silent_until = now + SILENT_TIMEOUT;
         }
         if self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER) && !self.shrink_rx(now) {
             // Part of a large frame is still buffered: try again after another quiet

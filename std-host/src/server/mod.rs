@@ -558,6 +558,8 @@ impl Server {
 
     /// Runs every due timer.
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
+        // Half the connection slots taken: silent connections must make room.
+        let slots_short = self.conns.len() >= (self.shared.max_clients / 2).max(1);
         while let Some(&Reverse((t, token))) = self.timers.peek() {
             if t > now {
                 break;
@@ -572,7 +574,7 @@ impl Server {
             conn.scheduled = None;
             let mut take_over = None;
             if !conn.is_lingering() {
-                if conn.on_timer(now) {
+                if conn.on_timer(now, slots_short) {
                     debug!(
                         "{}: sent nothing in {}; closed",
                         conn.peer,
