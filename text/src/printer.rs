@@ -247,6 +247,21 @@ impl<W: Write> Printer<W> {
         }
     }
 
+    /// `#ID PEER taken over by NEW after N messages`: the client resumed its session
+    /// on a new connection from `NEW` while the old one, from `PEER`, was still open;
+    /// the old connection is closed.
+    pub fn taken_over(&mut self, id: u64, peer: impl Display, new: impl Display, messages: u64) -> io::Result<()> {
+        self.forget(id);
+        self.start()?;
+        match self.format {
+            Format::Text => writeln!(self.out, "#{id} {peer} taken over by {new} after {messages} messages"),
+            Format::Json => writeln!(
+                self.out,
+                r#""event":"taken_over","id":{id},"peer":"{peer}","by":"{new}","messages":{messages}}}"#
+            ),
+        }
+    }
+
     /// `#ID PEER refused (REASON)`
     pub fn refused(&mut self, id: u64, peer: impl Display, reason: impl Display) -> io::Result<()> {
         self.forget(id);

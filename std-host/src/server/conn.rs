@@ -27,6 +27,11 @@ pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
 /// one arrives (at most `min_rx_len(--max-message)`), and shrinks back once large
 /// frames have stopped for [`RX_SHRINK_AFTER`], so that idle connections stay small.
 pub(super) const RX_START: usize = 4096;
+/// How long a new connection may stay silent while connection slots run short before
+/// it is closed: much less than the handshake timeout, so that sockets that never
+/// speak cannot hold the server's slots for long. (With room to spare, a person at
+/// `nc` gets the whole handshake timeout to type a first line.)
+pub(super) const SILENT_TIMEOUT: soquete_core::Duration = soquete_core::Duration::from_secs(3);
 /// How long a grown receive buffer is kept after the last growth.
 const RX_SHRINK_AFTER: soquete_core::Duration = soquete_core::Duration::from_secs(1);
 
@@ -149,6 +154,8 @@ pub(super) struct Conn {
     pub dirty: bool,
     /// The deadline this connection has in the timer heap, if any.
     pub scheduled: Option<Instant>,
+    /// Closed at this time if it has still sent nothing.
+    silent_until: Instant,
     rx: RxBuffer,
     /// The client's name, for JSON message lines.
     name: String,
@@ -173,7 +180,14 @@ pub(super) struct Reading {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, token: Token, peer: SocketAddr, session: ServerSession, rx_len: usize) -> Self {
+    pub fn new(
+        stream: TcpStream,
+        token: Token,
+        peer: SocketAddr,
+        session: ServerSession,
+        rx_len: usize,
+        now: Instant,
+    ) -> Self {
         Conn {
             stream,
             token,
@@ -187,6 +201,7 @@ impl Conn {
             queued: false,
             dirty: false,
             scheduled: None,
+            silent_until: now + SILENT_TIMEOUT,
             rx: RxBuffer {
                 len: rx_len,
                 grown: None,
@@ -205,10 +220,40 @@ impl Conn {
         if let State::Lingering { until } = self.state {
             return Some(until);
         }
-        match (self.session.poll_timeout(), self.give_up) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A grown receive buffer is released after a quiet spell even if the peer
+        // sends nothing more (no read would come to shrink it).
+        let shrink = self.rx.grown.map(|t| t + RX_SHRINK_AFTER);
+        let silent = self.is_silent().then_some(self.silent_until);
+        [self.session.poll_timeout(), self.give_up, shrink, silent]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// True while the connection has not sent a byte.
+    pub fn is_silent(&self) -> bool {
+        self.state == State::Handshake && self.session.stats().bytes_in == 0
+    }
+
+    /// A timer is due: releases a grown receive buffer that has been quiet long
+    /// enough. The session's own timers are the event loop's business. Returns true
+    /// if the connection has been silent too long while slots are `short`, and is to
+    /// be closed.
+    pub fn on_timer(&mut self, now: Instant, short: bool) -> bool {
+        if self.is_silent() && now >= self.silent_until {
+            if short {
+                return true;
+            }
+            // Looked at again later; the handshake timeout bounds it anyway.
+            debug!("{}: silent, kept (slots to spare)", self.peer);
+            self.silent_until = now + SILENT_TIMEOUT;
         }
+        if self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER) && !self.shrink_rx(now) {
+            // Part of a large frame is still buffered: try again after another quiet
+            // spell rather than at every turn of the loop.
+            self.rx.grown = Some(now);
+        }
+        false
     }
 
     /// Reads at most [`READ_BUDGET`] bytes into the session, handling events as they
@@ -281,15 +326,19 @@ impl Conn {
     }
 
     /// Returns a grown receive buffer to [`RX_START`] once large frames have stopped.
-    fn shrink_rx(&mut self, now: Instant) {
+    /// True if it did.
+    fn shrink_rx(&mut self, now: Instant) -> bool {
         let quiet = self.rx.grown.is_some_and(|t| now >= t + RX_SHRINK_AFTER);
         let shrink = self.rx.len > RX_START && quiet && self.session.rx_shrinkable(RX_START);
         if shrink && self.session.replace_rx(vec![0; RX_START]).is_ok() {
+            debug!("{}: receive buffer {} -> {RX_START} bytes", self.peer, self.rx.len);
             self.rx = RxBuffer {
                 len: RX_START,
                 grown: None,
             };
+            return true;
         }
+        false
     }
 
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
@@ -342,9 +391,16 @@ impl Conn {
 
     /// Retires this connection because its client resumed the session on another one:
     /// the session stays registered with what was printed so far. Nothing more is read.
-    pub fn replaced(&mut self, shared: &mut Shared, now: Instant) {
+    /// Its "taken over" line names `by`, the new connection's address (no line if
+    /// that connection is gone already).
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn replaced(&mut self, shared: &mut Shared, by: Option<SocketAddr>, now: Instant) -> io::Result<()> {
         if let State::Accepted(served) = self.state {
-            debug!("#{} {}: replaced by a resumed connection", served.id, self.peer);
+            if let Some(by) = by {
+                shared.printer.taken_over(served.id, self.peer, by, served.messages)?;
+            }
             shared
                 .registry
                 .detach(served.token, served.last_seq, served.messages, now);
@@ -352,6 +408,7 @@ impl Conn {
             shared.active = shared.active.saturating_sub(1);
         }
         self.state = State::Gone;
+        Ok(())
     }
 
     /// The sink has written every message up to `seq`: acknowledges them, then takes

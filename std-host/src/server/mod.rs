@@ -66,6 +66,9 @@ const ACCEPT_SLACK: usize = 64;
 const ACCEPT_BATCH: usize = 64;
 /// Pause before accepting again after an error such as EMFILE.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Descriptors the server holds besides its connections (standard streams, the
+/// listener, the event loop, the output, the stop signals), with room to spare.
+const FDS_BESIDES_CONNS: u64 = 32;
 /// Transmit buffer of a session: the server sends no messages of its own yet.
 const TX_LEN: usize = 1024;
 /// How long a finished connection keeps reading (and dropping) the peer's last bytes.
@@ -263,6 +266,9 @@ struct Server {
     /// The listener has connections waiting (edge-triggered: remembered here).
     accept_pending: bool,
     accept_paused_until: Option<Instant>,
+    /// Accepting fails (e.g. EMFILE): it was said once, and is not said again until
+    /// a connection has been accepted.
+    accept_failing: bool,
     /// Set once SIGINT/SIGTERM arrived: the time by which the server exits.
     shutdown_deadline: Option<Instant>,
 }
@@ -275,6 +281,7 @@ impl Server {
         output: Output,
         mut shutdown: Shutdown,
     ) -> Result<Self, Error> {
+        raise_open_file_limit(options.max_clients);
         let poll = Poll::new().map_err(|e| Error::Setup("create the event loop", e))?;
         listener
             .set_nonblocking(true)
@@ -328,6 +335,7 @@ impl Server {
             dirty: Vec::new(),
             accept_pending: false,
             accept_paused_until: None,
+            accept_failing: false,
             shutdown_deadline: None,
         })
     }
@@ -482,6 +490,9 @@ impl Server {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    if std::mem::take(&mut self.accept_failing) {
+                        info!("accepting connections again");
+                    }
                     if self.conns.len() >= self.shared.max_clients.saturating_add(ACCEPT_SLACK) {
                         warn!("{peer}: too many connections ({}); closed at once", self.conns.len());
                         continue;
@@ -495,8 +506,17 @@ impl Server {
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
                     // EMFILE and friends: the connection stays in the backlog; try
-                    // again shortly rather than spin.
-                    warn!("cannot accept a connection: {e}; retrying in {ACCEPT_PAUSE}");
+                    // again shortly rather than spin, and say so once, not at every
+                    // try.
+                    if self.accept_failing {
+                        debug!("cannot accept a connection: {e}");
+                    } else {
+                        warn!(
+                            "cannot accept connections: {e}; new clients wait until some leave \
+                             (retrying every {ACCEPT_PAUSE})"
+                        );
+                        self.accept_failing = true;
+                    }
                     self.accept_paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
@@ -530,7 +550,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
-        let mut conn = Conn::new(stream, token, peer, session, rx_len);
+        let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
         self.dirty.push(token);
         self.conns.insert(token, conn);
@@ -538,6 +558,8 @@ impl Server {
 
     /// Runs every due timer.
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
+        // Half the connection slots taken: silent connections must make room.
+        let slots_short = self.conns.len() >= (self.shared.max_clients / 2).max(1);
         while let Some(&Reverse((t, token))) = self.timers.peek() {
             if t > now {
                 break;
@@ -552,6 +574,15 @@ impl Server {
             conn.scheduled = None;
             let mut take_over = None;
             if !conn.is_lingering() {
+                if conn.on_timer(now, slots_short) {
+                    debug!(
+                        "{}: sent nothing in {}; closed",
+                        conn.peer,
+                        time::human_core(conn::SILENT_TIMEOUT)
+                    );
+                    self.remove(token);
+                    continue;
+                }
                 conn.session.handle_timeout(now);
                 take_over = conn.drain(&mut self.shared, now)?;
             }
@@ -635,8 +666,9 @@ impl Server {
     /// is resent on the new one) and the new one continues the session.
     fn take_over(&mut self, mut take_over: Option<TakeOver>, now: Instant) -> io::Result<()> {
         while let Some(TakeOver { new, old, session }) = take_over.take() {
+            let by = self.conns.get(&new).map(|c| c.peer);
             if let Some(conn) = self.conns.get_mut(&old) {
-                conn.replaced(&mut self.shared, now);
+                conn.replaced(&mut self.shared, by, now)?;
             }
             self.remove(old);
             if let Some(conn) = self.conns.get_mut(&new) {
@@ -700,6 +732,20 @@ impl Server {
         self.accept_pending = false;
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
         self.shared.shutting_down = true;
+        // Connections that have not sent a byte have nothing to lose and nobody to
+        // tell: closed at once, so that they do not hold the exit for the grace period.
+        let silent: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_silent())
+            .map(|(token, _)| *token)
+            .collect();
+        if !silent.is_empty() {
+            debug!("closing {} connections that sent nothing", silent.len());
+        }
+        for token in silent {
+            self.remove(token);
+        }
         for (token, conn) in &mut self.conns {
             // A connection still in the handshake is refused with SHUTDOWN once it has
             // said whether it speaks binary or plain text, so that its client can tell
@@ -729,6 +775,34 @@ impl Server {
             self.remove(token);
         }
         Ok(())
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit, so that the server is not held
+/// to a low default (1024 under systemd) when it may have more; warns if
+/// `max_clients` still does not fit.
+fn raise_open_file_limit(max_clients: usize) {
+    let want = u64::try_from(max_clients)
+        .unwrap_or(u64::MAX)
+        .saturating_add(ACCEPT_SLACK as u64)
+        .saturating_add(FDS_BESIDES_CONNS);
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("cannot raise the open-file limit: {e}");
+            match rlimit::Resource::NOFILE.get_soft() {
+                Ok(limit) => limit,
+                Err(_) => return,
+            }
+        }
+    };
+    if limit < want {
+        warn!(
+            "the open-file limit is {limit}, too low for --max-clients {max_clients} (about {want} needed): \
+             raise it (ulimit -n, or LimitNOFILE= in a systemd unit) or lower --max-clients"
+        );
+    } else {
+        debug!("open-file limit {limit}");
     }
 }
 

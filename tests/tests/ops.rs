@@ -1,0 +1,334 @@
+//! The server as an operator runs it: what it tells about takeovers, what it holds
+//! for idle connections, how it copes with its limits.
+//!
+//! Readiness is always a printed line or a socket read; nothing sleeps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::Instant;
+
+use soquete_tests::{plain, soquete, BinClient, Server, WAIT};
+
+/// The real binary with its standard output and its log (stderr) both read line by
+/// line; killed when dropped.
+struct Watched {
+    child: Child,
+    addr: SocketAddr,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    /// Every line seen so far, of either stream, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Watched {
+    /// Runs `cmd` (a `soquete server --listen 127.0.0.1:0 …` command line) and waits
+    /// for its "listening on" line.
+    fn start(mut cmd: Command) -> Watched {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn soquete server");
+        let stdout = lines_of(child.stdout.take().expect("stdout"));
+        let stderr = lines_of(child.stderr.take().expect("stderr"));
+        let mut w = Watched {
+            child,
+            addr: "0.0.0.0:0".parse().expect("addr"),
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        };
+        let first = w.stdout_line(|l| l.starts_with("listening on "));
+        w.addr = first["listening on ".len()..].parse().expect("listen address");
+        w
+    }
+
+    fn stdout_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        wait_line(&self.stdout, &mut self.seen, "stdout", pred)
+    }
+
+    fn stderr_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        wait_line(&self.stderr, &mut self.seen, "stderr", pred)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The next line of `lines` that satisfies `pred`, within [`WAIT`]; panics with what
+/// was seen otherwise.
+fn wait_line(lines: &Receiver<String>, seen: &mut Vec<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(line) => seen.push(format!("{what}: {line}")),
+            Err(_) => panic!("no matching {what} line within {WAIT:?}; saw:\n{}", seen.join("\n")),
+        }
+    }
+}
+
+/// Forwards every line of `r` to a channel (lossy UTF-8, long lines cut short).
+fn lines_of(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(r);
+        let mut buf = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buf), Ok(1..)) {
+            buf.truncate(256);
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+            buf.clear();
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn takeover_is_printed_with_the_new_address() {
+    let mut server = Server::in_process(&[]);
+    let mut c = BinClient::connect(server.addr, "twice");
+    let id = server.named_session("twice");
+    c.send(b"m0");
+    c.wait("the acknowledgement", |c| c.acked == 1);
+    let old_addr = c.stream.local_addr().unwrap();
+    let _old = c.reconnect(server.addr);
+    assert_eq!(c.established, Some(true));
+    let new_addr = c.stream.local_addr().unwrap();
+    let line = server.wait_for(WAIT, |l| l.contains(" taken over "));
+    assert_eq!(
+        line,
+        format!("{id} {old_addr} taken over by {new_addr} after 1 messages")
+    );
+    // The takeover comes before the session goes on from the new address.
+    let resumed = server.wait_for(WAIT, |l| l.contains(" resumed after "));
+    assert_eq!(resumed, format!("{id} {new_addr} resumed after 1 messages"));
+}
+
+#[test]
+fn takeover_is_a_json_event() {
+    let mut server = Server::start(&["--json"]);
+    let mut c = BinClient::connect(server.addr, "twice");
+    c.send(b"m0");
+    c.wait("the acknowledgement", |c| c.acked == 1);
+    let old_addr = c.stream.local_addr().unwrap();
+    let _old = c.reconnect(server.addr);
+    let new_addr = c.stream.local_addr().unwrap();
+    let line = server.wait_for(WAIT, |l| l.contains(r#""event":"taken_over""#));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+    let connected = server
+        .seen
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["event"] == "connected")
+        .expect("a connected event");
+    assert_eq!(v["id"], connected["id"]);
+    assert_eq!(v["peer"], old_addr.to_string());
+    assert_eq!(v["by"], new_addr.to_string());
+    assert_eq!(v["messages"], 1);
+}
+
+#[test]
+fn grown_buffer_is_released_on_a_silent_connection() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--max-message", "2000000"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut peer = plain(server.addr);
+    let me = peer.local_addr().unwrap();
+    let mut big = vec![b'x'; 1 << 20];
+    big.push(b'\n');
+    peer.write_all(&big).unwrap();
+    server.stdout_line(|l| l.starts_with(&format!("#1 {me}: xxxx")));
+    let grown = server.stderr_line(|l| l.contains(&format!("{me}: receive buffer 4096 -> ")));
+    // The peer now stays silent: only a timer can release the buffer.
+    let released =
+        server.stderr_line(|l| l.contains(&format!("{me}: receive buffer ")) && l.ends_with("-> 4096 bytes"));
+    let size = |l: &str| -> String { l.split("receive buffer ").nth(1).unwrap().to_string() };
+    assert_eq!(
+        size(&grown).split(" -> ").nth(1),
+        size(&released)
+            .split(" -> ")
+            .next()
+            .map(|n| format!("{n} bytes"))
+            .as_deref()
+    );
+    // The connection is still served, with the small buffer.
+    peer.write_all(b"still here\n").unwrap();
+    server.stdout_line(|l| l == format!("#1 {me}: still here"));
+    assert!(
+        !server.seen.iter().any(|l| l.contains(" left (")),
+        "the connection must stay open: {:?}",
+        server.seen
+    );
+}
+
+/// `soquete server --listen 127.0.0.1:0 EXTRA…` run by `sh` after `ulimits` (e.g.
+/// `ulimit -n 32`), logging at `log`.
+fn under_limits(ulimits: &str, log: &str, extra: &[&str]) -> Watched {
+    let bin = soquete_tests::soquete_bin();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("{ulimits} && exec \"$0\" server --listen 127.0.0.1:0 \"$@\""))
+        .arg(bin)
+        .args(extra)
+        .env("RUST_LOG", log);
+    Watched::start(cmd)
+}
+
+/// The soft and hard "Max open files" of process `pid`.
+fn open_file_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let mut words = line.split_whitespace().skip(3);
+    (words.next().unwrap().to_string(), words.next().unwrap().to_string())
+}
+
+#[test]
+fn soft_open_file_limit_is_raised_to_the_hard_limit() {
+    let mut server = under_limits(
+        "ulimit -Sn 64 && ulimit -Hn 4096",
+        "soquete_host::server=debug",
+        &["--max-clients", "100"],
+    );
+    let (soft, hard) = open_file_limits(server.child.id());
+    assert_eq!((soft.as_str(), hard.as_str()), ("4096", "4096"));
+    // It fits: said at debug level, not as a warning.
+    let said = server.stderr_line(|l| l.contains("open-file limit"));
+    assert!(
+        said.contains("DEBUG") && said.ends_with("open-file limit 4096"),
+        "{said}"
+    );
+}
+
+/// CPU time (user + system) of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses: utime is the 12th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
+    let mut server = under_limits("ulimit -n 32", "soquete_host=info", &[]);
+    let pid = server.child.id();
+    let warning = server.stderr_line(|l| l.contains("open-file limit is 32"));
+    assert!(warning.contains("--max-clients 1024"), "{warning}");
+
+    const CLIENTS: usize = 40;
+    let mut peers: Vec<_> = (0..CLIENTS).map(|_| plain(server.addr)).collect();
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.write_all(format!("c{i}\n").as_bytes()).unwrap();
+    }
+    server.stderr_line(|l| l.contains("cannot accept connections"));
+    let mut served = Vec::new();
+    while served.len() < CLIENTS {
+        let line = match server.stdout.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(line) => line,
+            // The server has taken every connection it can.
+            Err(_) => break,
+        };
+        if let Some((_, text)) = line.split_once(": c") {
+            served.push(text.parse::<usize>().unwrap());
+        }
+    }
+    assert!(
+        !served.is_empty() && served.len() < CLIENTS,
+        "{} of {CLIENTS} served",
+        served.len()
+    );
+
+    // Clients wait in the backlog; the server retries, but neither spins nor
+    // repeats itself. (A spinning loop would take the whole second.)
+    let before = cpu_ticks(pid);
+    let window = std::time::Duration::from_secs(1);
+    let start = Instant::now();
+    while let Some(left) = window.checked_sub(start.elapsed()) {
+        if let Ok(line) = server.stderr.recv_timeout(left) {
+            assert!(!line.contains("cannot accept"), "said again: {line}");
+        }
+    }
+    let ticks = cpu_ticks(pid) - before;
+    assert!(ticks < 50, "{ticks} ticks of CPU in 1s while out of descriptors");
+
+    // Served clients leave: the waiting ones are taken and served.
+    for i in &served {
+        peers[*i].shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    server.stderr_line(|l| l.contains("accepting connections again"));
+    let mut rest: Vec<usize> = (0..CLIENTS).filter(|i| !served.contains(i)).collect();
+    while !rest.is_empty() {
+        let line = server.stdout_line(|l| l.contains(": c"));
+        let i: usize = line.split_once(": c").unwrap().1.parse().unwrap();
+        rest.retain(|&j| j != i);
+    }
+}
+
+#[test]
+fn sigterm_closes_silent_connections_at_once() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut silent = plain(server.addr);
+    let me = silent.local_addr().unwrap();
+    server.stderr_line(|l| l.ends_with(&format!("{me}: connected")));
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Not "1 sessions did not close in time", which comes after the grace period.
+    let end = server.stderr_line(|l| l.ends_with("] shut down") || l.contains("did not close in time"));
+    assert!(end.ends_with("] shut down"), "{end}");
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
+}
+
+#[test]
+fn silent_connection_is_closed_long_before_the_handshake_timeout() {
+    let mut cmd = soquete();
+    // Two connections take half the slots: silence is not tolerated for long.
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--max-clients", "4"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut silent = plain(server.addr);
+    let me = silent.local_addr().unwrap();
+    let mut real = BinClient::connect(server.addr, "real");
+    server.stdout_line(|l| l.ends_with("connected as \"real\""));
+    // Closed for its silence (3 s), not by the 10 s handshake timeout.
+    server.stderr_line(|l| l.ends_with(&format!("{me}: sent nothing in 3s; closed")));
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
+    // The client that spoke is still served.
+    real.send(b"after");
+    real.wait("the acknowledgement", |c| c.acked == 1);
+    server.stdout_line(|l| l.ends_with(": after"));
+}
+
+#[test]
+fn silent_connection_is_kept_while_slots_are_to_spare() {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    let mut slow = plain(server.addr);
+    let me = slow.local_addr().unwrap();
+    server.stderr_line(|l| l.ends_with(&format!("{me}: silent, kept (slots to spare)")));
+    // Someone at `nc` who takes a while to type is still served.
+    slow.write_all(b"at last\n").unwrap();
+    server.stdout_line(|l| l == format!("#1 {me}: at last"));
+}
