@@ -388,6 +388,11 @@ impl Server {
                 }
             }
             self.iterate(now).map_err(Error::Output)?;
+            // A message sent again after a resume, whose line the sink wrote before,
+            // waits for no report of the writer: confirm it now.
+            if self.shared.sink.has_written_marks() {
+                self.on_written(now)?;
+            }
         }
         Ok(Stopped::Gracefully)
     }

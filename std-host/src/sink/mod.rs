@@ -173,6 +173,13 @@ impl Sink {
         self.marks.push_back(Mark { end, conn, seq });
     }
 
+    /// A message marked is written already, with no report to come for it: it was
+    /// sent again after a resume and its line had been written before
+    /// ([`Sink::confirmed`] takes it).
+    pub fn has_written_marks(&self) -> bool {
+        self.marks.front().is_some_and(|mark| mark.end <= self.written)
+    }
+
     /// Bytes appended (`pending` of them not submitted yet) and not yet written.
     pub fn backlog(&self, pending: usize) -> u64 {
         (self.base + pending as u64).saturating_sub(self.written)
