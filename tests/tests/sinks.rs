@@ -6,15 +6,26 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use soquete_tests::{read_all, soquete, BinClient, WAIT};
 
+/// Held while this file's tests start a process, and by the broken-pipe test while
+/// it needs its pipe's reading end to be closed everywhere: a process started by
+/// another test holds a copy of every descriptor of this process until it execs, and
+/// a write into the pipe meanwhile would succeed.
+static SPAWNING: Mutex<()> = Mutex::new(());
+
+fn spawning() -> MutexGuard<'static, ()> {
+    SPAWNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Starts `soquete server --listen 127.0.0.1:0 EXTRA...` with stdout and stderr piped;
 /// returns it, its stdout and its address (read from the first line).
 fn start(extra: &[&str]) -> (Child, BufReader<ChildStdout>, std::net::SocketAddr) {
+    let spawn = spawning();
     let mut child = soquete()
         .args(["server", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -23,6 +34,7 @@ fn start(extra: &[&str]) -> (Child, BufReader<ChildStdout>, std::net::SocketAddr
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn soquete server");
+    drop(spawn);
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     out.read_line(&mut first).expect("first line");
@@ -129,13 +141,18 @@ fn broken_pipe_acknowledges_nothing_more() {
     while !seen.ends_with(": one\n") {
         out.read_line(&mut seen).expect("a line");
     }
+    let _no_spawns = spawning();
     drop(out);
 
     c.send(b"two");
     c.send(b"three");
     let deadline = Instant::now() + WAIT;
     while c.closed.is_none() {
-        assert!(Instant::now() < deadline, "the server kept the session open");
+        assert!(
+            Instant::now() < deadline,
+            "the server kept the session open (acknowledged {})",
+            c.acked
+        );
         c.pump();
     }
     assert_eq!(c.acked, 1, "a message the server could not write was acknowledged");
@@ -155,6 +172,7 @@ fn sighup_opens_the_output_file_again() {
     fs::create_dir_all(&dir).expect("temp dir");
     let log = dir.join("out.log");
     let rotated = dir.join("out.log.1");
+    let spawn = spawning();
     let mut child = soquete()
         .args(["server", "--listen", "127.0.0.1:0", "--output"])
         .arg(&log)
@@ -163,6 +181,7 @@ fn sighup_opens_the_output_file_again() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn soquete server");
+    drop(spawn);
     // The address is the file's first line.
     let deadline = Instant::now() + WAIT;
     let addr = loop {
@@ -183,10 +202,12 @@ fn sighup_opens_the_output_file_again() {
     }
     c.wait("the first acknowledgements", |c| c.acked == 10);
     fs::rename(&log, &rotated).expect("rotate");
+    let spawn = spawning();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
         .expect("kill");
+    drop(spawn);
     assert!(status.success());
     // Once an acknowledged message is in the new file, the server has opened it.
     while !fs::read_to_string(&log).unwrap_or_default().contains(": m") {
@@ -223,6 +244,7 @@ fn sighup_opens_the_output_file_again() {
 
 #[test]
 fn full_output_fails_clearly() {
+    let spawn = spawning();
     let child = soquete()
         .args(["server", "--listen", "127.0.0.1:0", "--output", "/dev/full"])
         .stdin(Stdio::null())
@@ -230,6 +252,7 @@ fn full_output_fails_clearly() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn soquete server");
+    drop(spawn);
     let (code, stderr) = wait_exit(child);
     assert_eq!(code, Some(1), "stderr: {stderr}");
     assert!(
