@@ -556,7 +556,9 @@ mod tests {
             if let (Some(_), Some(_)) = (&out_a, &out_b) {
                 return out_a.zip(out_b).ok_or(Stuck::Rounds);
             }
-            let woken = flag_a.0.load(Ordering::SeqCst) || flag_b.0.load(Ordering::SeqCst);
+            // A finished task's wake-ups (its transport still signals) wake nothing.
+            let woken = (out_a.is_none() && flag_a.0.load(Ordering::SeqCst))
+                || (out_b.is_none() && flag_b.0.load(Ordering::SeqCst));
             if !woken && !world.advance() {
                 return Err(Stuck::Deadlock);
             }
