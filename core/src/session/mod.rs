@@ -732,12 +732,14 @@ where
                 return self.ctrl.unsent();
             }
         }
+        if self.tx.is_partial() {
+            // The frame in progress alone: control frames follow it at once, and after
+            // an abort the peer can still parse the ERROR that follows it.
+            return self.tx.rest_of_frame();
+        }
         match self.state {
             State::Open | State::Closing { .. } => self.tx.unsent(),
             State::Closed(Closure::Orderly { .. }) if self.mode() == Mode::Plain => self.tx.unsent(),
-            // After an abort, only finish a frame already started, so the peer can
-            // still parse the ERROR that follows it.
-            State::Closed(_) => self.tx.rest_of_frame(self.mode() == Mode::Plain),
             _ => &[],
         }
     }
@@ -757,13 +759,7 @@ where
             }
             return;
         }
-        let plain = self.mode() == Mode::Plain;
-        let frame_only = match self.state {
-            State::Closed(Closure::Orderly { .. }) => !plain,
-            State::Closed(_) => true,
-            _ => false,
-        };
-        self.tx.advance(n, frame_only, plain);
+        self.tx.advance(n, self.mode() == Mode::Plain);
     }
 }
 

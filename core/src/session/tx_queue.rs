@@ -7,9 +7,9 @@ use crate::wire::{Frame, HEADER_LEN};
 /// The caller's transmit buffer, `buf[start..end]` in use:
 ///
 /// ```text
-///   start          sent              end
-///     | handed to the | not yet handed  |
-///     | transport     | to it           |
+///   start          sent    boundary          end
+///     | handed to the | frame in |  not yet     |
+///     | transport     | progress |  handed out  |
 /// ```
 ///
 /// In binary mode it holds whole MSG frames, consecutive in sequence number, the
@@ -21,9 +21,11 @@ pub(super) struct TxQueue<T> {
     start: usize,
     sent: usize,
     end: usize,
-    /// A write stopped short of the queued bytes: control frames wait until the
-    /// frame in progress is finished (PROTOCOL.md §4.3 "Batching").
-    partial: bool,
+    /// End of the frame (plain text: line) that a write stopped inside, or `sent` when
+    /// the last write ended on a boundary. Control frames wait while
+    /// `sent < boundary`: a frame already partly written is finished first, and then
+    /// they go before the next one (PROTOCOL.md §4.3 "Batching").
+    boundary: usize,
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
@@ -33,7 +35,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
             start: 0,
             sent: 0,
             end: 0,
-            partial: false,
+            boundary: 0,
         }
     }
 
@@ -42,9 +44,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         self.buf.as_ref().len()
     }
 
-    /// True when a write stopped short of the queued bytes.
+    /// True when a write stopped inside a frame (plain text: line).
     pub(super) fn is_partial(&self) -> bool {
-        self.partial
+        self.sent < self.boundary
     }
 
     /// True when queued bytes wait for the transport.
@@ -75,25 +77,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
     /// The rest of the frame (plain text: line) in progress, if a write stopped
     /// inside one: after the end only that goes out, so that an ERROR (or `ERR` line)
     /// after it starts on a boundary.
-    pub(super) fn rest_of_frame(&self, plain: bool) -> &[u8] {
-        if !self.partial {
-            return &[];
-        }
-        let end = self.frame_end_after(self.sent, plain);
-        self.buf.as_ref().get(self.sent..end).unwrap_or(&[])
+    pub(super) fn rest_of_frame(&self) -> &[u8] {
+        self.buf.as_ref().get(self.sent..self.boundary).unwrap_or(&[])
     }
 
-    /// Records that the transport took `n` bytes of [`TxQueue::unsent`], or of
-    /// [`TxQueue::rest_of_frame`] when `frame_only`. Plain text is never
+    /// Records that the transport took `n` bytes of [`TxQueue::rest_of_frame`] while
+    /// a frame is in progress, else of [`TxQueue::unsent`] (more is not counted), and
+    /// finds where the frame (plain text: line) they end in ends. Plain text is never
     /// acknowledged: its bytes are done with once sent.
-    pub(super) fn advance(&mut self, n: usize, frame_only: bool, plain: bool) {
-        let limit = if frame_only {
-            self.frame_end_after(self.sent, plain)
-        } else {
-            self.end
-        };
+    pub(super) fn advance(&mut self, n: usize, plain: bool) {
+        let limit = if self.is_partial() { self.boundary } else { self.end };
         self.sent = self.sent.saturating_add(n).min(limit);
-        self.partial = self.sent < limit;
+        while self.boundary < self.sent {
+            let rest = self.buf.as_ref().get(self.boundary..self.end).unwrap_or(&[]);
+            let len = if plain {
+                rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1)
+            } else {
+                peek_header(rest).map_or(rest.len(), |(_, body_len)| HEADER_LEN + body_len as usize)
+            };
+            // At least one byte, so that this ends even on bytes that are no frame.
+            self.boundary = self.boundary.saturating_add(len.max(1)).min(self.end);
+        }
         if plain {
             self.start = self.sent;
         }
@@ -101,6 +105,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
             self.start = 0;
             self.sent = 0;
             self.end = 0;
+            self.boundary = 0;
         }
     }
 
@@ -133,13 +138,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         // Only after a reconnect, where a resumed WELCOME acknowledges frames that
         // went out on the old connection and nothing is in flight.
         self.sent = self.sent.max(self.start);
+        self.boundary = self.boundary.max(self.start);
         dropped
     }
 
     /// Starts over on a new connection: every queued frame goes out again.
     pub(super) fn rewind(&mut self) {
         self.sent = self.start;
-        self.partial = false;
+        self.boundary = self.start;
     }
 
     /// Gives the queued frames the sequence numbers `first`, `first + 1`, ...
@@ -164,27 +170,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         }
         super::move_to_front(self.buf.as_mut(), self.start, self.end);
         self.sent -= self.start;
+        self.boundary -= self.start;
         self.end -= self.start;
         self.start = 0;
-    }
-
-    /// End of the frame (plain text: line, with its `\n`) that contains byte `pos`.
-    fn frame_end_after(&self, pos: usize, plain: bool) -> usize {
-        if plain {
-            let rest = self.buf.as_ref().get(pos..self.end).unwrap_or(&[]);
-            return rest.iter().position(|&b| b == b'\n').map_or(self.end, |i| pos + i + 1);
-        }
-        let mut at = self.start;
-        while at < self.end {
-            let Some((_, body_len)) = self.buf.as_ref().get(at..self.end).and_then(peek_header) else {
-                break;
-            };
-            let end = at.saturating_add(HEADER_LEN + body_len as usize).min(self.end);
-            if end > pos {
-                return end;
-            }
-            at = end;
-        }
-        pos
     }
 }

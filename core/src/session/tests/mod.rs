@@ -999,6 +999,23 @@ mod client {
     }
 
     #[test]
+    fn control_frames_wait_only_for_the_msg_in_progress() {
+        // §4.3 "Batching": a MSG already partly written is finished first; the PONG
+        // then goes before the MSGs still queued, not after all of them.
+        let now = Instant::ZERO;
+        let mut c = open_client(256);
+        for p in [&b"one"[..], b"two", b"three"] {
+            c.send(p).unwrap();
+        }
+        let (m1, m2, m3) = (msg(1, b"one"), msg(2, b"two"), msg(3, b"three"));
+        assert_eq!(transmit(&mut c, m1.len() + 2), [&m1[..], &m2[..2]].concat());
+        c.handle_input(now, &frame(Repr::Ping(9)));
+        drain(&mut c, now);
+        let rest = transmit(&mut c, usize::MAX);
+        assert_eq!(rest, [&m2[2..], &frame(Repr::Pong(9)), &m3].concat());
+    }
+
+    #[test]
     fn client_checks_a_hello_before_calling_it_unexpected() {
         // §3.1: field checks (step 6) come before the state check (step 7), also in a
         // build without the server, which checks HELLO without decoding its name.
