@@ -18,21 +18,15 @@ KERNEL_ADDR=10.78.0.1
 EMBASSY_ADDR=10.78.0.2
 PORT=8800
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: tap-test.sh needs root (network namespace and TAP device)"
-    exit 0
-fi
-if [ ! -c /dev/net/tun ]; then
-    echo "SKIP: /dev/net/tun is missing (no TUN/TAP support)"
-    exit 0
-fi
-if ! command -v ip >/dev/null 2>&1; then
-    echo "SKIP: the ip command (iproute2) is missing"
-    exit 0
-fi
-
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
+# shellcheck source=../scripts/test-lib.sh
+. "$top/scripts/test-lib.sh"
+why_not=$(tap_unavailable)
+if [ -n "$why_not" ]; then
+    echo "SKIP: tap-test.sh $why_not"
+    exit 0
+fi
 if [ -z "${SOQUETE_BIN:-}" ]; then
     echo "building soquete (release)"
     (cd "$top" && cargo build --release --quiet -p soquete-host) || {
@@ -54,58 +48,14 @@ ns=soquete-embassy-$$
 work=$(mktemp -d)
 pids=()
 
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    # Anything still running inside the namespace is ours.
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-    wait 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
-
-in_ns() { ip netns exec "$ns" "$@"; }
-
-# elapsed START: seconds since START (from date +%s.%N).
-elapsed() {
-    awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
+cleanup_on_exit
 
 # numbers FILE PREFIX: the N of every line `#1 ADDR:PORT: PREFIX N`, one per line.
 numbers() {
     sed -n "s/^#1 [0-9.:]*: $2\([0-9]*\)$/\1/p" "$1"
 }
 
-# in_order FILE PREFIX: the messages printed in FILE are PREFIX 1..MESSAGES, in order.
-in_order() {
-    cmp -s <(numbers "$1" "$2") <(seq 1 "$MESSAGES")
-}
-
-show() {
-    for f in "$@"; do
-        echo "--- $(basename "$f") (last lines)"
-        tail -n 5 "$f"
-    done
-}
-
-ip netns add "$ns" || { echo "FAIL: cannot create network namespace $ns"; exit 1; }
-in_ns ip link set lo up
-in_ns ip tuntap add dev tap0 mode tap
-in_ns ip addr add "$KERNEL_ADDR/24" dev tap0
-in_ns ip link set tap0 up
+ns_with_tap "$KERNEL_ADDR/24"
 
 failed=0
 why=""
@@ -117,7 +67,7 @@ seq 1 "$MESSAGES" | sed 's/^/line /' >"$work/input"
 check_upload() {
     local got
     got=$(numbers "$2" "embassy message " | wc -l)
-    if [ "$got" -eq "$MESSAGES" ] && in_order "$2" "embassy message " &&
+    if [ "$got" -eq "$MESSAGES" ] && in_order <(numbers "$2" "embassy message ") &&
         grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$2"; then
         return 0
     fi
@@ -130,7 +80,7 @@ check_upload() {
 check_download() {
     local got
     got=$(numbers "$2" "line " | wc -l)
-    if [ "$got" -eq "$MESSAGES" ] && in_order "$2" "line " &&
+    if [ "$got" -eq "$MESSAGES" ] && in_order <(numbers "$2" "line ") &&
         grep -q "^#1 $KERNEL_ADDR:[0-9]* connected as \"tap-test\"" "$2" &&
         grep -q "^#1 $KERNEL_ADDR:[0-9]* left (closed by peer: normal close) after $MESSAGES messages" "$2"; then
         return 0

@@ -51,14 +51,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     echo "FAIL: qemu-test.sh cannot run without the above"
     exit 2
 fi
-tap=yes
-if [ "$(id -u)" -ne 0 ]; then
-    tap="needs root (network namespace and TAP device)"
-elif [ ! -c /dev/net/tun ]; then
-    tap="/dev/net/tun is missing"
-elif ! command -v ip >/dev/null 2>&1; then
-    tap="the ip command (iproute2) is missing"
-fi
+# shellcheck source=../scripts/test-lib.sh
+. "$top/scripts/test-lib.sh"
+tap=$(tap_unavailable)
+tap=${tap:-yes}
+SHOW_LINES=6
 
 ns=soquete-qemu-$$
 work=$(mktemp -d)
@@ -80,45 +77,8 @@ fi
     { echo "FAIL: secure_responder build"; exit 1; }
 RESPONDER=${CARGO_TARGET_DIR:-$top/target}/release/examples/secure_responder
 pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    if [ "$tap" = yes ]; then
-        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-    fi
-    wait 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
+cleanup_on_exit
 
-# run_job CMD...: CMD in the background, waited for, so that a signal reaches the
-# script's trap at once (bash runs traps only between foreground commands).
-run_job() {
-    "$@" <&0 &
-    local pid=$!
-    pids+=("$pid")
-    wait "$pid"
-}
-elapsed() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'; }
-# wait_for FILE PATTERN SECONDS PID: until a line of FILE matches, or PID has exited.
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        kill -0 "$4" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-# in_order FILE: FILE's lines are exactly the numbers 1..MESSAGES.
-in_order() { cmp -s "$1" <(seq 1 "$MESSAGES"); }
-show() {
-    for f in "$@"; do
-        echo "--- $(basename "$f") (last lines)"
-        tail -n 6 "$f"
-    done
-}
 # fw_time FILE: the session's duration and rate as the firmware measured them.
 fw_time() {
     sed -n 's/^PASS .* in \([0-9.]* s\) (\([0-9]*\) msg\/s)$/ (firmware: session \1, \2 msg\/s)/p' "$1"
@@ -320,11 +280,7 @@ tap_net="ip=$GUEST_ADDR/24 gateway=none"
 tap_nic="tap,ifname=tap0,script=no,downscript=no,model=lan9118"
 
 if [ "$tap" = yes ]; then
-    ip netns add "$ns" || { echo "FAIL: cannot create network namespace $ns"; exit 1; }
-    ip netns exec "$ns" ip link set lo up
-    ip netns exec "$ns" ip tuntap add dev tap0 mode tap
-    ip netns exec "$ns" ip addr add "$KERNEL_ADDR/24" dev tap0
-    ip netns exec "$ns" ip link set tap0 up
+    ns_with_tap "$KERNEL_ADDR/24"
 fi
 
 for entry in "${boards[@]}"; do

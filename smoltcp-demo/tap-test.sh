@@ -16,21 +16,15 @@ KERNEL_ADDR=10.77.0.1
 SMOLTCP_ADDR=10.77.0.2
 PORT=8800
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "SKIP: tap-test.sh needs root (network namespace and TAP device)"
-    exit 0
-fi
-if [ ! -c /dev/net/tun ]; then
-    echo "SKIP: /dev/net/tun is missing (no TUN/TAP support)"
-    exit 0
-fi
-if ! command -v ip >/dev/null 2>&1; then
-    echo "SKIP: the ip command (iproute2) is missing"
-    exit 0
-fi
-
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
+# shellcheck source=../scripts/test-lib.sh
+. "$top/scripts/test-lib.sh"
+why_not=$(tap_unavailable)
+if [ -n "$why_not" ]; then
+    echo "SKIP: tap-test.sh $why_not"
+    exit 0
+fi
 if [ -z "${SOQUETE_BIN:-}" ] || [ -z "${DEMO_BIN:-}" ]; then
     echo "building soquete and soquete-smoltcp-demo (release)"
     (cd "$top" && cargo build --release --quiet -p soquete-host -p soquete-smoltcp-demo) || {
@@ -46,62 +40,9 @@ ns=soquete-tap-$$
 work=$(mktemp -d)
 pids=()
 
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    # Anything still running inside the namespace is ours.
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
-    wait 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'echo "interrupted"; exit 130' INT TERM
+cleanup_on_exit
 
-in_ns() { ip netns exec "$ns" "$@"; }
-
-# run_job CMD...: runs CMD in the background and waits for it, so that a signal to the
-# script is handled at once (bash runs traps only between foreground commands).
-run_job() {
-    "$@" <&0 &
-    local pid=$!
-    pids+=("$pid")
-    wait "$pid"
-}
-
-# elapsed START: seconds since START (from date +%s.%N).
-elapsed() {
-    awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }'
-}
-
-# wait_for FILE PATTERN SECONDS: until a line of FILE matches.
-wait_for() {
-    local i
-    for ((i = 0; i < $3 * 10; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# in_order FILE: FILE's lines are the numbers 1..MESSAGES.
-in_order() {
-    cmp -s "$1" <(seq 1 "$MESSAGES")
-}
-
-show() {
-    for f in "$@"; do
-        echo "--- $(basename "$f") (last lines)"
-        tail -n 5 "$f"
-    done
-}
-
-ip netns add "$ns" || { echo "FAIL: cannot create network namespace $ns"; exit 1; }
-in_ns ip link set lo up
-in_ns ip tuntap add dev tap0 mode tap
-in_ns ip addr add "$KERNEL_ADDR/24" dev tap0
-in_ns ip link set tap0 up
+ns_with_tap "$KERNEL_ADDR/24"
 
 failed=0
 tap_args=(--tap tap0 --address "$SMOLTCP_ADDR/24")
