@@ -389,6 +389,29 @@ impl Conn {
         Ok(serving.take_over)
     }
 
+    /// Forwarding: session `token`, which this server did not know when its client
+    /// asked to resume it, is stored in the stream up to message `last`: the session
+    /// resumes from there (PROTOCOL.md §4.6), then the events that follow are taken.
+    /// Nothing happens if the handshake is over meanwhile (timed out, closed).
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn resume_stored(
+        &mut self,
+        shared: &mut Shared,
+        token: u64,
+        last: u64,
+        now: Instant,
+    ) -> io::Result<Option<TakeOver>> {
+        if self.state != State::Handshake || self.session.is_closed() {
+            return Ok(None);
+        }
+        let (_, mut serving) = self.split(shared, now);
+        serving.resume_stored(token, last)?;
+        serving.drain()?;
+        Ok(serving.take_over)
+    }
+
     /// Retires this connection because its client resumed the session on another one:
     /// the session stays registered with what was printed so far. Nothing more is read.
     /// Its "taken over" line names `by`, the new connection's address (no line if
@@ -586,6 +609,16 @@ impl Serving<'_> {
                         })),
                         Some(_) => Some(Verdict::Resume(token)),
                         None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
+                        // Forwarding: another server may have served it; the stream
+                        // says where it stands (answered in `resume_stored`).
+                        None if token != 0
+                            && mode == Mode::Binary
+                            && shared.forward.is_some()
+                            && shared.registry.enabled() =>
+                        {
+                            shared.lookup(self.token, name, token);
+                            None
+                        }
                         None => {
                             if token != 0 {
                                 info!("{peer}: session {token:#x} is not known (any more); starting a new one");
@@ -608,14 +641,9 @@ impl Serving<'_> {
                         }
                         _ => (0, 0, false),
                     };
-                    if !again {
-                        shared
-                            .printer
-                            .message_from(id, peer, self.name, session, seq, payload)?;
-                    }
-                    // Acknowledged once this line is written (`Conn::confirm`).
-                    let pending = shared.printer.get_ref().len();
-                    shared.sink.mark(pending, self.token, seq);
+                    // Acknowledged once its line is written or JetStream stored it
+                    // (`Conn::confirm`).
+                    shared.message(self.token, id, peer, self.name, session, seq, payload, again)?;
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -703,6 +731,54 @@ impl Serving<'_> {
         shared.active += 1;
         shared.registry.attach(token, self.peer, self.token);
         shared.printer.resumed(entry.id, self.peer, entry.messages)
+    }
+
+    fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
+        let shared = &mut *self.shared;
+        if shared.shutting_down {
+            return self.refuse(Code::Shutdown);
+        }
+        if let Some(entry) = shared.registry.get(token) {
+            // Another connection registered the session here meanwhile.
+            return match entry.live {
+                Some(old) if old != self.token => {
+                    self.take_over = Some(TakeOver {
+                        new: self.token,
+                        old,
+                        session: token,
+                    });
+                    Ok(())
+                }
+                _ => self.resume(token),
+            };
+        }
+        if shared.active >= shared.max_clients {
+            return self.refuse(Code::ServerFull);
+        }
+        let id = shared.next_id();
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
+        if let Err(e) = self.session.accept(token, Some(last)) {
+            warn!("{}: cannot resume session: {e}", self.peer);
+        }
+        if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
+            shared
+                .printer
+                .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
+        }
+        *self.state = State::Accepted(Served {
+            id,
+            token,
+            messages: last,
+            printed: last,
+            last_seq: last,
+        });
+        shared.active += 1;
+        info!(
+            "{}: session {token:#x} resumed from the stream after message {last}",
+            self.peer
+        );
+        shared.printer.resumed(id, self.peer, last)
     }
 
     fn refuse(&mut self, code: Code) -> io::Result<()> {

@@ -123,14 +123,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// `Display` already says what the I/O error was: no `source`, or chains of causes
+// would say it twice.
+impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
@@ -588,10 +583,29 @@ impl Client {
     /// JetStream refuses ([`Error::Api`], [`Error::NoResponders`]) or the connection
     /// failed.
     pub fn ensure_stream(&mut self, name: &str, subjects: &[&str]) -> Result<StreamState, Error> {
+        self.ensure_stream_with(name, subjects, Duration::ZERO)
+    }
+
+    /// [`Client::ensure_stream`], creating the stream with this de-duplication window
+    /// (`Nats-Msg-Id`s remembered this long; zero: JetStream's default, 2 minutes).
+    /// An existing stream keeps its own window.
+    ///
+    /// # Errors
+    /// As [`Client::ensure_stream`].
+    pub fn ensure_stream_with(
+        &mut self,
+        name: &str,
+        subjects: &[&str],
+        duplicate_window: Duration,
+    ) -> Result<StreamState, Error> {
         let info = match self.api(&format!("$JS.API.STREAM.INFO.{name}"), b"") {
             Ok(info) => info,
             Err(Error::Api { code: 404, .. }) => {
-                let config = json!({ "name": name, "subjects": subjects, "storage": "file" });
+                let mut config = json!({ "name": name, "subjects": subjects, "storage": "file" });
+                if !duplicate_window.is_zero() {
+                    let nanos = u64::try_from(duplicate_window.as_nanos()).unwrap_or(u64::MAX);
+                    config["duplicate_window"] = json!(nanos);
+                }
                 self.api(&format!("$JS.API.STREAM.CREATE.{name}"), config.to_string().as_bytes())?
             }
             Err(e) => return Err(e),
@@ -623,7 +637,19 @@ impl Client {
     /// # Errors
     /// No such stream, JetStream refuses, or the connection failed.
     pub fn last_on_subject(&mut self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, Error> {
-        let request = json!({ "last_by_subj": subject }).to_string();
+        self.get_message(stream, &json!({ "last_by_subj": subject }))
+    }
+
+    /// The message of sequence number `seq` in stream `stream`, if it holds one.
+    ///
+    /// # Errors
+    /// No such stream, JetStream refuses, or the connection failed.
+    pub fn message(&mut self, stream: &str, seq: u64) -> Result<Option<StoredMessage>, Error> {
+        self.get_message(stream, &json!({ "seq": seq }))
+    }
+
+    fn get_message(&mut self, stream: &str, request: &Value) -> Result<Option<StoredMessage>, Error> {
+        let request = request.to_string();
         let answer = match self.api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), request.as_bytes()) {
             Ok(answer) => answer,
             Err(Error::Api {
