@@ -17,6 +17,12 @@
 //! and while the sink's queue is full no accepted session is read at all: its clients
 //! are slowed by TCP, while handshakes, timers, refusals and shutdown go on.
 //!
+//! With [`Options::forward`], messages go to NATS JetStream through
+//! [`crate::sink::forward`] instead of the printer, and are confirmed by JetStream's
+//! acknowledgements; a binary client resuming a session this server does not know
+//! waits in its handshake while the publisher looks up where the session stands in
+//! the stream ([`Server::on_found`] resumes it from there).
+//!
 //! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
 //!
