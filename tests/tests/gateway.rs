@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use soquete_host::sink::forward::{encode_name, parse_msg_id};
 use soquete_host::sink::nats::{Client, Options};
-use soquete_tests::{soquete, ClientProcess, Server};
+use soquete_tests::{soquete, BinClient, ClientProcess, Server, WAIT};
 
 /// Longest wait for one client or server to finish.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -256,4 +256,52 @@ fn nothing_is_acknowledged_while_nats_is_unreachable() {
     let (code, _, stderr) = c.wait();
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("3 of 3 messages not acknowledged"), "{stderr}");
+}
+
+#[test]
+fn a_session_moving_between_servers_and_back_resumes_where_the_stream_stands() {
+    let nats = Nats::start();
+    let mut servers = [
+        Server::in_process(&["--forward", &nats.url()]),
+        Server::in_process(&["--forward", &nats.url()]),
+    ];
+    let mut c = BinClient::connect(servers[0].addr, "roamer");
+    let mut sent = 0;
+    // On A, then on B (which never saw the session), then on A again, which saw it
+    // only up to where it was lost there: the stream knows better.
+    for (i, last) in [(0, false), (1, false), (0, true)] {
+        let server = &mut servers[i];
+        if sent > 0 {
+            c.reconnect(server.addr);
+            assert_eq!(c.established, Some(true), "session not resumed: {:?}", c.closed);
+            server.wait_for(WAIT, |l| l.contains(&format!(" resumed after {sent} messages")));
+        }
+        for _ in 0..10 {
+            c.send(format!("m{sent}").as_bytes());
+            sent += 1;
+        }
+        c.wait("the acknowledgements", |c| c.acked == sent);
+        if !last {
+            c.cut();
+            server.wait_for(WAIT, |l| l.contains(" lost ("));
+        }
+    }
+    c.close();
+
+    let mut reader = nats.client();
+    let stored = reader.messages(STREAM, 1, 31).expect("read the stream");
+    let texts: Vec<String> = stored
+        .iter()
+        .flatten()
+        .map(|m| String::from_utf8_lossy(&m.data).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..30).map(|n| format!("m{n}")).collect();
+    assert_eq!(texts, expected);
+    let ids: Vec<u64> = stored
+        .iter()
+        .flatten()
+        .filter_map(|m| m.msg_id().and_then(parse_msg_id))
+        .map(|(_, seq)| seq)
+        .collect();
+    assert_eq!(ids, (1..=30).collect::<Vec<u64>>());
 }

@@ -384,7 +384,7 @@ impl Conn {
     /// Only a failure to print.
     pub fn resume(&mut self, shared: &mut Shared, token: u64, now: Instant) -> io::Result<Option<TakeOver>> {
         let (_, mut serving) = self.split(shared, now);
-        serving.resume(token)?;
+        serving.resume(token, 0)?;
         serving.drain()?;
         Ok(serving.take_over)
     }
@@ -607,18 +607,20 @@ impl Serving<'_> {
                             old,
                             session: token,
                         })),
-                        Some(_) => Some(Verdict::Resume(token)),
-                        None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
-                        // Forwarding: another server may have served it; the stream
-                        // says where it stands (answered in `resume_stored`).
-                        None if token != 0
+                        // Forwarding: another server may have served it (or served
+                        // it since it was lost here); the stream says where it stands
+                        // (answered in `resume_stored`).
+                        _ if token != 0
                             && mode == Mode::Binary
                             && shared.forward.is_some()
-                            && shared.registry.enabled() =>
+                            && shared.registry.enabled()
+                            && shared.active < shared.max_clients =>
                         {
                             shared.lookup(self.token, name, token);
                             None
                         }
+                        Some(_) => Some(Verdict::Resume(token)),
+                        None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
                         None => {
                             if token != 0 {
                                 info!("{peer}: session {token:#x} is not known (any more); starting a new one");
@@ -662,7 +664,7 @@ impl Serving<'_> {
             };
             match verdict {
                 Some(Verdict::Accept(id)) => self.accept_new(id)?,
-                Some(Verdict::Resume(token)) => self.resume(token)?,
+                Some(Verdict::Resume(token)) => self.resume(token, 0)?,
                 // The session waits in the handshake until the event loop has retired
                 // the other connection and calls `resume`.
                 Some(Verdict::TakeOver(t)) => self.take_over = Some(t),
@@ -700,7 +702,9 @@ impl Serving<'_> {
         Ok(())
     }
 
-    fn resume(&mut self, token: u64) -> io::Result<()> {
+    /// Resumes session `token` from the registry, after message `stored` at least (what
+    /// the stream holds of it, when forwarding).
+    fn resume(&mut self, token: u64, stored: u64) -> io::Result<()> {
         let shared = &mut *self.shared;
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
@@ -718,19 +722,22 @@ impl Serving<'_> {
         }
         self.name.clear();
         self.name.push_str(self.session.client_name());
-        if let Err(e) = self.session.accept(token, Some(entry.received)) {
+        let received = entry.received.max(stored);
+        // Counted over every server it went through, when forwarding.
+        let messages = entry.messages.max(stored);
+        if let Err(e) = self.session.accept(token, Some(received)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
         *self.state = State::Accepted(Served {
             id: entry.id,
             token,
-            messages: entry.messages,
-            printed: entry.printed.max(entry.received),
-            last_seq: entry.received,
+            messages,
+            printed: entry.printed.max(received),
+            last_seq: received,
         });
         shared.active += 1;
         shared.registry.attach(token, self.peer, self.token);
-        shared.printer.resumed(entry.id, self.peer, entry.messages)
+        shared.printer.resumed(entry.id, self.peer, messages)
     }
 
     fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
@@ -749,7 +756,7 @@ impl Serving<'_> {
                     });
                     Ok(())
                 }
-                _ => self.resume(token),
+                _ => self.resume(token, last),
             };
         }
         if shared.active >= shared.max_clients {
