@@ -307,12 +307,15 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         }
         Err(server::Error::Forward(e)) => {
             let to = args.forward.as_deref().unwrap_or_default();
-            return Err(e).with_context(|| {
-                format!(
-                    "cannot forward to NATS JetStream at {to}, stream {}: is nats-server running there with -js?",
-                    args.forward_stream
-                )
-            });
+            let hint = match e {
+                crate::sink::nats::Error::Io(_)
+                | crate::sink::nats::Error::Closed
+                | crate::sink::nats::Error::Timeout
+                | crate::sink::nats::Error::NoResponders => ": is nats-server running there with -js?",
+                _ => "",
+            };
+            let stream = &args.forward_stream;
+            return Err(e).with_context(|| format!("cannot forward to NATS JetStream at {to}, stream {stream}{hint}"));
         }
         Err(e) => return Err(e.into()),
     };

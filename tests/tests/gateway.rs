@@ -247,8 +247,27 @@ fn nothing_is_acknowledged_while_nats_is_unreachable() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot forward to NATS JetStream at"), "{stderr}");
 
-    // Gone after start: nothing is acknowledged, the client gives up.
+    // A NATS that takes smaller messages than clients may send: said at start too,
+    // rather than one large message stopping everything behind it later.
     let mut nats = Nats::start();
+    let out = soquete()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-message",
+            "2000000",
+            "--forward",
+            &nats.url(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run soquete server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lower --max-message"), "{stderr}");
+
+    // Gone after start: nothing is acknowledged, the client gives up.
     let server = Server::start(&["--forward", &nats.url()]);
     nats.kill();
     let mut c = ClientProcess::start(&server.addr.to_string(), &["--timeout", "1s"], LIMIT);

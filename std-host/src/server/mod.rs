@@ -378,7 +378,13 @@ impl Server {
         let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
         let waker = Arc::new(waker);
         let forward = match &options.forward {
-            Some(forwarding) => Some(Forward::start(forwarding.clone(), Arc::clone(&waker)).map_err(Error::Forward)?),
+            Some(forwarding) => {
+                let forwarding = crate::sink::forward::Options {
+                    max_message: options.max_message as usize,
+                    ..forwarding.clone()
+                };
+                Some(Forward::start(forwarding, Arc::clone(&waker)).map_err(Error::Forward)?)
+            }
             None => None,
         };
         let mut sink = Sink::start(output, waker).map_err(|e| Error::Setup("open the output", e))?;

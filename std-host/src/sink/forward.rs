@@ -35,6 +35,8 @@ use super::{Mark, QUEUE_BYTES};
 pub const QUEUE_RECORDS: usize = 64 * 1024;
 /// Bytes a record counts for besides its payload (subject, id, headers).
 const RECORD_OVERHEAD: u64 = 96;
+/// Room for a publish's headers (`NATS/1.0`, `Nats-Msg-Id: ` and the id).
+const HEADERS_LEN: usize = 64;
 /// First pause before connecting again after NATS went away; it doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -63,6 +65,9 @@ pub struct Options {
     /// The longest wait for NATS: connecting, an API answer, progress of the
     /// acknowledgements of publishes in flight.
     pub timeout: Duration,
+    /// The largest message a client may send (the server's `--max-message`): NATS
+    /// must take it with its headers.
+    pub max_message: usize,
 }
 
 impl Options {
@@ -75,6 +80,7 @@ impl Options {
             subject: Template::default(),
             duplicate_window: Duration::from_secs(120),
             timeout: Duration::from_secs(5),
+            max_message: 65536,
         }
     }
 }
@@ -298,8 +304,9 @@ impl Forward {
     /// answered.
     ///
     /// # Errors
-    /// NATS cannot be reached, or the stream cannot be created or does not take the
-    /// subjects: at start that is a mistake to fix, not an outage to wait out.
+    /// NATS cannot be reached, takes messages smaller than `options.max_message`, or
+    /// the stream cannot be created or does not take the subjects: at start that is a
+    /// mistake to fix, not an outage to wait out.
     pub fn start(options: Options, waker: Arc<Waker>) -> Result<Forward, nats::Error> {
         let (client, state) = connect(&options)?;
         info!(
@@ -451,6 +458,15 @@ fn connect(options: &Options) -> Result<(Client, nats::StreamState), nats::Error
         ..nats::Options::default()
     };
     let mut client = Client::connect(options.server.as_str(), client_options)?;
+    // Else one large message would be refused again at every try, and stop
+    // everything behind it.
+    let needed = options.max_message.saturating_add(HEADERS_LEN);
+    if client.max_payload() < needed {
+        return Err(nats::Error::PayloadLimit {
+            max_payload: client.max_payload(),
+            needed,
+        });
+    }
     let state = client.ensure_stream_with(
         &options.stream,
         &[options.subject.filter().as_str()],
@@ -570,6 +586,9 @@ impl Publisher {
             self.stored = stored;
             self.progress = Instant::now();
             self.report(Report::Stored(stored));
+            if self.outage.is_some() {
+                self.recovered();
+            }
         } else if client.in_flight() > 0 && self.progress.elapsed() >= self.options.timeout {
             return Err(nats::Error::Timeout);
         }
@@ -578,6 +597,18 @@ impl Publisher {
 
     fn report(&self, report: Report) {
         report_to(&self.reports, &self.waker, report);
+    }
+
+    /// NATS works again (if it did not).
+    fn recovered(&mut self) {
+        if let Some(since) = self.outage.take() {
+            info!(
+                "NATS {} back after {:.1} s",
+                self.options.server,
+                since.elapsed().as_secs_f64()
+            );
+        }
+        self.backoff = FIRST_BACKOFF;
     }
 
     /// The connection failed: everything not acknowledged waits for the next one.
@@ -592,7 +623,6 @@ impl Publisher {
                 self.unacked.len()
             );
             self.outage = Some(now);
-            self.backoff = FIRST_BACKOFF;
         } else {
             debug!("NATS {}: {e}", self.options.server);
         }
@@ -603,19 +633,21 @@ impl Publisher {
     fn reconnect(&mut self) {
         match connect(&self.options) {
             Ok((client, _)) => {
-                if let Some(since) = self.outage.take() {
-                    info!(
-                        "NATS {} back after {:.1} s: publishing {} messages not acknowledged again",
-                        self.options.server,
-                        since.elapsed().as_secs_f64(),
-                        self.unacked.len()
-                    );
-                }
+                debug!(
+                    "NATS {}: connected; publishing {} messages not acknowledged again",
+                    self.options.server,
+                    self.unacked.len()
+                );
                 self.client = Some(client);
                 self.base = self.stored;
                 self.sent = 0;
-                self.backoff = FIRST_BACKOFF;
                 self.progress = Instant::now();
+                // With messages waiting, the outage is over once one is stored: a
+                // publish refused at every try is one outage, said once, with the
+                // backoff growing.
+                if self.unacked.is_empty() {
+                    self.recovered();
+                }
             }
             Err(e) => self.lost(&e),
         }

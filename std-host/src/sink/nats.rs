@@ -96,6 +96,13 @@ pub enum Error {
     },
     /// The stream exists but does not take this subject.
     StreamMismatch(String),
+    /// The server takes smaller messages than a client may send.
+    PayloadLimit {
+        /// The server's `max_payload`.
+        max_payload: usize,
+        /// What a message may need, headers included.
+        needed: usize,
+    },
     /// A message is larger than the server accepts.
     TooLarge,
 }
@@ -122,6 +129,11 @@ impl fmt::Display for Error {
             }
             Error::StreamMismatch(what) => write!(f, "JetStream stream {what}"),
             Error::TooLarge => f.write_str("message larger than the NATS server accepts"),
+            Error::PayloadLimit { max_payload, needed } => write!(
+                f,
+                "the NATS server takes messages of at most {max_payload} bytes, {needed} are needed \
+                 (raise its max_payload, or lower --max-message)"
+            ),
         }
     }
 }
@@ -528,6 +540,11 @@ impl Client {
             r?;
         }
         Ok(())
+    }
+
+    /// The largest message (headers and payload) the server takes.
+    pub fn max_payload(&self) -> usize {
+        self.max_message
     }
 
     /// Publishes acknowledged in order: all of the first `stored()` are stored.
