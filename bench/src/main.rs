@@ -7,8 +7,11 @@
 //! * `echo-server` — the raw TCP echo peer.
 //! * `ref-server` — the core's server session on bare mio, printing nothing.
 //! * `session-size` — RAM of one core session next to its buffer capacity.
+//! * `jetstream` — messages into NATS JetStream through `soquete server --forward`
+//!   beside a direct JetStream publisher, and the server's CPU per message per sink.
 
 mod echo;
+mod jetstream;
 mod load;
 mod proto;
 mod refserver;
@@ -47,6 +50,31 @@ enum Command {
     RefServer(RefArgs),
     /// Print the RAM of one core session against its buffer capacity.
     SessionSize,
+    /// Messages into NATS JetStream through `soquete server --forward` beside a client
+    /// publishing straight to JetStream, and the server's CPU per message per sink.
+    Jetstream(JetstreamArgs),
+}
+
+#[derive(Debug, Args)]
+struct JetstreamArgs {
+    /// Messages per measurement.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Message size in bytes.
+    #[arg(short = 's', long, default_value_t = 64)]
+    size: usize,
+    /// Connections to the soquete server.
+    #[arg(short = 'n', long, default_value_t = 4)]
+    connections: usize,
+    /// Messages in flight per connection.
+    #[arg(short = 'w', long, default_value_t = 64)]
+    window: usize,
+    /// The soquete binary (default: next to this one).
+    #[arg(long)]
+    soquete: Option<std::path::PathBuf>,
+    /// Turns of the direct client and the forwarding server (the medians are compared).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +160,7 @@ fn main() -> ExitCode {
         Command::Scale(a) => scale_cmd(&a),
         Command::EchoServer(a) => echo::run(a.listen, secs(a.max_seconds)),
         Command::RefServer(a) => refserver::run(a.listen, a.max_message, secs(a.max_seconds)),
+        Command::Jetstream(a) => jetstream_cmd(a),
         Command::SessionSize => {
             session_size();
             Ok(())
@@ -144,6 +173,24 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn jetstream_cmd(a: JetstreamArgs) -> anyhow::Result<()> {
+    let soquete = match a.soquete {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the directory of soquete-bench")?
+            .join("soquete"),
+    };
+    jetstream::run(&jetstream::Params {
+        count: a.count,
+        size: a.size,
+        connections: a.connections,
+        window: a.window,
+        soquete,
+        rounds: a.rounds.max(1),
+    })
 }
 
 fn secs(s: f64) -> Duration {

@@ -111,6 +111,64 @@ pub struct ServerArgs {
     /// With --output: a message is acknowledged only once its line is fsynced.
     #[arg(long, requires = "output")]
     pub fsync: bool,
+    /// Forward each message to NATS JetStream (nats://HOST:PORT, or HOST:PORT; port
+    /// 4222 if none) instead of printing it; a message is acknowledged only once
+    /// JetStream has stored it. Events (connected, left...) are still printed. NATS
+    /// must be reachable at start; later outages pause acknowledgements and are
+    /// retried.
+    #[arg(long, value_name = "URL", value_parser = parse_nats_url)]
+    pub forward: Option<String>,
+    /// With --forward: the JetStream stream, created (file storage) if it does not
+    /// exist, checked to take the subjects if it does.
+    #[arg(long, value_name = "NAME", default_value = "SOQUETE", requires = "forward")]
+    pub forward_stream: String,
+    /// With --forward: each message's subject. Tokens separated by dots, each literal
+    /// or a field: {token} (the session token, 16 hex digits; required) or {name}
+    /// (the client's name; bytes other than A-Z a-z 0-9 - _ as %XX, the empty name
+    /// as %).
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "soquete.{name}.{token}",
+        value_parser = clap::value_parser!(crate::sink::forward::Template),
+        requires = "forward"
+    )]
+    pub forward_subject: crate::sink::forward::Template,
+    /// With --forward: the stream's duplicate window when this server creates it: a
+    /// message published again (after a NATS outage) is stored once if its first copy
+    /// is younger than this.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration, requires = "forward")]
+    pub forward_duplicate_window: Duration,
+}
+
+/// Parses `--forward`: `nats://HOST:PORT`, `nats://HOST`, `HOST:PORT` or `HOST`, as
+/// `HOST:PORT` (port 4222 by default).
+///
+/// # Errors
+/// Another scheme, user information, a path, or no host.
+pub fn parse_nats_url(text: &str) -> Result<String, String> {
+    let rest = match text.split_once("://") {
+        Some(("nats", rest)) => rest,
+        Some((scheme, _)) => return Err(format!("{scheme}:// is not supported (nats://HOST:PORT; no TLS)")),
+        None => text,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '@', ' ', ',']) {
+        return Err(format!("{text:?}: expected nats://HOST:PORT"));
+    }
+    let has_port = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && (!host.contains(':') || host.ends_with(']')) => {
+            port.parse::<u16>()
+                .map_err(|_| format!("{text:?}: {port:?} is not a port number"))?;
+            true
+        }
+        _ => false,
+    };
+    Ok(if has_port {
+        rest.to_owned()
+    } else {
+        format!("{rest}:4222")
+    })
 }
 
 /// The input rule and the exit status, after `soquete client --help`'s options.
@@ -168,6 +226,12 @@ impl ServerArgs {
             resume_window: self.resume_window,
             format: if self.json { Format::Json } else { Format::Text },
             timestamps: self.timestamps,
+            forward: self.forward.as_ref().map(|server| server::Forwarding {
+                stream: self.forward_stream.clone(),
+                subject: self.forward_subject.clone(),
+                duplicate_window: self.forward_duplicate_window,
+                ..server::Forwarding::new(server.clone())
+            }),
         }
     }
 }
@@ -240,6 +304,18 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         }
         Err(server::Error::Setup("open the output", e)) => {
             return Err(e).with_context(|| format!("cannot open {what} for appending"))
+        }
+        Err(server::Error::Forward(e)) => {
+            let to = args.forward.as_deref().unwrap_or_default();
+            let hint = match e {
+                crate::sink::nats::Error::Io(_)
+                | crate::sink::nats::Error::Closed
+                | crate::sink::nats::Error::Timeout
+                | crate::sink::nats::Error::NoResponders => ": is nats-server running there with -js?",
+                _ => "",
+            };
+            let stream = &args.forward_stream;
+            return Err(e).with_context(|| format!("cannot forward to NATS JetStream at {to}, stream {stream}{hint}"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -394,6 +470,25 @@ fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_urls_become_host_and_port() {
+        assert_eq!(parse_nats_url("nats://127.0.0.1:4333").unwrap(), "127.0.0.1:4333");
+        assert_eq!(parse_nats_url("nats://localhost").unwrap(), "localhost:4222");
+        assert_eq!(parse_nats_url("nats.example:4222/").unwrap(), "nats.example:4222");
+        assert_eq!(parse_nats_url("[::1]:5000").unwrap(), "[::1]:5000");
+        assert_eq!(parse_nats_url("[::1]").unwrap(), "[::1]:4222");
+        for bad in [
+            "tls://h:1",
+            "nats://",
+            "nats://u:p@h:1",
+            "h:port",
+            "h:99999",
+            "nats://h:1/x",
+        ] {
+            assert!(parse_nats_url(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn defaults_are_the_libraries_defaults() {

@@ -152,6 +152,11 @@ fn republish_is_a_duplicate_stored_once_and_last_by_subject_finds_the_last() {
     assert_eq!(last.subject, "soquete.a");
     assert_eq!(last.msg_id(), Some("tok.2"));
     assert_eq!(last.data, b"two");
+
+    let all = nats.messages("EVENTS", 1, 4).unwrap();
+    let data: Vec<Option<&[u8]>> = all.iter().map(|m| m.as_ref().map(|m| &m.data[..])).collect();
+    assert_eq!(data, [Some(&b"one"[..]), Some(b"two"), Some(b"elsewhere"), None]);
+    assert_eq!(all[2].as_ref().unwrap().msg_id(), Some("other.1"));
 }
 
 #[test]

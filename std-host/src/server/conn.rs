@@ -384,7 +384,30 @@ impl Conn {
     /// Only a failure to print.
     pub fn resume(&mut self, shared: &mut Shared, token: u64, now: Instant) -> io::Result<Option<TakeOver>> {
         let (_, mut serving) = self.split(shared, now);
-        serving.resume(token)?;
+        serving.resume(token, 0)?;
+        serving.drain()?;
+        Ok(serving.take_over)
+    }
+
+    /// Forwarding: session `token`, which this server did not know when its client
+    /// asked to resume it, is stored in the stream up to message `last`: the session
+    /// resumes from there (PROTOCOL.md §4.6), then the events that follow are taken.
+    /// Nothing happens if the handshake is over meanwhile (timed out, closed).
+    ///
+    /// # Errors
+    /// Only a failure to print.
+    pub fn resume_stored(
+        &mut self,
+        shared: &mut Shared,
+        token: u64,
+        last: u64,
+        now: Instant,
+    ) -> io::Result<Option<TakeOver>> {
+        if self.state != State::Handshake || self.session.is_closed() {
+            return Ok(None);
+        }
+        let (_, mut serving) = self.split(shared, now);
+        serving.resume_stored(token, last)?;
         serving.drain()?;
         Ok(serving.take_over)
     }
@@ -584,6 +607,18 @@ impl Serving<'_> {
                             old,
                             session: token,
                         })),
+                        // Forwarding: another server may have served it (or served
+                        // it since it was lost here); the stream says where it stands
+                        // (answered in `resume_stored`).
+                        _ if token != 0
+                            && mode == Mode::Binary
+                            && shared.forward.is_some()
+                            && shared.registry.enabled()
+                            && shared.active < shared.max_clients =>
+                        {
+                            shared.lookup(self.token, name, token);
+                            None
+                        }
                         Some(_) => Some(Verdict::Resume(token)),
                         None if shared.active >= shared.max_clients => Some(Verdict::Refuse(Code::ServerFull)),
                         None => {
@@ -608,14 +643,9 @@ impl Serving<'_> {
                         }
                         _ => (0, 0, false),
                     };
-                    if !again {
-                        shared
-                            .printer
-                            .message_from(id, peer, self.name, session, seq, payload)?;
-                    }
-                    // Acknowledged once this line is written (`Conn::confirm`).
-                    let pending = shared.printer.get_ref().len();
-                    shared.sink.mark(pending, self.token, seq);
+                    // Acknowledged once its line is written or JetStream stored it
+                    // (`Conn::confirm`).
+                    shared.message(self.token, id, peer, self.name, session, seq, payload, again)?;
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -634,7 +664,7 @@ impl Serving<'_> {
             };
             match verdict {
                 Some(Verdict::Accept(id)) => self.accept_new(id)?,
-                Some(Verdict::Resume(token)) => self.resume(token)?,
+                Some(Verdict::Resume(token)) => self.resume(token, 0)?,
                 // The session waits in the handshake until the event loop has retired
                 // the other connection and calls `resume`.
                 Some(Verdict::TakeOver(t)) => self.take_over = Some(t),
@@ -672,7 +702,9 @@ impl Serving<'_> {
         Ok(())
     }
 
-    fn resume(&mut self, token: u64) -> io::Result<()> {
+    /// Resumes session `token` from the registry, after message `stored` at least (what
+    /// the stream holds of it, when forwarding).
+    fn resume(&mut self, token: u64, stored: u64) -> io::Result<()> {
         let shared = &mut *self.shared;
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
@@ -690,19 +722,70 @@ impl Serving<'_> {
         }
         self.name.clear();
         self.name.push_str(self.session.client_name());
-        if let Err(e) = self.session.accept(token, Some(entry.received)) {
+        let received = entry.received.max(stored);
+        // Counted over every server it went through, when forwarding.
+        let messages = entry.messages.max(stored);
+        if let Err(e) = self.session.accept(token, Some(received)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
         *self.state = State::Accepted(Served {
             id: entry.id,
             token,
-            messages: entry.messages,
-            printed: entry.printed.max(entry.received),
-            last_seq: entry.received,
+            messages,
+            printed: entry.printed.max(received),
+            last_seq: received,
         });
         shared.active += 1;
         shared.registry.attach(token, self.peer, self.token);
-        shared.printer.resumed(entry.id, self.peer, entry.messages)
+        shared.printer.resumed(entry.id, self.peer, messages)
+    }
+
+    fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
+        let shared = &mut *self.shared;
+        if shared.shutting_down {
+            return self.refuse(Code::Shutdown);
+        }
+        if let Some(entry) = shared.registry.get(token) {
+            // Another connection registered the session here meanwhile.
+            return match entry.live {
+                Some(old) if old != self.token => {
+                    self.take_over = Some(TakeOver {
+                        new: self.token,
+                        old,
+                        session: token,
+                    });
+                    Ok(())
+                }
+                _ => self.resume(token, last),
+            };
+        }
+        if shared.active >= shared.max_clients {
+            return self.refuse(Code::ServerFull);
+        }
+        let id = shared.next_id();
+        self.name.clear();
+        self.name.push_str(self.session.client_name());
+        if let Err(e) = self.session.accept(token, Some(last)) {
+            warn!("{}: cannot resume session: {e}", self.peer);
+        }
+        if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
+            shared
+                .printer
+                .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
+        }
+        *self.state = State::Accepted(Served {
+            id,
+            token,
+            messages: last,
+            printed: last,
+            last_seq: last,
+        });
+        shared.active += 1;
+        info!(
+            "{}: session {token:#x} resumed from the stream after message {last}",
+            self.peer
+        );
+        shared.printer.resumed(id, self.peer, last)
     }
 
     fn refuse(&mut self, code: Code) -> io::Result<()> {

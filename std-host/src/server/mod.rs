@@ -17,6 +17,12 @@
 //! and while the sink's queue is full no accepted session is read at all: its clients
 //! are slowed by TCP, while handshakes, timers, refusals and shutdown go on.
 //!
+//! With [`Options::forward`], messages go to NATS JetStream through
+//! [`crate::sink::forward`] instead of the printer, and are confirmed by JetStream's
+//! acknowledgements; a binary client resuming a session this server does not know
+//! waits in its handshake while the publisher looks up where the session stands in
+//! the stream ([`Server::on_found`] resumes it from there).
+//!
 //! A connection never blocks the loop: reads and writes stop at `WouldBlock`, and mio's
 //! edge-triggered readiness is remembered per connection (`Conn::readable`).
 //!
@@ -41,6 +47,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
+pub use crate::sink::forward::Options as Forwarding;
+use crate::sink::forward::{Forward, Found};
+use crate::sink::nats;
 pub use crate::sink::Output;
 use crate::sink::{Mark, Sink};
 use crate::time;
@@ -94,6 +103,10 @@ pub struct Options {
     pub format: Format,
     /// Text lines start with the time (JSON lines always have it).
     pub timestamps: bool,
+    /// Forward messages to NATS JetStream instead of printing them: a message is
+    /// acknowledged once JetStream has stored it, and a session this server does not
+    /// know is resumed from what the stream holds.
+    pub forward: Option<Forwarding>,
 }
 
 impl Default for Options {
@@ -107,6 +120,7 @@ impl Default for Options {
             resume_window: std::time::Duration::from_secs(60),
             format: Format::Text,
             timestamps: false,
+            forward: None,
         }
     }
 }
@@ -132,6 +146,8 @@ pub enum Error {
     Poll(io::Error),
     /// The output failed. The server stops: it has acknowledged only what was written.
     Output(io::Error),
+    /// NATS JetStream cannot be reached at start, or its stream cannot be used.
+    Forward(nats::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -140,6 +156,7 @@ impl std::fmt::Display for Error {
             Error::Setup(what, _) => write!(f, "cannot {what}"),
             Error::Poll(_) => f.write_str("event loop failed"),
             Error::Output(_) => f.write_str("cannot write the output"),
+            Error::Forward(_) => f.write_str("cannot forward to NATS JetStream"),
         }
     }
 }
@@ -148,6 +165,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Setup(_, e) | Error::Poll(e) | Error::Output(e) => Some(e),
+            Error::Forward(e) => Some(e),
         }
     }
 }
@@ -158,6 +176,8 @@ pub(crate) struct Shared {
     /// Lines not yet handed to the sink.
     printer: Printer<Vec<u8>>,
     sink: Sink,
+    /// With `--forward`: where messages go instead of the printer.
+    forward: Option<Forward>,
     /// Accepted sessions that have not left yet.
     active: usize,
     max_clients: usize,
@@ -173,14 +193,69 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Hands what was printed to the sink's writer.
+    /// Hands what was printed to the sink's writer, and the messages to forward to
+    /// the publisher.
     fn submit(&mut self) {
         self.sink.submit(self.printer.get_mut());
+        if let Some(forward) = &mut self.forward {
+            forward.submit();
+        }
     }
 
-    /// The sink's queue is full: accepted sessions must wait.
+    /// The sink's queue (or the publisher's) is full: accepted sessions must wait.
     fn sink_full(&self) -> bool {
-        self.sink.is_full(self.printer.get_ref().len())
+        self.sink.is_full(self.printer.get_ref().len()) || self.forward.as_ref().is_some_and(Forward::is_full)
+    }
+
+    /// Takes message `seq` of session `id` (token `session`, 0 for plain text) from
+    /// connection `conn`: printed, or forwarded. It is confirmed once its line is
+    /// written or JetStream has stored it. `again`: sent again after a resume and
+    /// printed before (not printed twice; forwarded again, JetStream keeps one copy).
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &mut self,
+        conn: Token,
+        id: u64,
+        peer: std::net::SocketAddr,
+        name: &str,
+        session: u64,
+        seq: u64,
+        payload: &[u8],
+        again: bool,
+    ) -> io::Result<()> {
+        if self.forward.is_some() {
+            // A plain-text session has no token: one made from its id stands in, so
+            // that its `Nats-Msg-Id`s are its own.
+            let token = if session == 0 { self.plain_token(id) } else { session };
+            if let Some(forward) = &mut self.forward {
+                forward.publish(conn, name, token, seq, payload);
+            }
+            return Ok(());
+        }
+        if !again {
+            self.printer.message_from(id, peer, name, session, seq, payload)?;
+        }
+        let pending = self.printer.get_ref().len();
+        self.sink.mark(pending, conn, seq);
+        Ok(())
+    }
+
+    /// Forwarding: a binary client resumes session `token` that this server does not
+    /// know. Asks the publisher for the session's last stored message; the answer
+    /// comes to [`Server::on_found`].
+    fn lookup(&mut self, conn: Token, name: &str, token: u64) {
+        if let Some(forward) = &mut self.forward {
+            forward.lookup(conn, name, token);
+        }
+    }
+
+    /// A stand-in token for plain-text session `id`, distinct from every other
+    /// session's with overwhelming probability.
+    fn plain_token(&self, id: u64) -> u64 {
+        let mut h = self.tokens.build_hasher();
+        h.write_u64(u64::MAX);
+        h.write_u64(id);
+        h.finish().max(1)
     }
 
     fn next_id(&mut self) -> u64 {
@@ -236,6 +311,9 @@ pub fn run(
         _ => std::time::Duration::from_secs(1),
     };
     let shared = &mut server.shared;
+    if let Some(forward) = &mut shared.forward {
+        forward.finish(limit);
+    }
     let finished = shared
         .sink
         .finish(shared.printer.get_mut(), limit)
@@ -298,7 +376,18 @@ impl Server {
             .map_err(|e| Error::Setup("read the listening address", e))?;
 
         let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
-        let mut sink = Sink::start(output, Arc::new(waker)).map_err(|e| Error::Setup("open the output", e))?;
+        let waker = Arc::new(waker);
+        let forward = match &options.forward {
+            Some(forwarding) => {
+                let forwarding = crate::sink::forward::Options {
+                    max_message: options.max_message as usize,
+                    ..forwarding.clone()
+                };
+                Some(Forward::start(forwarding, Arc::clone(&waker)).map_err(Error::Forward)?)
+            }
+            None => None,
+        };
+        let mut sink = Sink::start(output, waker).map_err(|e| Error::Setup("open the output", e))?;
         let mut printer =
             Printer::new(Vec::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
         let registry = Registry::new(
@@ -319,6 +408,7 @@ impl Server {
             shared: Shared {
                 printer,
                 sink,
+                forward,
                 active: 0,
                 max_clients: options.max_clients,
                 next_id: 0,
@@ -439,6 +529,12 @@ impl Server {
             log::error!("the output failed ({e}): acknowledging nothing more");
             return Err(Error::Output(e));
         }
+        if let Some(forward) = &mut self.shared.forward {
+            forward.confirmed(&mut written);
+            for found in forward.found() {
+                self.on_found(found, now).map_err(Error::Output)?;
+            }
+        }
         for mark in written.drain(..) {
             let Some(conn) = self.conns.get_mut(&mark.conn) else {
                 continue;
@@ -459,6 +555,21 @@ impl Server {
         // The writer is free again: give it what has piled up.
         self.shared.submit();
         Ok(())
+    }
+
+    /// The publisher found where a session this server did not know stands in the
+    /// stream: its client resumes it from there.
+    fn on_found(&mut self, found: Found, now: Instant) -> io::Result<()> {
+        let Some(conn) = self.conns.get_mut(&found.conn) else {
+            return Ok(());
+        };
+        let take_over = conn.resume_stored(&mut self.shared, found.token, found.last, now)?;
+        mark_dirty(&mut self.dirty, conn, found.conn);
+        if conn.readable && !conn.queued {
+            conn.queued = true;
+            self.read_queue.push_back(found.conn);
+        }
+        self.take_over(take_over, now)
     }
 
     /// How long the next poll may wait: not at all if work is queued, else until the
@@ -829,6 +940,7 @@ mod tests {
         let mut shared = Shared {
             printer: Printer::new(Vec::new(), Format::Text),
             sink: Sink::start(Output::from(io::sink()), waker).unwrap(),
+            forward: None,
             active: 0,
             max_clients: 1,
             next_id: 0,

@@ -16,10 +16,11 @@
 //! messages until the writer catches up, so that a slow reader slows the clients
 //! (TCP backpressure) instead of growing memory.
 //!
-//! Another destination, such as a broker that acknowledges what it has stored, is
-//! another `Target` whose reports follow the broker's acknowledgements instead of
-//! `write`: the loop's side (marks, confirmation, backpressure) stays as it is.
+//! Messages forwarded to NATS JetStream go through [`forward::Forward`] instead: the
+//! same marks, confirmation and backpressure, with confirmations that follow
+//! JetStream's acknowledgements instead of `write`.
 
+pub mod forward;
 pub mod nats;
 
 use std::collections::VecDeque;

@@ -31,6 +31,9 @@ pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 /// The subscription id of the client's one inbox subscription.
 const INBOX_SID: &str = "1";
+/// Answers to requests kept until taken ([`Client::messages`] has this many in flight
+/// at most).
+const MAX_ANSWERS: usize = 1024;
 /// JetStream's `err_code` for a message get that finds nothing.
 const NO_MESSAGE_FOUND: u64 = 10037;
 
@@ -93,6 +96,13 @@ pub enum Error {
     },
     /// The stream exists but does not take this subject.
     StreamMismatch(String),
+    /// The server takes smaller messages than a client may send.
+    PayloadLimit {
+        /// The server's `max_payload`.
+        max_payload: usize,
+        /// What a message may need, headers included.
+        needed: usize,
+    },
     /// A message is larger than the server accepts.
     TooLarge,
 }
@@ -119,18 +129,18 @@ impl fmt::Display for Error {
             }
             Error::StreamMismatch(what) => write!(f, "JetStream stream {what}"),
             Error::TooLarge => f.write_str("message larger than the NATS server accepts"),
+            Error::PayloadLimit { max_payload, needed } => write!(
+                f,
+                "the NATS server takes messages of at most {max_payload} bytes, {needed} are needed \
+                 (raise its max_payload, or lower --max-message)"
+            ),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+// `Display` already says what the I/O error was: no `source`, or chains of causes
+// would say it twice.
+impl std::error::Error for Error {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
@@ -343,9 +353,11 @@ pub struct Client {
     opts: Options,
     /// The inbox prefix, `_INBOX.<random>.`.
     inbox: String,
-    /// Bytes received, from `start`.
+    /// Bytes received are `rx[start..end]`; the rest of `rx` is room for the next
+    /// read (kept, so that it is not zeroed again at every read).
     rx: Vec<u8>,
     start: usize,
+    end: usize,
     /// Bytes to send.
     tx: Vec<u8>,
     max_message: usize,
@@ -354,9 +366,10 @@ pub struct Client {
     stored: u64,
     duplicates: u64,
     last_ack: Option<PubAck>,
-    /// A request's number, and its answer once it came.
+    /// The last request's number, and the answers come and not yet taken (at most
+    /// [`MAX_ANSWERS`]).
     request: u64,
-    answer: Option<Answer>,
+    answers: std::collections::BTreeMap<u64, Answer>,
     pongs: u64,
     /// The last `INFO`, until read.
     info: Option<Vec<u8>>,
@@ -365,7 +378,6 @@ pub struct Client {
 /// The answer to a request: headers and payload.
 #[derive(Debug)]
 struct Answer {
-    id: u64,
     headers: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
@@ -400,8 +412,9 @@ impl Client {
             sock,
             opts,
             inbox,
-            rx: Vec::with_capacity(READ_CHUNK),
+            rx: Vec::new(),
             start: 0,
+            end: 0,
             tx: Vec::new(),
             max_message: MAX_MESSAGE,
             in_flight: VecDeque::new(),
@@ -409,7 +422,7 @@ impl Client {
             duplicates: 0,
             last_ack: None,
             request: 0,
-            answer: None,
+            answers: std::collections::BTreeMap::new(),
             pongs: 0,
             info: None,
         };
@@ -529,6 +542,11 @@ impl Client {
         Ok(())
     }
 
+    /// The largest message (headers and payload) the server takes.
+    pub fn max_payload(&self) -> usize {
+        self.max_message
+    }
+
     /// Publishes acknowledged in order: all of the first `stored()` are stored.
     pub fn stored(&self) -> u64 {
         self.stored
@@ -588,10 +606,29 @@ impl Client {
     /// JetStream refuses ([`Error::Api`], [`Error::NoResponders`]) or the connection
     /// failed.
     pub fn ensure_stream(&mut self, name: &str, subjects: &[&str]) -> Result<StreamState, Error> {
+        self.ensure_stream_with(name, subjects, Duration::ZERO)
+    }
+
+    /// [`Client::ensure_stream`], creating the stream with this de-duplication window
+    /// (`Nats-Msg-Id`s remembered this long; zero: JetStream's default, 2 minutes).
+    /// An existing stream keeps its own window.
+    ///
+    /// # Errors
+    /// As [`Client::ensure_stream`].
+    pub fn ensure_stream_with(
+        &mut self,
+        name: &str,
+        subjects: &[&str],
+        duplicate_window: Duration,
+    ) -> Result<StreamState, Error> {
         let info = match self.api(&format!("$JS.API.STREAM.INFO.{name}"), b"") {
             Ok(info) => info,
             Err(Error::Api { code: 404, .. }) => {
-                let config = json!({ "name": name, "subjects": subjects, "storage": "file" });
+                let mut config = json!({ "name": name, "subjects": subjects, "storage": "file" });
+                if !duplicate_window.is_zero() {
+                    let nanos = u64::try_from(duplicate_window.as_nanos()).unwrap_or(u64::MAX);
+                    config["duplicate_window"] = json!(nanos);
+                }
                 self.api(&format!("$JS.API.STREAM.CREATE.{name}"), config.to_string().as_bytes())?
             }
             Err(e) => return Err(e),
@@ -623,52 +660,81 @@ impl Client {
     /// # Errors
     /// No such stream, JetStream refuses, or the connection failed.
     pub fn last_on_subject(&mut self, stream: &str, subject: &str) -> Result<Option<StoredMessage>, Error> {
-        let request = json!({ "last_by_subj": subject }).to_string();
-        let answer = match self.api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), request.as_bytes()) {
-            Ok(answer) => answer,
-            Err(Error::Api {
-                err_code: NO_MESSAGE_FOUND,
-                ..
-            }) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let msg = &answer["message"];
-        let b64 = |field: &str| -> Result<Vec<u8>, Error> {
-            match msg[field].as_str() {
-                None => Ok(Vec::new()),
-                Some(s) => base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|_| Error::Protocol("message not in base64")),
+        self.get_message(stream, &json!({ "last_by_subj": subject }))
+    }
+
+    /// The message of sequence number `seq` in stream `stream`, if it holds one.
+    ///
+    /// # Errors
+    /// No such stream, JetStream refuses, or the connection failed.
+    pub fn message(&mut self, stream: &str, seq: u64) -> Result<Option<StoredMessage>, Error> {
+        self.get_message(stream, &json!({ "seq": seq }))
+    }
+
+    /// The messages of sequence numbers `first..first + count` in stream `stream`
+    /// (`None` for a number it does not hold), with the requests pipelined: for
+    /// reading a stream back.
+    ///
+    /// # Errors
+    /// No such stream, JetStream refuses, or the connection failed.
+    pub fn messages(&mut self, stream: &str, first: u64, count: usize) -> Result<Vec<Option<StoredMessage>>, Error> {
+        let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let mut out = Vec::with_capacity(count);
+        let mut next = first;
+        let end = first.saturating_add(count as u64);
+        while next < end {
+            let batch = (end - next).min(MAX_ANSWERS as u64);
+            let mut ids = Vec::new();
+            for seq in next..next + batch {
+                ids.push(self.request(&subject, json!({ "seq": seq }).to_string().as_bytes())?);
             }
-        };
-        Ok(Some(StoredMessage {
-            subject: msg["subject"].as_str().unwrap_or_default().to_owned(),
-            seq: msg["seq"].as_u64().ok_or(Error::Protocol("message without seq"))?,
-            headers: b64("hdrs")?,
-            data: b64("data")?,
-        }))
+            self.flush()?;
+            let deadline = Instant::now() + self.opts.timeout;
+            for id in ids {
+                out.push(stored_message(self.answer(id, deadline))?);
+            }
+            next += batch;
+        }
+        Ok(out)
+    }
+
+    fn get_message(&mut self, stream: &str, request: &Value) -> Result<Option<StoredMessage>, Error> {
+        let request = request.to_string();
+        stored_message(self.api(&format!("$JS.API.STREAM.MSG.GET.{stream}"), request.as_bytes()))
     }
 
     /// A JetStream API request: its JSON answer, or its error.
     fn api(&mut self, subject: &str, payload: &[u8]) -> Result<Value, Error> {
         let deadline = Instant::now() + self.opts.timeout;
-        self.request += 1;
-        let id = self.request;
-        let reply = format!("{}r{id}", self.inbox);
-        let line = format!("PUB {subject} {reply} {}\r\n", payload.len());
+        let id = self.request(subject, payload)?;
+        self.flush()?;
+        self.answer(id, deadline)
+    }
+
+    /// Buffers a request; returns its number.
+    fn request(&mut self, subject: &str, payload: &[u8]) -> Result<u64, Error> {
         if payload.len() > self.max_message {
             return Err(Error::TooLarge);
         }
+        self.request += 1;
+        let id = self.request;
+        let line = format!("PUB {subject} {}r{id} {}\r\n", self.inbox, payload.len());
         self.tx.extend_from_slice(line.as_bytes());
         self.tx.extend_from_slice(payload);
         self.tx.extend_from_slice(b"\r\n");
-        self.flush()?;
+        Ok(id)
+    }
+
+    /// Waits for the answer to request `id`: its JSON, or its error.
+    fn answer(&mut self, id: u64, deadline: Instant) -> Result<Value, Error> {
         let answer = loop {
-            match self.answer.take() {
-                Some(a) if a.id == id => break a,
-                _ => self.step(deadline)?,
+            match self.answers.remove(&id) {
+                Some(a) => break a,
+                None => self.step(deadline)?,
             }
         };
+        // Answers to requests given up on are never taken.
+        self.answers.retain(|k, _| *k > id);
         if let Some(code) = answer.headers.as_deref().and_then(status) {
             if code == 503 {
                 return Err(Error::NoResponders);
@@ -707,7 +773,7 @@ impl Client {
     fn drain(&mut self) -> Result<bool, Error> {
         let mut any = false;
         loop {
-            let rest = self.rx.get(self.start..).unwrap_or_default();
+            let rest = self.rx.get(self.start..self.end).unwrap_or_default();
             let Some((op, used)) = parse(rest, self.max_message)? else {
                 return Ok(any);
             };
@@ -720,7 +786,8 @@ impl Client {
 
     fn read(&mut self, deadline: Instant) -> Result<(), Error> {
         if self.start > 0 {
-            self.rx.drain(..self.start);
+            self.rx.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -728,25 +795,21 @@ impl Client {
             return Err(Error::Timeout);
         }
         self.sock.set_read_timeout(Some(wait))?;
-        let have = self.rx.len();
+        let have = self.end;
         if have >= MAX_LINE + self.max_message + 2 + MAX_LINE {
             return Err(Error::Protocol("receive buffer full"));
         }
-        self.rx.resize(have + READ_CHUNK, 0);
+        if self.rx.len() < have + READ_CHUNK {
+            self.rx.resize(have + READ_CHUNK, 0);
+        }
         let r = self.sock.read(self.rx.get_mut(have..).unwrap_or_default());
         let n = match r {
-            Ok(0) => {
-                self.rx.truncate(have);
-                return Err(Error::Closed);
-            }
+            Ok(0) => return Err(Error::Closed),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Err(e) => {
-                self.rx.truncate(have);
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         };
-        self.rx.truncate(have + n);
+        self.end = have + n;
         Ok(())
     }
 
@@ -777,12 +840,9 @@ impl Client {
             return Ok(());
         };
         if let Some(id) = token.strip_prefix(b"r") {
-            if let Some(id) = number(id) {
-                self.answer = Some(Answer {
-                    id: id as u64,
-                    headers,
-                    payload,
-                });
+            let id = number(id).map(|n| n as u64);
+            if let Some(id) = id.filter(|id| *id <= self.request && self.answers.len() < MAX_ANSWERS) {
+                self.answers.insert(id, Answer { headers, payload });
             }
             return Ok(());
         }
@@ -818,6 +878,33 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A message get's answer as a message, `None` if there is none.
+fn stored_message(answer: Result<Value, Error>) -> Result<Option<StoredMessage>, Error> {
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(Error::Api {
+            err_code: NO_MESSAGE_FOUND,
+            ..
+        }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let msg = &answer["message"];
+    let b64 = |field: &str| -> Result<Vec<u8>, Error> {
+        match msg[field].as_str() {
+            None => Ok(Vec::new()),
+            Some(s) => base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| Error::Protocol("message not in base64")),
+        }
+    };
+    Ok(Some(StoredMessage {
+        subject: msg["subject"].as_str().unwrap_or_default().to_owned(),
+        seq: msg["seq"].as_u64().ok_or(Error::Protocol("message without seq"))?,
+        headers: b64("hdrs")?,
+        data: b64("data")?,
+    }))
 }
 
 /// What a publish's reply says.
