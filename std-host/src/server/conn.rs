@@ -3,18 +3,19 @@
 //! Everything here moves bytes and events for a single connection; the event loop in
 //! the parent module decides when (and how much) each connection gets to do.
 
+use std::cell::OnceCell;
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use log::{debug, info, warn};
-use mio::net::TcpStream;
 use mio::Token;
 use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
 
 use super::Shared;
 use crate::pump::{self, Endpoint, ReadStop, WriteStop};
+use crate::secure::{Identity, Stream};
 
 /// Most bytes read from one connection per loop iteration, so that a fast sender
 /// cannot starve the others.
@@ -131,7 +132,10 @@ impl fmt::Display for Reason {
 /// A connection and its session.
 #[derive(Debug)]
 pub(super) struct Conn {
-    pub stream: TcpStream,
+    /// The socket, with the secure layer on a secure connection.
+    pub stream: Stream,
+    /// A secure peer's authenticated identity, once its key is accepted.
+    identity: std::rc::Rc<OnceCell<Identity>>,
     /// This connection's key in the event loop.
     pub token: Token,
     pub peer: SocketAddr,
@@ -181,7 +185,7 @@ pub(super) struct Reading {
 
 impl Conn {
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         token: Token,
         peer: SocketAddr,
         session: ServerSession,
@@ -189,6 +193,7 @@ impl Conn {
         now: Instant,
     ) -> Self {
         Conn {
+            identity: stream.identity(),
             stream,
             token,
             peer,
@@ -224,10 +229,16 @@ impl Conn {
         // sends nothing more (no read would come to shrink it).
         let shrink = self.rx.grown.map(|t| t + RX_SHRINK_AFTER);
         let silent = self.is_silent().then_some(self.silent_until);
-        [self.session.poll_timeout(), self.give_up, shrink, silent]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.poll_timeout(),
+            self.stream.poll_timeout(),
+            self.give_up,
+            shrink,
+            silent,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// True while the connection has not sent a byte.
@@ -240,6 +251,8 @@ impl Conn {
     /// if the connection has been silent too long while slots are `short`, and is to
     /// be closed.
     pub fn on_timer(&mut self, now: Instant, short: bool) -> bool {
+        // A secure handshake past its deadline: the next flush reports it.
+        self.stream.handle_timeout(now);
         if self.is_silent() && now >= self.silent_until {
             if short {
                 return true;
@@ -274,6 +287,13 @@ impl Conn {
             printing, take_over, ..
         } = serving;
         printing?;
+        if let Some(why) = self.stream.take_refusal() {
+            if self.state == State::Handshake {
+                let id = shared.next_id();
+                shared.printer.refused(id, self.peer, &why)?;
+                self.state = State::Refused;
+            }
+        }
         let more = match outcome.stop {
             // Spent, or stopped for a takeover: the rest waits for the next turn.
             ReadStop::Budget | ReadStop::Stopped => self.readable,
@@ -308,13 +328,14 @@ impl Conn {
     }
 
     /// The socket, and the rest of the connection at work on `shared`.
-    fn split<'a>(&'a mut self, shared: &'a mut Shared, now: Instant) -> (&'a mut TcpStream, Serving<'a>) {
+    fn split<'a>(&'a mut self, shared: &'a mut Shared, now: Instant) -> (&'a mut Stream, Serving<'a>) {
         let serving = Serving {
             session: &mut self.session,
             state: &mut self.state,
             give_up: &mut self.give_up,
             rx: &mut self.rx,
             name: &mut self.name,
+            identity: &self.identity,
             token: self.token,
             peer: self.peer,
             shared,
@@ -344,7 +365,12 @@ impl Conn {
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
     /// may still have data.
     fn discard(&mut self, shared: &mut Shared, now: Instant) -> bool {
-        let outcome = pump::read(&mut self.stream, &mut Discard(&mut shared.scratch), now, READ_BUDGET);
+        let outcome = pump::read(
+            self.stream.socket_mut(),
+            &mut Discard(&mut shared.scratch),
+            now,
+            READ_BUDGET,
+        );
         match outcome.stop {
             ReadStop::Budget => true,
             ReadStop::Eof => {
@@ -436,6 +462,15 @@ impl Conn {
         if let WriteStop::Failed(e) = pump::write(&mut self.stream, &mut self.session).stop {
             debug!("{}: write: {e}", self.peer);
             self.error = Some(e);
+            return;
+        }
+        // What the secure layer queued by itself, or its failure.
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                debug!("{}: {e}", self.peer);
+                self.error = Some(e);
+            }
+            _ => {}
         }
     }
 
@@ -510,6 +545,8 @@ struct Serving<'a> {
     give_up: &'a mut Option<Instant>,
     rx: &'a mut RxBuffer,
     name: &'a mut String,
+    /// A secure peer's authenticated identity.
+    identity: &'a OnceCell<Identity>,
     token: Token,
     peer: SocketAddr,
     shared: &'a mut Shared,
@@ -573,6 +610,9 @@ impl Serving<'_> {
             // What to do once the event (which borrows the session) is gone.
             let verdict = match event {
                 Event::Hello { .. } if shared.shutting_down => Some(Verdict::Refuse(Code::Shutdown)),
+                Event::Hello { .. } if shared.auth_required() && self.identity.get().is_none() => {
+                    Some(Verdict::Refuse(Code::AuthRequired))
+                }
                 Event::Hello { mode, name, token, .. } => {
                     let known = shared
                         .registry
@@ -591,12 +631,14 @@ impl Serving<'_> {
                                 info!("{peer}: session {token:#x} is not known (any more); starting a new one");
                             }
                             let id = shared.next_id();
-                            shared.printer.connected(id, peer, name, mode)?;
+                            let auth = self.identity.get().map(|i| i.name.as_str());
+                            shared.printer.connected_auth(id, peer, name, mode, auth)?;
                             Some(Verdict::Accept(id))
                         }
                     }
                 }
                 Event::Message { seq, payload } => {
+                    let auth = self.identity.get().map(|i| i.name.as_str());
                     let (id, session, again) = match self.state {
                         // Sent again after a resume, printed before the sink wrote it
                         // and the server could acknowledge it: printed once.
@@ -611,7 +653,7 @@ impl Serving<'_> {
                     if !again {
                         shared
                             .printer
-                            .message_from(id, peer, self.name, session, seq, payload)?;
+                            .message_auth(id, peer, self.name, auth, session, seq, payload)?;
                     }
                     // Acknowledged once this line is written (`Conn::confirm`).
                     let pending = shared.printer.get_ref().len();
@@ -677,9 +719,10 @@ impl Serving<'_> {
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
             let id = shared.next_id();
+            let auth = self.identity.get().map(|i| i.name.as_str());
             shared
                 .printer
-                .connected(id, self.peer, self.session.client_name(), Mode::Binary)?;
+                .connected_auth(id, self.peer, self.session.client_name(), Mode::Binary, auth)?;
             return self.accept_new(id);
         };
         if shared.shutting_down {

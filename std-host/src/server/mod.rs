@@ -41,6 +41,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
+use crate::secure::{ServerAuth, Stream};
 pub use crate::sink::Output;
 use crate::sink::{Mark, Sink};
 use crate::time;
@@ -94,6 +95,21 @@ pub struct Options {
     pub format: Format,
     /// Text lines start with the time (JSON lines always have it).
     pub timestamps: bool,
+    /// The secure mode (PROTOCOL.md §10): the server's key and the allowed client
+    /// keys; `None`: no secure peers.
+    pub auth: Option<AuthFiles>,
+}
+
+/// Where the secure mode's keys are, and whether every peer must use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFiles {
+    /// The server's secret key file (`soquete keygen`).
+    pub key: std::path::PathBuf,
+    /// Allowed client keys: `soquete-pk:… NAME` per line; read again on SIGHUP.
+    pub allowed_keys: std::path::PathBuf,
+    /// Refuse every peer that is not secure (binary or plain text) with
+    /// AUTH_REQUIRED.
+    pub require: bool,
 }
 
 impl Default for Options {
@@ -107,6 +123,7 @@ impl Default for Options {
             resume_window: std::time::Duration::from_secs(60),
             format: Format::Text,
             timestamps: false,
+            auth: None,
         }
     }
 }
@@ -170,6 +187,8 @@ pub(crate) struct Shared {
     registry: Registry,
     /// SIGINT/SIGTERM arrived: lost sessions are not kept for a resume.
     shutting_down: bool,
+    /// The secure mode's keys, if it is on.
+    auth: Option<std::rc::Rc<ServerAuth>>,
 }
 
 impl Shared {
@@ -181,6 +200,11 @@ impl Shared {
     /// The sink's queue is full: accepted sessions must wait.
     fn sink_full(&self) -> bool {
         self.sink.is_full(self.printer.get_ref().len())
+    }
+
+    /// `--require-auth`: peers that are not secure are refused.
+    fn auth_required(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| a.required())
     }
 
     fn next_id(&mut self) -> u64 {
@@ -297,6 +321,24 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Setup("read the listening address", e))?;
 
+        let auth = match &options.auth {
+            Some(files) => {
+                let auth = ServerAuth::load(&files.key, &files.allowed_keys, files.require)
+                    .map_err(|e| Error::Setup("read the secure mode's keys", io::Error::other(format!("{e:#}"))))?;
+                info!(
+                    "secure mode: server key {}, {} allowed client keys{}",
+                    crate::keys::public_to_text(&auth.public_key()),
+                    auth.allowed_len(),
+                    if files.require {
+                        "; every peer must authenticate"
+                    } else {
+                        ""
+                    }
+                );
+                Some(std::rc::Rc::new(auth))
+            }
+            None => None,
+        };
         let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
         let mut sink = Sink::start(output, Arc::new(waker)).map_err(|e| Error::Setup("open the output", e))?;
         let mut printer =
@@ -327,6 +369,7 @@ impl Server {
                 scratch: vec![0; conn::READ_BUDGET],
                 registry,
                 shutting_down: false,
+                auth,
             },
             held: Vec::new(),
             written: Vec::new(),
@@ -555,6 +598,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
+        let stream = Stream::server(stream, self.shared.auth.clone());
         let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
         self.dirty.push(token);
@@ -709,6 +753,12 @@ impl Server {
             if request == Request::Reopen {
                 info!("SIGHUP: opening the output again");
                 self.shared.sink.reopen();
+                if let Some(auth) = &self.shared.auth {
+                    match auth.reload() {
+                        Ok(n) => info!("SIGHUP: allowed keys read again: {n} keys"),
+                        Err(e) => warn!("SIGHUP: cannot read the allowed keys again, the old list stays: {e:#}"),
+                    }
+                }
                 continue;
             }
             if self.shutdown_deadline.is_some() {
@@ -837,6 +887,7 @@ mod tests {
             scratch: Vec::new(),
             registry: Registry::new(Duration::ZERO, 1),
             shutting_down: false,
+            auth: None,
         };
         let a = shared.session_token();
         let b = shared.session_token();
