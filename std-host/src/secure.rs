@@ -132,6 +132,25 @@ pub struct ClientKeys {
     pub server: PublicKey,
 }
 
+impl ClientKeys {
+    /// Reads the client's secret key file and the server's public key: its text form
+    /// `soquete-pk:…`, or a file holding it (as `soquete pubkey` prints it).
+    ///
+    /// # Errors
+    /// A file that cannot be read, or a key that is not valid, naming it.
+    pub fn load(key: &std::path::Path, server: &str) -> anyhow::Result<Self> {
+        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let server = if server.starts_with(keys::PUBLIC_PREFIX) {
+            keys::public_from_text(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?
+        } else {
+            let text = std::fs::read_to_string(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?;
+            keys::public_from_text(text.trim())
+                .map_err(|e| anyhow::anyhow!("server key {server}: {e} (expected a file holding soquete-pk:…)"))?
+        };
+        Ok(ClientKeys { secret, server })
+    }
+}
+
 impl fmt::Debug for ClientKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientKeys")

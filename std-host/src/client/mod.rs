@@ -123,18 +123,10 @@ impl std::error::Error for ServerNotAuthenticated {}
 
 /// Reads `--key` and `--server-key`.
 fn client_keys(options: &Options) -> anyhow::Result<Option<ClientKeys>> {
-    let (Some(key), Some(server)) = (&options.key, &options.server_key) else {
-        return Ok(None);
-    };
-    let secret = keys::read_secret(key).map_err(|e| anyhow!("{}: {e}", key.display()))?;
-    let server = if server.starts_with(keys::PUBLIC_PREFIX) {
-        keys::public_from_text(server).map_err(|e| anyhow!("--server-key {server}: {e}"))?
-    } else {
-        let text = std::fs::read_to_string(server).map_err(|e| anyhow!("--server-key {server}: {e}"))?;
-        keys::public_from_text(text.trim())
-            .map_err(|e| anyhow!("--server-key {server}: {e} (expected a file holding soquete-pk:…)"))?
-    };
-    Ok(Some(ClientKeys { secret, server }))
+    match (&options.key, &options.server_key) {
+        (Some(key), Some(server)) => ClientKeys::load(key, server).map(Some),
+        _ => Ok(None),
+    }
 }
 
 impl Default for Options {
