@@ -383,8 +383,8 @@ impl Stream {
         }
     }
 
-    /// Server: the first bytes decide the mode. Returns false while undecided and the
-    /// socket has nothing more (`WouldBlock`, or the end: then `Clear`).
+    /// Server: the first bytes decide the mode; `WouldBlock` while undecided and the
+    /// socket has nothing more (at its end the mode is `Clear`).
     fn detect(&mut self) -> io::Result<()> {
         let Mode::Detect { auth, first, len } = &mut self.mode else {
             return Ok(());
@@ -406,7 +406,8 @@ impl Stream {
                     return self.start_secure(auth, first);
                 }
             }
-            let Some(buf) = first.get_mut(*len..*len + 1) else {
+            // At most the magic's length in all: the bytes after it are the layer's.
+            let Some(buf) = first.get_mut(*len..).filter(|b| !b.is_empty()) else {
                 return Ok(());
             };
             match self.socket.read(buf) {
