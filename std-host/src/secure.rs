@@ -18,6 +18,7 @@
 //!   client's bytes reach the session.
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -66,6 +67,9 @@ pub struct ServerAuth {
     require: bool,
     /// Secure handshakes in progress.
     in_progress: Cell<usize>,
+    /// The client key that opened each secure session, by resume token: a session
+    /// resumes only for the same key (PROTOCOL.md §10.5).
+    owners: RefCell<HashMap<u64, PublicKey>>,
 }
 
 impl fmt::Debug for ServerAuth {
@@ -93,6 +97,7 @@ impl ServerAuth {
             allowed_path: allowed.to_path_buf(),
             require,
             in_progress: Cell::new(0),
+            owners: RefCell::new(HashMap::new()),
         })
     }
 
@@ -109,6 +114,31 @@ impl ServerAuth {
     /// Number of allowed keys.
     pub fn allowed_len(&self) -> usize {
         self.allowed.borrow().len()
+    }
+
+    /// Notes that the session of `token` was opened by `key` (`None`: a peer that is
+    /// not secure). `kept` tells which tokens may still be resumed, so that notes of
+    /// forgotten sessions go once there are more than `limit`.
+    pub fn bind(&self, token: u64, key: Option<PublicKey>, limit: usize, kept: impl Fn(u64) -> bool) {
+        let mut owners = self.owners.borrow_mut();
+        match key {
+            Some(key) => {
+                if owners.len() >= limit.max(1) {
+                    owners.retain(|t, _| kept(*t));
+                }
+                owners.insert(token, key);
+            }
+            None => {
+                owners.remove(&token);
+            }
+        }
+    }
+
+    /// Whether a peer with `key` (`None`: not secure) may resume the session of
+    /// `token`: only the key that opened it, and a session opened without a key only
+    /// without one.
+    pub fn may_resume(&self, token: u64, key: Option<PublicKey>) -> bool {
+        self.owners.borrow().get(&token).copied() == key
     }
 
     /// Reads the allowed keys again; on an error the old list stays.

@@ -122,6 +122,8 @@ struct Proxy {
     /// Client-to-server and server-to-client bytes, over all connections.
     up: Arc<Mutex<Vec<u8>>>,
     down: Arc<Mutex<Vec<u8>>>,
+    /// Both sockets of every connection, for [`Proxy::cut`].
+    sockets: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -132,7 +134,13 @@ impl Proxy {
         let up = Arc::new(Mutex::new(Vec::new()));
         let down = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (u, d, s) = (Arc::clone(&up), Arc::clone(&down), Arc::clone(&stop));
+        let sockets = Arc::new(Mutex::new(Vec::new()));
+        let (u, d, s, all) = (
+            Arc::clone(&up),
+            Arc::clone(&down),
+            Arc::clone(&stop),
+            Arc::clone(&sockets),
+        );
         thread::spawn(move || {
             let mut fault = fault;
             for client in listener.incoming() {
@@ -151,13 +159,29 @@ impl Proxy {
                     Fault::CutAfter(n) => (None, None, Some(n)),
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                all.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 let d = Arc::clone(&d);
                 thread::spawn(move || forward(s2, c2, &d, flip_down, None));
                 let u = Arc::clone(&u);
                 thread::spawn(move || forward(client, server, &u, flip_up, cut));
             }
         });
-        Proxy { addr, up, down, stop }
+        Proxy {
+            addr,
+            up,
+            down,
+            sockets,
+            stop,
+        }
+    }
+
+    /// Closes both sides of every connection so far.
+    fn cut(&self) {
+        for s in self.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
     }
 
     fn up(&self) -> Vec<u8> {
@@ -564,4 +588,50 @@ impl NamedAuth for Server {
         let needle = format!("connected as \"{name}\" (authenticated as ");
         self.session_id(|l| l.contains(&needle))
     }
+}
+
+#[test]
+fn a_secure_session_does_not_resume_for_a_peer_without_its_key() {
+    let keys = Keys::new("resume-key");
+    let mut server = Server::start(&keys.server_args(&["--json"]));
+    // The secure client's connection is cut after its first message: its session
+    // waits for a resume.
+    let proxy = Proxy::start(server.addr, Fault::None);
+    let mut owner = ClientProcess::start(
+        &proxy.addr.to_string(),
+        &keys.client_args(&keys.device, &["--name", "owner"]),
+        LIMIT,
+    );
+    let _ = owner.write(b"first\n".to_vec()).join();
+    let json = |l: &str| serde_json::from_str::<serde_json::Value>(l).unwrap();
+    let message = json(&server.wait_for(WAIT, |l| l.contains(r#""event":"message""#)));
+    let token = u64::from_str_radix(message["session"].as_str().unwrap(), 16).unwrap();
+    proxy.cut();
+    let lost = json(&server.wait_for(WAIT, |l| l.contains(r#""event":"lost""#)));
+    owner.close_stdin();
+    let (code, _, stderr) = owner.wait();
+    assert_eq!(code, 1, "{stderr}");
+
+    // A binary peer that knows the token (it is in the server's output) asks to resume.
+    let mut hello = vec![0xfe, 0x53, 0x51, 0x54, 0x01, 0, 0, 0, 27 + 7];
+    hello.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0x75, 0x30]);
+    hello.extend_from_slice(&token.to_be_bytes());
+    hello.extend_from_slice(&[0; 8]);
+    hello.push(7);
+    hello.extend_from_slice(b"mallory");
+    let mut peer = plain(server.addr);
+    peer.write_all(&hello).unwrap();
+    let mut welcome = [0u8; 4 + 5 + 26];
+    peer.read_exact(&mut welcome).unwrap();
+    assert_eq!(welcome[4], 0x02, "WELCOME: {welcome:02x?}");
+    assert_eq!(welcome[10] & 1, 0, "not resumed");
+    assert_ne!(welcome[15..23], token.to_be_bytes(), "another session's token");
+    let connected = json(&server.wait_for(WAIT, |l| l.contains(r#""event":"connected""#) && l.contains("mallory")));
+    assert_ne!(connected["id"], lost["id"]);
+    assert!(connected.get("auth").is_none());
+    assert!(
+        !server.seen.iter().any(|l| l.contains(r#""event":"resumed""#)),
+        "{:?}",
+        server.seen
+    );
 }

@@ -614,10 +614,12 @@ impl Serving<'_> {
                     Some(Verdict::Refuse(Code::AuthRequired))
                 }
                 Event::Hello { mode, name, token, .. } => {
+                    let key = self.identity.get().map(|i| i.key);
                     let known = shared
                         .registry
                         .get(token)
-                        .filter(|_| mode == Mode::Binary && token != 0);
+                        .filter(|_| mode == Mode::Binary && token != 0)
+                        .filter(|_| shared.auth.as_ref().is_none_or(|a| a.may_resume(token, key)));
                     match known.map(|e| e.live) {
                         Some(Some(old)) if old != self.token => Some(Verdict::TakeOver(TakeOver {
                             new: self.token,
@@ -705,6 +707,12 @@ impl Serving<'_> {
             last_seq: 0,
         });
         if resumable {
+            if let Some(auth) = &shared.auth {
+                let registry = &shared.registry;
+                let key = self.identity.get().map(|i| i.key);
+                let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
+                auth.bind(token, key, limit, |t| registry.get(t).is_some());
+            }
             if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
                 shared
                     .printer
