@@ -363,6 +363,24 @@ impl Stream {
         matches!(self.mode, Mode::Secure(_))
     }
 
+    /// A secure connection whose handshake is not complete: on a server, the client
+    /// has not yet proven it is live (PROTOCOL.md §10.3 step 7), and what its first
+    /// message asks could be a replay.
+    pub fn awaits_liveness(&self) -> bool {
+        matches!(&self.mode, Mode::Secure(layer) if !layer.secure.is_established())
+    }
+
+    /// Server: answers the handshake now, before the session answers the client (which
+    /// then waits for [`Stream::awaits_liveness`] to turn false).
+    pub fn respond_early(&mut self) {
+        if let Mode::Secure(layer) = &mut self.mode {
+            if let Err(e) = layer.secure.respond() {
+                debug!("respond: {e}");
+            }
+            let _ = write_out(&mut self.socket, &mut layer.secure);
+        }
+    }
+
     /// The socket itself, for what bypasses the layer (reading and dropping a closed
     /// connection's last bytes).
     pub fn socket_mut(&mut self) -> &mut TcpStream {

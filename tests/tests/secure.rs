@@ -101,6 +101,9 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|j| format!("{prefix}-{j:04}-confidential")).collect()
 }
 
+/// Bytes recorded by a proxy thread while the test reads them.
+type Recording = Arc<Mutex<Vec<u8>>>;
+
 /// What a [`Proxy`] does to one direction of its first connection.
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -124,6 +127,8 @@ struct Proxy {
     down: Arc<Mutex<Vec<u8>>>,
     /// Both sockets of every connection, for [`Proxy::cut`].
     sockets: Arc<Mutex<Vec<TcpStream>>>,
+    /// Client-to-server bytes of each connection.
+    each_up: Arc<Mutex<Vec<Recording>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -141,6 +146,8 @@ impl Proxy {
             Arc::clone(&stop),
             Arc::clone(&sockets),
         );
+        let each_up = Arc::new(Mutex::new(Vec::new()));
+        let each = Arc::clone(&each_up);
         thread::spawn(move || {
             let mut fault = fault;
             for client in listener.incoming() {
@@ -163,9 +170,11 @@ impl Proxy {
                     .unwrap()
                     .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 let d = Arc::clone(&d);
-                thread::spawn(move || forward(s2, c2, &d, flip_down, None));
+                thread::spawn(move || forward(s2, c2, &[d], flip_down, None));
+                let mine = Arc::new(Mutex::new(Vec::new()));
+                each.lock().unwrap().push(Arc::clone(&mine));
                 let u = Arc::clone(&u);
-                thread::spawn(move || forward(client, server, &u, flip_up, cut));
+                thread::spawn(move || forward(client, server, &[u, mine], flip_up, cut));
             }
         });
         Proxy {
@@ -173,8 +182,14 @@ impl Proxy {
             up,
             down,
             sockets,
+            each_up,
             stop,
         }
+    }
+
+    /// What the client of connection `i` (from 0) sent so far.
+    fn up_of(&self, i: usize) -> Vec<u8> {
+        self.each_up.lock().unwrap()[i].lock().unwrap().clone()
     }
 
     /// Closes both sides of every connection so far.
@@ -217,7 +232,7 @@ fn flip_offset(stream: &[u8], k: usize) -> Option<usize> {
 
 /// Copies `from` to `to`, recording what passes; flips one byte of DATA record
 /// `flip`, or closes both sides after `cut` bytes.
-fn forward(mut from: TcpStream, mut to: TcpStream, record: &Mutex<Vec<u8>>, flip: Option<usize>, cut: Option<usize>) {
+fn forward(mut from: TcpStream, mut to: TcpStream, records: &[Recording], flip: Option<usize>, cut: Option<usize>) {
     let mut seen = Vec::new();
     let mut flipped = false;
     let mut buf = [0u8; 16 * 1024];
@@ -229,7 +244,9 @@ fn forward(mut from: TcpStream, mut to: TcpStream, record: &Mutex<Vec<u8>>, flip
         };
         let start = seen.len();
         seen.extend_from_slice(&buf[..n]);
-        record.lock().unwrap().extend_from_slice(&buf[..n]);
+        for record in records {
+            record.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
         if let (Some(k), false) = (flip, flipped) {
             if let Some(at) = flip_offset(&seen, k).filter(|&at| at >= start && at < start + n) {
                 buf[at - start] ^= 0x01;
@@ -631,6 +648,56 @@ fn a_secure_session_does_not_resume_for_a_peer_without_its_key() {
     assert!(connected.get("auth").is_none());
     assert!(
         !server.seen.iter().any(|l| l.contains(r#""event":"resumed""#)),
+        "{:?}",
+        server.seen
+    );
+}
+
+#[test]
+fn a_replayed_handshake_does_not_take_over_the_live_connection() {
+    let keys = Keys::new("replay");
+    let mut server = Server::start(&keys.server_args(&[]));
+    let proxy = Proxy::start(server.addr, Fault::None);
+    let mut c = ClientProcess::start(
+        &proxy.addr.to_string(),
+        &keys.client_args(&keys.device, &["--name", "replayed", "--reconnect"]),
+        LIMIT,
+    );
+    let _ = c.write(b"one\n".to_vec()).join();
+    let id = server.named_session_auth("replayed");
+    server.wait_for(WAIT, |l| l.ends_with(": one"));
+    // The client resumes on a second connection, whose INIT carries the token.
+    proxy.cut();
+    server.wait_for(WAIT, |l| {
+        l.starts_with(&format!("{id} ")) && l.contains(" resumed after ")
+    });
+    let _ = c.write(b"two\n".to_vec()).join();
+    server.wait_for(WAIT, |l| l.ends_with(": two"));
+
+    // Someone who recorded that INIT plays it again, straight to the server.
+    let up = proxy.up_of(1);
+    let init_len = 4 + 3 + usize::from(u16::from_be_bytes([up[5], up[6]]));
+    let mut replay = plain(server.addr);
+    replay.write_all(&up[..init_len]).unwrap();
+    // The server answers the handshake (the replayer cannot read the answer)...
+    let mut resp = [0u8; 4 + 3];
+    replay.read_exact(&mut resp).unwrap();
+    assert_eq!(&resp[..5], &[0xfe, 0x53, 0x51, 0x4e, 0x02], "RESP");
+
+    // ...but the live connection goes on: nothing is taken over or lost.
+    let _ = c.write(b"three\n".to_vec()).join();
+    server.wait_for(WAIT, |l| l.ends_with(": three"));
+    c.close_stdin();
+    let (code, _, stderr) = c.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("sent 3 messages, 3 acknowledged (1 reconnects, 1 sessions resumed)"),
+        "{stderr}"
+    );
+    server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));
+    assert_eq!(messages_of(&server.seen, &id), ["one", "two", "three"]);
+    assert!(
+        !server.seen.iter().any(|l| l.contains("taken over")),
         "{:?}",
         server.seen
     );

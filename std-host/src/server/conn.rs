@@ -160,6 +160,9 @@ pub(super) struct Conn {
     pub scheduled: Option<Instant>,
     /// Closed at this time if it has still sent nothing.
     silent_until: Instant,
+    /// A takeover asked for on a secure connection not yet proven live: carried out
+    /// once it is (PROTOCOL.md §10.5).
+    parked: Option<TakeOver>,
     rx: RxBuffer,
     /// The client's name, for JSON message lines.
     name: String,
@@ -207,6 +210,7 @@ impl Conn {
             dirty: false,
             scheduled: None,
             silent_until: now + SILENT_TIMEOUT,
+            parked: None,
             rx: RxBuffer {
                 len: rx_len,
                 grown: None,
@@ -309,7 +313,8 @@ impl Conn {
                 self.readable = false;
                 self.eof = true;
                 self.session.handle_eof(now);
-                if let Some(t) = self.drain(shared, now)? {
+                let take_over = self.drain(shared, now)?;
+                if let Some(t) = self.hold_until_live(take_over) {
                     return Ok(Reading {
                         more: false,
                         take_over: Some(t),
@@ -324,7 +329,28 @@ impl Conn {
                 false
             }
         };
-        Ok(Reading { more, take_over })
+        Ok(Reading {
+            more,
+            take_over: self.hold_until_live(take_over),
+        })
+    }
+
+    /// A takeover waits until the connection that asks for it is proven live: a
+    /// replayed INIT must not end the client's connection (PROTOCOL.md §10.5). The
+    /// handshake is answered meanwhile, so that the client can prove it.
+    fn hold_until_live(&mut self, take_over: Option<TakeOver>) -> Option<TakeOver> {
+        if let Some(t) = take_over {
+            if !self.stream.awaits_liveness() {
+                return Some(t);
+            }
+            debug!("{}: resume held until the secure handshake completes", self.peer);
+            self.stream.respond_early();
+            self.parked = Some(t);
+        }
+        if self.stream.awaits_liveness() {
+            return None;
+        }
+        self.parked.take()
     }
 
     /// The socket, and the rest of the connection at work on `shared`.
