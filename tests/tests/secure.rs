@@ -702,3 +702,21 @@ fn a_replayed_handshake_does_not_take_over_the_live_connection() {
         server.seen
     );
 }
+
+#[test]
+fn a_handshake_that_never_finishes_ends_at_the_handshake_timeout() {
+    let keys = Keys::new("stalled");
+    let mut server = Server::start(&keys.server_args(&[]));
+    let mut peer = TcpStream::connect(server.addr).unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    // The magic and the start of an INIT, then nothing.
+    peer.write_all(&[0xfe, 0x53, 0x51, 0x4e, 0x01, 0x00, 0x62, 0xaa, 0xbb])
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = read_to_eof(&mut peer);
+    // magic + ALERT HANDSHAKE_TIMEOUT, in clear (nothing was authenticated).
+    assert_eq!(answer, [0xfe, 0x53, 0x51, 0x4e, 0x04, 0x00, 0x01, 0x03]);
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    // A connection that never became a session prints nothing.
+    assert!(server.next_line(Duration::ZERO).is_none(), "{:?}", server.seen);
+}
