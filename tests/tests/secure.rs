@@ -433,11 +433,18 @@ fn without_require_auth_secure_binary_and_plain_peers_are_served_side_by_side() 
     assert_eq!(code, 0, "{stderr}");
     let bin = server.wait_for(WAIT, |l| l.contains(" connected"));
     assert!(bin.ends_with("connected as \"bin\""), "{bin}");
-    let (code, _, stderr) = client(
-        server.addr,
-        &keys.client_args(&keys.device, &["--name", "sec"]),
-        &numbered("s", 1),
-    );
+    // The server's key from a file, as `soquete keygen` printed it.
+    let server_pub = keys.dir.join("server.pub");
+    fs::write(&server_pub, format!("{}\n", keys.server_pub)).unwrap();
+    let args = [
+        "--key",
+        &keys.device,
+        "--server-key",
+        server_pub.to_str().unwrap(),
+        "--name",
+        "sec",
+    ];
+    let (code, _, stderr) = client(server.addr, &args, &numbered("s", 1));
     assert_eq!(code, 0, "{stderr}");
     let sec = server.wait_for(WAIT, |l| l.contains(" connected"));
     assert!(

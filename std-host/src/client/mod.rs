@@ -881,7 +881,12 @@ impl Client {
                                 Some(word) => format!("a line {} to end", String::from_utf8_lossy(word)),
                                 None => "Ctrl-D to end".to_owned(),
                             };
-                            eprintln!("connected to {}; type lines, {end}", conn.peer);
+                            let secure = if conn.stream.is_secure() {
+                                " (secure: the server proved its key)"
+                            } else {
+                                ""
+                            };
+                            eprintln!("connected to {}{secure}; type lines, {end}", conn.peer);
                         }
                     }
                     self.ever_established = true;
