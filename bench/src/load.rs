@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use soquete_host::pump::{self, Endpoint, ReadStop, WriteStop};
+use soquete_host::secure::{ClientKeys, Stream};
 
 use crate::proto::{Conn, Target};
 
@@ -27,7 +28,8 @@ pub fn new_histogram() -> Histogram<u64> {
 /// One connection.
 #[derive(Debug)]
 struct Slot {
-    stream: TcpStream,
+    /// Through the secure layer with [`Driver::secure`].
+    stream: Stream,
     conn: Conn,
     connected: bool,
     /// Counted as ready or failed by [`Driver::establish`].
@@ -98,6 +100,8 @@ pub struct Driver {
     /// Window, quota and whether acks are recorded, while a run is on.
     run: Option<RunState>,
     id_base: usize,
+    /// soquete's secure mode: the keys of every connection.
+    keys: Option<ClientKeys>,
 }
 
 #[derive(Debug)]
@@ -127,7 +131,14 @@ impl Driver {
             epoch: Instant::now(),
             run: None,
             id_base,
+            keys: None,
         })
+    }
+
+    /// Connections speak soquete's secure mode (PROTOCOL.md §10) with `keys`.
+    pub fn secure(mut self, keys: Option<ClientKeys>) -> Self {
+        self.keys = keys;
+        self
     }
 
     fn core_now(&self, now: Instant) -> soquete_core::Instant {
@@ -137,8 +148,12 @@ impl Driver {
     fn open_one(&mut self) -> Result<(), String> {
         let id = self.id_base + self.slots.len();
         let conn = Conn::new(self.target, id, self.size, self.window).map_err(|e| e.to_string())?;
-        let mut stream = TcpStream::connect(self.addr).map_err(|e| format!("connect to {}: {e}", self.addr))?;
+        let stream = TcpStream::connect(self.addr).map_err(|e| format!("connect to {}: {e}", self.addr))?;
         let _ = stream.set_nodelay(true);
+        let mut stream = match &self.keys {
+            Some(keys) => Stream::client(stream, keys).map_err(|e| format!("secure mode: {e}"))?,
+            None => Stream::clear(stream),
+        };
         self.poll
             .registry()
             .register(
@@ -318,14 +333,14 @@ impl Driver {
             return;
         }
         if !slot.connected {
-            match slot.stream.take_error() {
+            match slot.stream.socket_mut().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     slot.failed = Some(format!("connect: {e}"));
                     return;
                 }
                 Ok(None) => {}
             }
-            match slot.stream.peer_addr() {
+            match slot.stream.socket_mut().peer_addr() {
                 Ok(_) => slot.connected = true,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => {
@@ -385,7 +400,16 @@ impl Driver {
         if !slot.connected || slot.failed.is_some() {
             return;
         }
-        if let WriteStop::Failed(e) = pump::write(&mut slot.stream, &mut Counting::new(&mut slot.conn)).stop {
+        let mut stop = pump::write(&mut slot.stream, &mut Counting::new(&mut slot.conn)).stop;
+        if !matches!(stop, WriteStop::Failed(_)) {
+            // What the secure layer queued by itself (the key confirmation).
+            if let Err(e) = io::Write::flush(&mut slot.stream) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    stop = WriteStop::Failed(e);
+                }
+            }
+        }
+        if let WriteStop::Failed(e) = stop {
             slot.failed = Some(match e.kind() {
                 io::ErrorKind::WriteZero => "socket took no bytes".into(),
                 _ => format!("write: {e}"),

@@ -103,6 +103,12 @@ struct LoadArgs {
     /// Generator threads (connections are spread over them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// soquete's secure mode: this client secret key file (`soquete keygen`).
+    #[arg(long, value_name = "FILE", requires = "server_key")]
+    key: Option<std::path::PathBuf>,
+    /// With --key: the server's public key, `soquete-pk:…` or a file holding it.
+    #[arg(long, value_name = "KEY|FILE", requires = "key")]
+    server_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +220,10 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
     if a.connections == 0 || a.size == 0 {
         bail!("--connections and --size must be at least 1");
     }
+    let keys = match (&a.key, &a.server_key) {
+        (Some(key), Some(server)) => Some(soquete_host::secure::ClientKeys::load(key, server)?),
+        _ => None,
+    };
     let threads = a.threads.clamp(1, a.connections);
     let barrier = Arc::new(Barrier::new(threads));
     let mut handles = Vec::new();
@@ -225,9 +235,10 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
             .map(|c| c / threads as u64 + u64::from((t as u64) < c % threads as u64));
         let (target, addr, size, window, seconds) = (a.target, a.addr, a.size, a.window, a.seconds);
         let barrier = Arc::clone(&barrier);
+        let keys = keys.clone();
         let id_base = t * 1_000_000 + std::process::id() as usize % 1000 * 1000;
         handles.push(thread::spawn(move || -> anyhow::Result<load::RunResult> {
-            let mut driver = Driver::new(target, addr, size, window, id_base)?;
+            let mut driver = Driver::new(target, addr, size, window, id_base)?.secure(keys);
             let est = driver.establish(n, 256, Duration::from_secs(15));
             barrier.wait();
             if est.failed > 0 || est.ready < n {

@@ -139,6 +139,19 @@ pub struct ServerArgs {
     /// is younger than this.
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration, requires = "forward")]
     pub forward_duplicate_window: Duration,
+    /// The server's secret key (from `soquete keygen`): turns on the secure mode,
+    /// beside binary and plain-text peers. Needs --allowed-keys.
+    #[arg(long, value_name = "FILE", requires = "allowed_keys")]
+    pub key: Option<PathBuf>,
+    /// The client keys let in, one `soquete-pk:… NAME` line each (`#` starts a
+    /// comment); NAME is shown as the client's authenticated name. SIGHUP reads it
+    /// again.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub allowed_keys: Option<PathBuf>,
+    /// Refuse every peer that does not authenticate with an allowed key (binary and
+    /// plain-text peers get "authentication required").
+    #[arg(long, requires = "key")]
+    pub require_auth: bool,
 }
 
 /// Parses `--forward`: `nats://HOST:PORT`, `nats://HOST`, `HOST:PORT` or `HOST`, as
@@ -183,7 +196,9 @@ Exit status:
      answered no line with ERR), and the session closed in order
   1  anything else: cannot connect, refused, a timeout, a line too long, messages not
      acknowledged, a lost connection; the last line on stderr says what happened
-  2  usage error (an unknown flag or a bad value)";
+  2  usage error (an unknown flag or a bad value)
+  3  with --server-key: the server could not prove it holds that key (a man in the
+     middle, or the wrong key); nothing but the encrypted handshake was sent";
 
 /// `soquete client` options.
 #[derive(Debug, Clone, Args)]
@@ -213,6 +228,14 @@ pub struct ClientArgs {
     /// A line equal to WORD (in any case) ends the input; `none`: every line is sent.
     #[arg(long, default_value = "S", value_name = "WORD|none")]
     pub stop_word: String,
+    /// This client's secret key (from `soquete keygen`): speak the secure mode
+    /// (authenticated, encrypted). Needs --server-key.
+    #[arg(long, value_name = "FILE", requires = "server_key", conflicts_with = "plain")]
+    pub key: Option<PathBuf>,
+    /// The server's public key, `soquete-pk:…`, or a file holding it (as `soquete
+    /// pubkey` prints it). The client sends nothing more unless the server proves it.
+    #[arg(long, value_name = "soquete-pk:…|FILE", requires = "key")]
+    pub server_key: Option<String>,
 }
 
 impl ServerArgs {
@@ -232,6 +255,14 @@ impl ServerArgs {
                 duplicate_window: self.forward_duplicate_window,
                 ..server::Forwarding::new(server.clone())
             }),
+            auth: match (&self.key, &self.allowed_keys) {
+                (Some(key), Some(allowed)) => Some(server::AuthFiles {
+                    key: key.clone(),
+                    allowed_keys: allowed.clone(),
+                    require: self.require_auth,
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -246,6 +277,8 @@ impl ClientArgs {
             plain: self.plain,
             reconnect: self.reconnect.then_some(self.reconnect_for),
             stop_word: (self.stop_word != "none").then(|| self.stop_word.clone()),
+            key: self.key.clone(),
+            server_key: self.server_key.clone(),
         }
     }
 }
@@ -257,7 +290,14 @@ impl ClientArgs {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(args) => serve(&args),
-        Command::Client(args) => client::run(&args.options()).map(|()| ExitCode::SUCCESS),
+        Command::Client(args) => match client::run(&args.options()) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.downcast_ref::<client::ServerNotAuthenticated>().is_some() => {
+                eprintln!("soquete: error: {e:#}");
+                Ok(ExitCode::from(client::EXIT_NOT_AUTHENTICATED))
+            }
+            Err(e) => Err(e),
+        },
         Command::Completions { shell } => print_completions(shell),
         Command::Man { page } => print_man(page),
         Command::Keygen { out } => keygen(&out),
@@ -525,6 +565,8 @@ mod tests {
                 plain: false,
                 reconnect: Some(Duration::from_secs(3600)),
                 stop_word: Some("S".into()),
+                key: None,
+                server_key: None,
             }
         );
     }

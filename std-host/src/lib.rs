@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod keys;
 pub mod pump;
+pub mod secure;
 pub mod server;
 pub mod sink;
 pub mod time;

@@ -88,6 +88,21 @@ impl<W: Write> Printer<W> {
 
     /// `#ID PEER connected as "NAME"` (or `connected (plain text)`, or just `connected`).
     pub fn connected(&mut self, id: u64, peer: impl Display, name: &str, mode: Mode) -> io::Result<()> {
+        self.connected_auth(id, peer, name, mode, None)
+    }
+
+    /// [`Printer::connected`] for a peer that may be authenticated: `auth` is the name
+    /// its key has in the server's allowed keys (secure mode), distinct from the name
+    /// it gives itself. Text lines add `(authenticated as "AUTH")`; JSON lines add
+    /// `"auth"` after `"name"` (only for an authenticated peer).
+    pub fn connected_auth(
+        &mut self,
+        id: u64,
+        peer: impl Display,
+        name: &str,
+        mode: Mode,
+        auth: Option<&str>,
+    ) -> io::Result<()> {
         self.forget(id);
         self.start()?;
         match self.format {
@@ -98,6 +113,11 @@ impl<W: Write> Printer<W> {
                 } else if !name.is_empty() {
                     self.out.write_all(b" as ")?;
                     write_quoted(&mut self.out, name.as_bytes())?;
+                }
+                if let Some(auth) = auth {
+                    self.out.write_all(b" (authenticated as ")?;
+                    write_quoted(&mut self.out, auth.as_bytes())?;
+                    self.out.write_all(b")")?;
                 }
                 self.out.write_all(b"\n")
             }
@@ -111,6 +131,7 @@ impl<W: Write> Printer<W> {
                     r#""event":"connected","id":{id},"peer":"{peer}","mode":"{mode}","name":"#
                 )?;
                 write_json(&mut self.out, name)?;
+                write_auth(&mut self.out, auth)?;
                 self.out.write_all(b"}\n")
             }
         }
@@ -138,6 +159,23 @@ impl<W: Write> Printer<W> {
         seq: u64,
         payload: &[u8],
     ) -> io::Result<()> {
+        self.message_auth(id, peer, name, None, session, seq, payload)
+    }
+
+    /// [`Printer::message_from`], with the peer's authenticated name (`"auth"` after
+    /// `"name"` in JSON lines, only for an authenticated peer), part of the cached head
+    /// like `name`.
+    #[allow(clippy::too_many_arguments)] // the fields of one line, in its order
+    pub fn message_auth(
+        &mut self,
+        id: u64,
+        peer: impl Display,
+        name: &str,
+        auth: Option<&str>,
+        session: u64,
+        seq: u64,
+        payload: &[u8],
+    ) -> io::Result<()> {
         if self.head_id != Some(id) {
             // Unset until the head is whole, in case `peer` fails to format.
             self.head_id = None;
@@ -153,6 +191,7 @@ impl<W: Write> Printer<W> {
             self.head.extend_from_slice(after_peer);
             if self.format == Format::Json {
                 write_json(&mut self.head, name)?;
+                write_auth(&mut self.head, auth)?;
                 if session == 0 {
                     self.head.extend_from_slice(br#","session":null,"seq":"#);
                 } else {
@@ -301,6 +340,18 @@ impl<W: Write> Printer<W> {
 }
 
 /// Writes `s` as a JSON string, exactly (JSON's own escapes only).
+/// `,"auth":NAME` for an authenticated peer; nothing for another, so that the lines
+/// of peers that are not secure stay as they were.
+fn write_auth<W: Write>(out: &mut W, auth: Option<&str>) -> io::Result<()> {
+    match auth {
+        Some(auth) => {
+            out.write_all(br#","auth":"#)?;
+            write_json(out, auth)
+        }
+        None => Ok(()),
+    }
+}
+
 fn write_json<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
     serde_json::to_writer(out, s).map_err(io::Error::from)
 }
@@ -446,6 +497,45 @@ mod tests {
 {"v":1,"ts":"","event":"message","id":1,"peer":"127.0.0.1:5","name":"ana","session":"0000000000000abc","seq":10,"text":"\"three\""}
 "#
         );
+    }
+
+    #[test]
+    fn authenticated_peers_are_marked_apart_from_their_own_name() {
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.connected_auth(1, "127.0.0.1:5", "ana", Mode::Binary, Some("sensor-1"))
+            .unwrap();
+        p.connected_auth(2, "127.0.0.1:6", "", Mode::Binary, Some("sensor-2"))
+            .unwrap();
+        p.message_auth(1, "127.0.0.1:5", "ana", Some("sensor-1"), 7, 1, b"hi")
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:5 connected as \"ana\" (authenticated as \"sensor-1\")\n\
+             #2 127.0.0.1:6 connected (authenticated as \"sensor-2\")\n#1 127.0.0.1:5: hi\n"
+        );
+
+        let mut p = Printer::new(Vec::new(), Format::Json);
+        p.connected_auth(1, "127.0.0.1:5", "ana", Mode::Binary, Some("sensor-1"))
+            .unwrap();
+        p.message_auth(1, "127.0.0.1:5", "ana", Some("sensor-1"), 7, 1, b"hi")
+            .unwrap();
+        p.message_auth(2, "127.0.0.1:6", "bob", None, 8, 1, b"yo").unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(p.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["event"], "connected");
+        assert_eq!(
+            (&lines[0]["name"], &lines[0]["auth"]),
+            (&"ana".into(), &"sensor-1".into())
+        );
+        assert_eq!(
+            (&lines[1]["name"], &lines[1]["auth"]),
+            (&"ana".into(), &"sensor-1".into())
+        );
+        assert_eq!(lines[1]["text"], "hi");
+        assert!(lines[2].get("auth").is_none(), "{}", lines[2]);
     }
 
     #[test]

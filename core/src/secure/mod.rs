@@ -722,6 +722,40 @@ where
         }
     }
 
+    /// Server, key accepted: writes the answer (RESP) now, without waiting for the
+    /// session's first bytes, which then follow in data records. For a server that
+    /// must not act on the session's first request before the connection is proven
+    /// live (§10.3 step 7; a resume that would take over another connection, §10.5):
+    /// it answers the handshake, holds the request until [`Event::Established`], and
+    /// answers it then.
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] unless a key was accepted and the answer is not written
+    /// yet; an earlier failure.
+    pub fn respond(&mut self) -> Result<(), Error> {
+        self.check()?;
+        match mem::replace(&mut self.state, State::Busy) {
+            State::Respond(mut hs) => {
+                if let Err(e) = self.write_handshake(&mut hs, Kind::Resp, &[]) {
+                    return Err(self.fail(e));
+                }
+                // Noise's split: the first cipher is client → server.
+                let (recv, send) = hs.get_ciphers();
+                self.keyed = true;
+                self.set_state(State::Transport {
+                    send,
+                    recv,
+                    confirmed: false,
+                });
+                Ok(())
+            }
+            other => {
+                self.state = other;
+                Err(Error::WrongState)
+            }
+        }
+    }
+
     /// Server: refuse the client (for its key, or for any reason before the handshake
     /// completes): an ALERT with `alert` is queued (§10.6), and the layer fails with
     /// [`Error::KeyRefused`]. The client's bytes never reach the session.

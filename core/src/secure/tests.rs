@@ -145,6 +145,37 @@ fn handshake_carries_early_data_both_ways() {
 }
 
 #[test]
+fn a_server_can_answer_the_handshake_before_its_session_does() {
+    let mut client = client();
+    let mut server = server();
+    client.seal(b"hello").unwrap();
+    let init = drain(&mut client);
+    server.handle_input(T0, &init).unwrap();
+    assert!(matches!(server.poll_event(), Some(Event::ClientKey(_))));
+    assert_eq!(
+        server.respond(),
+        Err(Error::WrongState),
+        "not before the key is accepted"
+    );
+    server.accept().unwrap();
+    assert_eq!(take_plain(&mut server), b"hello");
+    // The session's answer waits for step 7; the handshake does not.
+    server.respond().unwrap();
+    let resp = drain(&mut server);
+    assert_eq!(resp.len(), 4 + 3 + 50, "RESP without early data");
+    assert_eq!(server.respond(), Err(Error::WrongState), "once");
+    client.handle_input(T0, &resp).unwrap();
+    assert_eq!(client.poll_event(), Some(Event::Established));
+    assert!(take_plain(&mut client).is_empty());
+    server.handle_input(T0, &drain(&mut client)).unwrap();
+    assert_eq!(server.poll_event(), Some(Event::Established));
+    // Now the answer, in a data record.
+    assert_eq!(server.seal(b"welcome"), Ok(7));
+    client.handle_input(T0, &drain(&mut server)).unwrap();
+    assert_eq!(take_plain(&mut client), b"welcome");
+}
+
+#[test]
 fn records_flow_both_ways_after_the_handshake() {
     let mut h = handshake(b"", b"w");
     assert_eq!(h.client.seal(b"from client"), Ok(11));

@@ -25,6 +25,8 @@ pub enum Code {
     BadVersion,
     /// 0x12: the resume token is not known to the server.
     UnknownSession,
+    /// 0x13: the server accepts only authenticated (secure, PROTOCOL.md §10) peers.
+    AuthRequired,
     /// 0x20: a frame's fields are invalid.
     Malformed,
     /// 0x21: a frame type the receiver does not know.
@@ -59,6 +61,7 @@ impl Code {
             Code::ServerFull => 0x10,
             Code::BadVersion => 0x11,
             Code::UnknownSession => 0x12,
+            Code::AuthRequired => 0x13,
             Code::Malformed => 0x20,
             Code::UnknownFrame => 0x21,
             Code::TooLarge => 0x22,
@@ -83,6 +86,7 @@ impl Code {
             0x10 => Code::ServerFull,
             0x11 => Code::BadVersion,
             0x12 => Code::UnknownSession,
+            0x13 => Code::AuthRequired,
             0x20 => Code::Malformed,
             0x21 => Code::UnknownFrame,
             0x22 => Code::TooLarge,
@@ -107,6 +111,7 @@ impl Code {
             Code::ServerFull => "server full",
             Code::BadVersion => "unsupported protocol version",
             Code::UnknownSession => "unknown session",
+            Code::AuthRequired => "authentication required (secure clients only)",
             Code::Malformed => "malformed frame",
             Code::UnknownFrame => "unknown frame type",
             Code::TooLarge => "message too large",

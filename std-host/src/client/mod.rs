@@ -37,7 +37,9 @@ use soquete_core::wire::{MAX_NAME_LEN, MSG_OVERHEAD};
 use soquete_core::{Closure, Code, Config, Duration, Event, Instant, Mode, Session};
 
 use self::input::Input;
+use crate::keys;
 use crate::pump::{self, OneRead, ReadStop, WriteStop};
+use crate::secure::{self, ClientKeys, SecureError, Stream};
 use crate::time::{self, human};
 use soquete_text::write_escaped;
 
@@ -83,6 +85,48 @@ pub struct Options {
     /// A line equal to this (ignoring ASCII case) ends the input; `None`: every line
     /// is sent.
     pub stop_word: Option<String>,
+    /// The secure mode (PROTOCOL.md §10): this client's secret key file.
+    pub key: Option<std::path::PathBuf>,
+    /// With `key`: the server's public key, `soquete-pk:…` or a file holding it.
+    pub server_key: Option<String>,
+}
+
+/// The exit status of `soquete client` when the server could not prove its key.
+pub const EXIT_NOT_AUTHENTICATED: u8 = 3;
+
+/// The server could not prove it holds the key the client was given: a man in the
+/// middle, or the wrong `--server-key`. Nothing but the first handshake message (which
+/// only the holder of that key can read) was sent.
+#[derive(Debug)]
+pub struct ServerNotAuthenticated {
+    /// The server's address as given.
+    pub target: String,
+    /// The key it was expected to hold, in text form.
+    pub expected: String,
+    /// What the secure layer saw.
+    pub cause: SecureError,
+}
+
+impl std::fmt::Display for ServerNotAuthenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} could not prove its identity: it does not hold the server key {} \
+             (possibly a man in the middle, or the wrong --server-key); nothing was sent \
+             but the encrypted handshake ({})",
+            self.target, self.expected, self.cause
+        )
+    }
+}
+
+impl std::error::Error for ServerNotAuthenticated {}
+
+/// Reads `--key` and `--server-key`.
+fn client_keys(options: &Options) -> anyhow::Result<Option<ClientKeys>> {
+    match (&options.key, &options.server_key) {
+        (Some(key), Some(server)) => ClientKeys::load(key, server).map(Some),
+        _ => Ok(None),
+    }
 }
 
 impl Default for Options {
@@ -94,6 +138,8 @@ impl Default for Options {
             plain: false,
             reconnect: None,
             stop_word: Some("S".into()),
+            key: None,
+            server_key: None,
         }
     }
 }
@@ -104,13 +150,14 @@ impl Default for Options {
 /// Anything that keeps the lines from being delivered and acknowledged, with a message
 /// for the user; the summary is on stderr already.
 pub fn run(options: &Options) -> anyhow::Result<()> {
+    let keys = client_keys(options)?;
     // Without --reconnect, failing to connect is the end; with it, the loop retries.
     let first = if options.reconnect.is_some() {
         None
     } else {
         Some(connect(&options.connect, options.timeout)?)
     };
-    let mut client = Client::new(options, first)?;
+    let mut client = Client::new(options, first, keys)?;
     let closure = client.run()?;
     client.finish(closure)
 }
@@ -197,7 +244,7 @@ enum Link {
 /// One connection to the server and what is known of it.
 #[derive(Debug)]
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     /// The session was established (or resumed) on it.
     established: bool,
@@ -212,7 +259,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Self {
+    fn new(stream: Stream, peer: SocketAddr) -> Self {
         Connection {
             stream,
             peer,
@@ -263,6 +310,10 @@ struct Client {
     meter: Meter,
     out: BufWriter<Stdout>,
     out_failed: bool,
+    /// The secure mode's keys.
+    keys: Option<ClientKeys>,
+    /// A secure handshake failed in a way another attempt would not repair.
+    secure_failure: Option<SecureError>,
 }
 
 /// What the client had seen at its last progress.
@@ -375,7 +426,7 @@ impl Retry {
 }
 
 impl Client {
-    fn new(args: &Options, first: Option<(TcpStream, SocketAddr)>) -> anyhow::Result<Client> {
+    fn new(args: &Options, first: Option<(TcpStream, SocketAddr)>, keys: Option<ClientKeys>) -> anyhow::Result<Client> {
         let now = time::now();
         let timeout = time::to_core(args.timeout);
         let config = Config {
@@ -398,7 +449,8 @@ impl Client {
 
         let poll = Poll::new()?;
         let link = match first {
-            Some((mut stream, peer)) => {
+            Some((stream, peer)) => {
+                let mut stream = wrap(stream, keys.as_ref())?;
                 poll.registry()
                     .register(&mut stream, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
                 Link::Connected(Connection::new(stream, peer))
@@ -457,6 +509,8 @@ impl Client {
             meter,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
+            keys,
+            secure_failure: None,
         })
     }
 
@@ -599,7 +653,7 @@ impl Client {
     /// `--reconnect`: true if the session ended in a way that another connection can
     /// repair, and there is something left to deliver.
     fn wants_resume(&self, closure: Closure) -> bool {
-        if self.retry.is_none() || self.session.mode() != Mode::Binary {
+        if self.retry.is_none() || self.session.mode() != Mode::Binary || self.secure_failure.is_some() {
             return false;
         }
         let input_done = matches!(
@@ -682,7 +736,7 @@ impl Client {
         let attempt = if budget.is_zero() {
             Err(anyhow!("no time left"))
         } else {
-            connect(&self.target, budget)
+            connect(&self.target, budget).and_then(|(s, peer)| Ok((wrap(s, self.keys.as_ref())?, peer)))
         };
         match attempt {
             Ok((mut stream, peer)) => {
@@ -769,7 +823,15 @@ impl Client {
     fn transmit(&mut self, now: Instant) {
         if let Link::Connected(conn) = &mut self.link {
             if conn.error.is_none() {
-                if let WriteStop::Failed(e) = pump::write(&mut conn.stream, &mut self.session).stop {
+                let mut failed = match pump::write(&mut conn.stream, &mut self.session).stop {
+                    WriteStop::Failed(e) => Some(e),
+                    _ => None,
+                };
+                // What the secure layer queued by itself (the key confirmation).
+                if failed.is_none() {
+                    failed = conn.stream.flush().err().filter(|e| e.kind() != ErrorKind::WouldBlock);
+                }
+                if let Some(e) = failed {
                     self.lost(now, e);
                 }
             }
@@ -781,6 +843,20 @@ impl Client {
     /// The connection failed: the session ends as at end of stream.
     fn lost(&mut self, now: Instant, e: io::Error) {
         log::debug!("connection lost: {e}");
+        if let Some(failure) = secure::secure_error(&e) {
+            // Another attempt would meet the same key: not worth a reconnect.
+            let fatal = matches!(
+                failure,
+                SecureError::ServerNotAuthenticated
+                    | SecureError::NotSecure
+                    | SecureError::Refused(
+                        secure::Alert::HandshakeFailed | secure::Alert::UnknownKey | secure::Alert::Unexpected
+                    )
+            );
+            if fatal {
+                self.secure_failure.get_or_insert(failure);
+            }
+        }
         self.session.handle_eof(now);
         if let Link::Connected(conn) = &mut self.link {
             conn.read_closed = true;
@@ -805,7 +881,12 @@ impl Client {
                                 Some(word) => format!("a line {} to end", String::from_utf8_lossy(word)),
                                 None => "Ctrl-D to end".to_owned(),
                             };
-                            eprintln!("connected to {}; type lines, {end}", conn.peer);
+                            let secure = if conn.stream.is_secure() {
+                                " (secure: the server proved its key)"
+                            } else {
+                                ""
+                            };
+                            eprintln!("connected to {}{secure}; type lines, {end}", conn.peer);
                         }
                     }
                     self.ever_established = true;
@@ -1006,6 +1087,9 @@ impl Client {
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
+        if let Some(failure) = self.secure_failure.take() {
+            return Err(self.secure_failure_error(failure));
+        }
         if let Some(why) = self.retry.as_mut().and_then(|r| r.gave_up.take()) {
             bail!("gave up reconnecting: {why}; {not_acked}");
         }
@@ -1109,6 +1193,47 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+impl Client {
+    /// What a failed secure handshake means for the user.
+    fn secure_failure_error(&self, failure: SecureError) -> anyhow::Error {
+        let target = self.target.clone();
+        let (ours, expected) = match &self.keys {
+            Some(k) => (
+                keys::public_to_text(&k.secret.public_key()),
+                keys::public_to_text(&k.server),
+            ),
+            None => (String::new(), String::new()),
+        };
+        match failure {
+            SecureError::ServerNotAuthenticated | SecureError::Refused(secure::Alert::HandshakeFailed) => {
+                ServerNotAuthenticated {
+                    target,
+                    expected,
+                    cause: failure,
+                }
+                .into()
+            }
+            SecureError::Refused(secure::Alert::UnknownKey) => anyhow!(
+                "{target} refused this client's key {ours}: it is not among the server's allowed keys; \
+                 its operator can add the line \"{ours} NAME\" to them"
+            ),
+            SecureError::NotSecure => anyhow!(
+                "{target} does not speak the secure mode (a server started without --key?); \
+                 nothing was sent but the encrypted handshake"
+            ),
+            other => anyhow!("{target}: secure handshake failed: {other}"),
+        }
+    }
+}
+
+/// The socket as the session speaks on it: through the secure layer with `keys`.
+fn wrap(stream: TcpStream, keys: Option<&ClientKeys>) -> anyhow::Result<Stream> {
+    match keys {
+        Some(keys) => Stream::client(stream, keys).context("cannot start the secure mode"),
+        None => Ok(Stream::clear(stream)),
     }
 }
 

@@ -3,18 +3,19 @@
 //! Everything here moves bytes and events for a single connection; the event loop in
 //! the parent module decides when (and how much) each connection gets to do.
 
+use std::cell::OnceCell;
 use std::fmt;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::ops::ControlFlow;
 
 use log::{debug, info, warn};
-use mio::net::TcpStream;
 use mio::Token;
 use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
 
 use super::Shared;
 use crate::pump::{self, Endpoint, ReadStop, WriteStop};
+use crate::secure::{Identity, Stream};
 
 /// Most bytes read from one connection per loop iteration, so that a fast sender
 /// cannot starve the others.
@@ -131,7 +132,10 @@ impl fmt::Display for Reason {
 /// A connection and its session.
 #[derive(Debug)]
 pub(super) struct Conn {
-    pub stream: TcpStream,
+    /// The socket, with the secure layer on a secure connection.
+    pub stream: Stream,
+    /// A secure peer's authenticated identity, once its key is accepted.
+    identity: std::rc::Rc<OnceCell<Identity>>,
     /// This connection's key in the event loop.
     pub token: Token,
     pub peer: SocketAddr,
@@ -156,6 +160,9 @@ pub(super) struct Conn {
     pub scheduled: Option<Instant>,
     /// Closed at this time if it has still sent nothing.
     silent_until: Instant,
+    /// A takeover asked for on a secure connection not yet proven live: carried out
+    /// once it is (PROTOCOL.md §10.5).
+    parked: Option<TakeOver>,
     rx: RxBuffer,
     /// The client's name, for JSON message lines.
     name: String,
@@ -181,7 +188,7 @@ pub(super) struct Reading {
 
 impl Conn {
     pub fn new(
-        stream: TcpStream,
+        stream: Stream,
         token: Token,
         peer: SocketAddr,
         session: ServerSession,
@@ -189,6 +196,7 @@ impl Conn {
         now: Instant,
     ) -> Self {
         Conn {
+            identity: stream.identity(),
             stream,
             token,
             peer,
@@ -202,6 +210,7 @@ impl Conn {
             dirty: false,
             scheduled: None,
             silent_until: now + SILENT_TIMEOUT,
+            parked: None,
             rx: RxBuffer {
                 len: rx_len,
                 grown: None,
@@ -224,10 +233,16 @@ impl Conn {
         // sends nothing more (no read would come to shrink it).
         let shrink = self.rx.grown.map(|t| t + RX_SHRINK_AFTER);
         let silent = self.is_silent().then_some(self.silent_until);
-        [self.session.poll_timeout(), self.give_up, shrink, silent]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.session.poll_timeout(),
+            self.stream.poll_timeout(),
+            self.give_up,
+            shrink,
+            silent,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// True while the connection has not sent a byte.
@@ -240,6 +255,8 @@ impl Conn {
     /// if the connection has been silent too long while slots are `short`, and is to
     /// be closed.
     pub fn on_timer(&mut self, now: Instant, short: bool) -> bool {
+        // A secure handshake past its deadline: the next flush reports it.
+        self.stream.handle_timeout(now);
         if self.is_silent() && now >= self.silent_until {
             if short {
                 return true;
@@ -274,6 +291,13 @@ impl Conn {
             printing, take_over, ..
         } = serving;
         printing?;
+        if let Some(why) = self.stream.take_refusal() {
+            if self.state == State::Handshake {
+                let id = shared.next_id();
+                shared.printer.refused(id, self.peer, &why)?;
+                self.state = State::Refused;
+            }
+        }
         let more = match outcome.stop {
             // Spent, or stopped for a takeover: the rest waits for the next turn.
             ReadStop::Budget | ReadStop::Stopped => self.readable,
@@ -289,7 +313,8 @@ impl Conn {
                 self.readable = false;
                 self.eof = true;
                 self.session.handle_eof(now);
-                if let Some(t) = self.drain(shared, now)? {
+                let take_over = self.drain(shared, now)?;
+                if let Some(t) = self.hold_until_live(take_over) {
                     return Ok(Reading {
                         more: false,
                         take_over: Some(t),
@@ -304,17 +329,39 @@ impl Conn {
                 false
             }
         };
-        Ok(Reading { more, take_over })
+        Ok(Reading {
+            more,
+            take_over: self.hold_until_live(take_over),
+        })
+    }
+
+    /// A takeover waits until the connection that asks for it is proven live: a
+    /// replayed INIT must not end the client's connection (PROTOCOL.md §10.5). The
+    /// handshake is answered meanwhile, so that the client can prove it.
+    fn hold_until_live(&mut self, take_over: Option<TakeOver>) -> Option<TakeOver> {
+        if let Some(t) = take_over {
+            if !self.stream.awaits_liveness() {
+                return Some(t);
+            }
+            debug!("{}: resume held until the secure handshake completes", self.peer);
+            self.stream.respond_early();
+            self.parked = Some(t);
+        }
+        if self.stream.awaits_liveness() {
+            return None;
+        }
+        self.parked.take()
     }
 
     /// The socket, and the rest of the connection at work on `shared`.
-    fn split<'a>(&'a mut self, shared: &'a mut Shared, now: Instant) -> (&'a mut TcpStream, Serving<'a>) {
+    fn split<'a>(&'a mut self, shared: &'a mut Shared, now: Instant) -> (&'a mut Stream, Serving<'a>) {
         let serving = Serving {
             session: &mut self.session,
             state: &mut self.state,
             give_up: &mut self.give_up,
             rx: &mut self.rx,
             name: &mut self.name,
+            identity: &self.identity,
             token: self.token,
             peer: self.peer,
             shared,
@@ -344,7 +391,12 @@ impl Conn {
     /// Lingering: reads and drops what the peer still sends. Returns true if the socket
     /// may still have data.
     fn discard(&mut self, shared: &mut Shared, now: Instant) -> bool {
-        let outcome = pump::read(&mut self.stream, &mut Discard(&mut shared.scratch), now, READ_BUDGET);
+        let outcome = pump::read(
+            self.stream.socket_mut(),
+            &mut Discard(&mut shared.scratch),
+            now,
+            READ_BUDGET,
+        );
         match outcome.stop {
             ReadStop::Budget => true,
             ReadStop::Eof => {
@@ -459,6 +511,15 @@ impl Conn {
         if let WriteStop::Failed(e) = pump::write(&mut self.stream, &mut self.session).stop {
             debug!("{}: write: {e}", self.peer);
             self.error = Some(e);
+            return;
+        }
+        // What the secure layer queued by itself, or its failure.
+        match self.stream.flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                debug!("{}: {e}", self.peer);
+                self.error = Some(e);
+            }
+            _ => {}
         }
     }
 
@@ -533,6 +594,8 @@ struct Serving<'a> {
     give_up: &'a mut Option<Instant>,
     rx: &'a mut RxBuffer,
     name: &'a mut String,
+    /// A secure peer's authenticated identity.
+    identity: &'a OnceCell<Identity>,
     token: Token,
     peer: SocketAddr,
     shared: &'a mut Shared,
@@ -596,11 +659,16 @@ impl Serving<'_> {
             // What to do once the event (which borrows the session) is gone.
             let verdict = match event {
                 Event::Hello { .. } if shared.shutting_down => Some(Verdict::Refuse(Code::Shutdown)),
+                Event::Hello { .. } if shared.auth_required() && self.identity.get().is_none() => {
+                    Some(Verdict::Refuse(Code::AuthRequired))
+                }
                 Event::Hello { mode, name, token, .. } => {
+                    let key = self.identity.get().map(|i| i.key);
                     let known = shared
                         .registry
                         .get(token)
-                        .filter(|_| mode == Mode::Binary && token != 0);
+                        .filter(|_| mode == Mode::Binary && token != 0)
+                        .filter(|_| shared.auth.as_ref().is_none_or(|a| a.may_resume(token, key)));
                     match known.map(|e| e.live) {
                         Some(Some(old)) if old != self.token => Some(Verdict::TakeOver(TakeOver {
                             new: self.token,
@@ -626,12 +694,14 @@ impl Serving<'_> {
                                 info!("{peer}: session {token:#x} is not known (any more); starting a new one");
                             }
                             let id = shared.next_id();
-                            shared.printer.connected(id, peer, name, mode)?;
+                            let auth = self.identity.get().map(|i| i.name.as_str());
+                            shared.printer.connected_auth(id, peer, name, mode, auth)?;
                             Some(Verdict::Accept(id))
                         }
                     }
                 }
                 Event::Message { seq, payload } => {
+                    let auth = self.identity.get().map(|i| i.name.as_str());
                     let (id, session, again) = match self.state {
                         // Sent again after a resume, printed before the sink wrote it
                         // and the server could acknowledge it: printed once.
@@ -645,7 +715,7 @@ impl Serving<'_> {
                     };
                     // Acknowledged once its line is written or JetStream stored it
                     // (`Conn::confirm`).
-                    shared.message(self.token, id, peer, self.name, session, seq, payload, again)?;
+                    shared.message(self.token, id, peer, self.name, auth, session, seq, payload, again)?;
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -693,6 +763,12 @@ impl Serving<'_> {
             last_seq: 0,
         });
         if resumable {
+            if let Some(auth) = &shared.auth {
+                let registry = &shared.registry;
+                let key = self.identity.get().map(|i| i.key);
+                let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
+                auth.bind(token, key, limit, |t| registry.get(t).is_some());
+            }
             if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
                 shared
                     .printer
@@ -709,9 +785,10 @@ impl Serving<'_> {
         let entry = shared.registry.get(token).copied().filter(|e| e.live.is_none());
         let Some(entry) = entry else {
             let id = shared.next_id();
+            let auth = self.identity.get().map(|i| i.name.as_str());
             shared
                 .printer
-                .connected(id, self.peer, self.session.client_name(), Mode::Binary)?;
+                .connected_auth(id, self.peer, self.session.client_name(), Mode::Binary, auth)?;
             return self.accept_new(id);
         };
         if shared.shutting_down {

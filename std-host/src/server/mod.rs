@@ -47,6 +47,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
+use crate::secure::{ServerAuth, Stream};
 pub use crate::sink::forward::Options as Forwarding;
 use crate::sink::forward::{Forward, Found};
 use crate::sink::nats;
@@ -107,6 +108,21 @@ pub struct Options {
     /// acknowledged once JetStream has stored it, and a session this server does not
     /// know is resumed from what the stream holds.
     pub forward: Option<Forwarding>,
+    /// The secure mode (PROTOCOL.md §10): the server's key and the allowed client
+    /// keys; `None`: no secure peers.
+    pub auth: Option<AuthFiles>,
+}
+
+/// Where the secure mode's keys are, and whether every peer must use it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthFiles {
+    /// The server's secret key file (`soquete keygen`).
+    pub key: std::path::PathBuf,
+    /// Allowed client keys: `soquete-pk:… NAME` per line; read again on SIGHUP.
+    pub allowed_keys: std::path::PathBuf,
+    /// Refuse every peer that is not secure (binary or plain text) with
+    /// AUTH_REQUIRED.
+    pub require: bool,
 }
 
 impl Default for Options {
@@ -121,6 +137,7 @@ impl Default for Options {
             format: Format::Text,
             timestamps: false,
             forward: None,
+            auth: None,
         }
     }
 }
@@ -190,6 +207,8 @@ pub(crate) struct Shared {
     registry: Registry,
     /// SIGINT/SIGTERM arrived: lost sessions are not kept for a resume.
     shutting_down: bool,
+    /// The secure mode's keys, if it is on.
+    auth: Option<std::rc::Rc<ServerAuth>>,
 }
 
 impl Shared {
@@ -207,8 +226,8 @@ impl Shared {
         self.sink.is_full(self.printer.get_ref().len()) || self.forward.as_ref().is_some_and(Forward::is_full)
     }
 
-    /// Takes message `seq` of session `id` (token `session`, 0 for plain text) from
-    /// connection `conn`: printed, or forwarded. It is confirmed once its line is
+    /// Takes message `seq` of session `id` (token `session`, 0 for plain text; `auth`:
+    /// a secure peer's authenticated name) from connection `conn`: printed, or forwarded. It is confirmed once its line is
     /// written or JetStream has stored it. `again`: sent again after a resume and
     /// printed before (not printed twice; forwarded again, JetStream keeps one copy).
     #[allow(clippy::too_many_arguments)]
@@ -218,6 +237,7 @@ impl Shared {
         id: u64,
         peer: std::net::SocketAddr,
         name: &str,
+        auth: Option<&str>,
         session: u64,
         seq: u64,
         payload: &[u8],
@@ -233,7 +253,7 @@ impl Shared {
             return Ok(());
         }
         if !again {
-            self.printer.message_from(id, peer, name, session, seq, payload)?;
+            self.printer.message_auth(id, peer, name, auth, session, seq, payload)?;
         }
         let pending = self.printer.get_ref().len();
         self.sink.mark(pending, conn, seq);
@@ -256,6 +276,11 @@ impl Shared {
         h.write_u64(u64::MAX);
         h.write_u64(id);
         h.finish().max(1)
+    }
+
+    /// `--require-auth`: peers that are not secure are refused.
+    fn auth_required(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| a.required())
     }
 
     fn next_id(&mut self) -> u64 {
@@ -375,6 +400,24 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Setup("read the listening address", e))?;
 
+        let auth = match &options.auth {
+            Some(files) => {
+                let auth = ServerAuth::load(&files.key, &files.allowed_keys, files.require)
+                    .map_err(|e| Error::Setup("read the secure mode's keys", io::Error::other(format!("{e:#}"))))?;
+                info!(
+                    "secure mode: server key {}, {} allowed client keys{}",
+                    crate::keys::public_to_text(&auth.public_key()),
+                    auth.allowed_len(),
+                    if files.require {
+                        "; every peer must authenticate"
+                    } else {
+                        ""
+                    }
+                );
+                Some(std::rc::Rc::new(auth))
+            }
+            None => None,
+        };
         let waker = Waker::new(poll.registry(), SINK).map_err(|e| Error::Setup("create the output's waker", e))?;
         let waker = Arc::new(waker);
         let forward = match &options.forward {
@@ -417,6 +460,7 @@ impl Server {
                 scratch: vec![0; conn::READ_BUDGET],
                 registry,
                 shutting_down: false,
+                auth,
             },
             held: Vec::new(),
             written: Vec::new(),
@@ -666,6 +710,7 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
+        let stream = Stream::server(stream, self.shared.auth.clone());
         let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
         self.dirty.push(token);
@@ -820,6 +865,12 @@ impl Server {
             if request == Request::Reopen {
                 info!("SIGHUP: opening the output again");
                 self.shared.sink.reopen();
+                if let Some(auth) = &self.shared.auth {
+                    match auth.reload() {
+                        Ok(n) => info!("SIGHUP: allowed keys read again: {n} keys"),
+                        Err(e) => warn!("SIGHUP: cannot read the allowed keys again, the old list stays: {e:#}"),
+                    }
+                }
                 continue;
             }
             if self.shutdown_deadline.is_some() {
@@ -949,6 +1000,7 @@ mod tests {
             scratch: Vec::new(),
             registry: Registry::new(Duration::ZERO, 1),
             shutting_down: false,
+            auth: None,
         };
         let a = shared.session_token();
         let b = shared.session_token();

@@ -1,0 +1,702 @@
+//! The secure mode on a socket (PROTOCOL.md §10): [`Stream`], a non-blocking TCP
+//! stream that the server and the client read and write as before, and that runs the
+//! core's [`Secure`] layer beneath their session when the connection is a secure one.
+//!
+//! * Reads return the session's plaintext: ciphertext from the socket goes into the
+//!   layer, decrypted bytes come out. A layer failure (a record that does not
+//!   authenticate, a refused key, a server that cannot prove its key) is an
+//!   [`io::ErrorKind::InvalidData`] error whose source is a [`SecureError`]; whatever
+//!   the layer still had to say (an ALERT) is written first.
+//! * Writes seal the session's bytes into records. [`Write::flush`] writes out what
+//!   the layer queued by itself (the client's key confirmation, an ALERT); callers
+//!   flush after each write turn.
+//! * A server's stream starts undecided: the first four bytes tell a secure peer from
+//!   a binary or plain-text one ([`secure::detect`]); the others' bytes pass through
+//!   untouched.
+//! * The server decides on a client's key from its [`ServerAuth`]'s allowed keys; the
+//!   authenticated name is then in the stream's [`Identity`] cell before any of the
+//!   client's bytes reach the session.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use log::{debug, warn};
+use mio::event::Source;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use soquete_core::secure::{self, Detection, Event, PublicKey, SecretKey, Secure, KEY_LEN, MAGIC};
+use soquete_core::Instant;
+
+use crate::keys::{self, AllowedKeys};
+use crate::time;
+
+pub use soquete_core::secure::{Alert, Error as SecureError};
+
+/// The layer's receive and transmit buffers: one whole record each way. The receive
+/// buffer sets the `max_record` announced to the peer (16,365 bytes).
+const LAYER_BUF: usize = 16 * 1024;
+/// Ciphertext read from the socket and not yet taken by the layer.
+const STAGING: usize = 16 * 1024;
+
+/// Secure handshakes a server has in progress at most (from the secure magic to the
+/// client's first data record). Each costs the server four X25519 operations; a
+/// connection beyond the limit is refused with SERVER_FULL before any of them.
+pub const MAX_HANDSHAKES: usize = 256;
+
+/// Who a secure peer is: its static key and, on a server, its name in the allowed keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The authenticated name (from the allowed-keys file).
+    pub name: String,
+    /// The peer's static public key.
+    pub key: PublicKey,
+}
+
+/// A server's keys: its own secret key and the client keys it lets in.
+pub struct ServerAuth {
+    secret: SecretKey,
+    allowed: RefCell<AllowedKeys>,
+    /// Where the allowed keys came from (read again on SIGHUP).
+    allowed_path: PathBuf,
+    /// Refuse every peer that is not secure.
+    require: bool,
+    /// Secure handshakes in progress.
+    in_progress: Cell<usize>,
+    /// The client key that opened each secure session, by resume token: a session
+    /// resumes only for the same key (PROTOCOL.md §10.5).
+    owners: RefCell<HashMap<u64, PublicKey>>,
+}
+
+impl fmt::Debug for ServerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerAuth")
+            .field("public", &keys::public_to_text(&self.secret.public_key()))
+            .field("allowed", &self.allowed.borrow().len())
+            .field("allowed_path", &self.allowed_path)
+            .field("require", &self.require)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerAuth {
+    /// Reads the server's secret key and its allowed keys.
+    ///
+    /// # Errors
+    /// A file that cannot be read or parsed, with its name.
+    pub fn load(key: &std::path::Path, allowed: &std::path::Path, require: bool) -> anyhow::Result<Self> {
+        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let list = AllowedKeys::load(allowed)?;
+        Ok(ServerAuth {
+            secret,
+            allowed: RefCell::new(list),
+            allowed_path: allowed.to_path_buf(),
+            require,
+            in_progress: Cell::new(0),
+            owners: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// The server's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.secret.public_key()
+    }
+
+    /// Whether peers that are not secure are refused.
+    pub fn required(&self) -> bool {
+        self.require
+    }
+
+    /// Number of allowed keys.
+    pub fn allowed_len(&self) -> usize {
+        self.allowed.borrow().len()
+    }
+
+    /// Notes that the session of `token` was opened by `key` (`None`: a peer that is
+    /// not secure). `kept` tells which tokens may still be resumed, so that notes of
+    /// forgotten sessions go once there are more than `limit`.
+    pub fn bind(&self, token: u64, key: Option<PublicKey>, limit: usize, kept: impl Fn(u64) -> bool) {
+        let mut owners = self.owners.borrow_mut();
+        match key {
+            Some(key) => {
+                if owners.len() >= limit.max(1) {
+                    owners.retain(|t, _| kept(*t));
+                }
+                owners.insert(token, key);
+            }
+            None => {
+                owners.remove(&token);
+            }
+        }
+    }
+
+    /// Whether a peer with `key` (`None`: not secure) may resume the session of
+    /// `token`: only the key that opened it, and a session opened without a key only
+    /// without one.
+    pub fn may_resume(&self, token: u64, key: Option<PublicKey>) -> bool {
+        self.owners.borrow().get(&token).copied() == key
+    }
+
+    /// Reads the allowed keys again; on an error the old list stays.
+    ///
+    /// # Errors
+    /// The file cannot be read or has a bad line.
+    pub fn reload(&self) -> anyhow::Result<usize> {
+        let list = AllowedKeys::load(&self.allowed_path)?;
+        let n = list.len();
+        *self.allowed.borrow_mut() = list;
+        Ok(n)
+    }
+}
+
+/// A client's keys: its own and the server's.
+#[derive(Clone)]
+pub struct ClientKeys {
+    /// The client's secret key.
+    pub secret: SecretKey,
+    /// The public key the server must prove it holds.
+    pub server: PublicKey,
+}
+
+impl ClientKeys {
+    /// Reads the client's secret key file and the server's public key: its text form
+    /// `soquete-pk:…`, or a file holding it (as `soquete pubkey` prints it).
+    ///
+    /// # Errors
+    /// A file that cannot be read, or a key that is not valid, naming it.
+    pub fn load(key: &std::path::Path, server: &str) -> anyhow::Result<Self> {
+        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let server = if server.starts_with(keys::PUBLIC_PREFIX) {
+            keys::public_from_text(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?
+        } else {
+            let text = std::fs::read_to_string(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?;
+            keys::public_from_text(text.trim())
+                .map_err(|e| anyhow::anyhow!("server key {server}: {e} (expected a file holding soquete-pk:…)"))?
+        };
+        Ok(ClientKeys { secret, server })
+    }
+}
+
+impl fmt::Debug for ClientKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientKeys")
+            .field("public", &keys::public_to_text(&self.secret.public_key()))
+            .field("server", &keys::public_to_text(&self.server))
+            .finish()
+    }
+}
+
+/// The secure layer's error inside an [`io::Error`], if that is what `e` is.
+pub fn secure_error(e: &io::Error) -> Option<SecureError> {
+    e.get_ref()?.downcast_ref::<LayerError>().map(|l| l.0)
+}
+
+/// The layer's failure as an `io::Error` source.
+#[derive(Debug)]
+struct LayerError(SecureError);
+
+impl fmt::Display for LayerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LayerError {}
+
+fn layer_error(e: SecureError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, LayerError(e))
+}
+
+/// What runs on a connection.
+enum Mode {
+    /// Server: fewer than four bytes seen, all a prefix of the secure magic.
+    Detect {
+        auth: Rc<ServerAuth>,
+        first: [u8; MAGIC.len()],
+        len: usize,
+    },
+    /// A binary or plain-text peer: bytes pass through; `first[start..end]` (the
+    /// bytes read to decide) go to the session first.
+    Clear {
+        first: [u8; MAGIC.len()],
+        start: usize,
+        end: usize,
+    },
+    Secure(Box<Layer>),
+}
+
+/// The secure layer of one connection and what the stream keeps around it.
+struct Layer {
+    secure: Secure<Vec<u8>, Vec<u8>>,
+    /// Ciphertext read and not yet taken: `staging[start..end]`.
+    staging: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+    /// Server: its keys; counts this handshake while it is in progress.
+    auth: Option<Rc<ServerAuth>>,
+    counted: bool,
+    /// Server: why the client was refused before its session began, until taken.
+    refusal: Option<String>,
+    refusal_taken: bool,
+}
+
+impl Layer {
+    fn uncount(&mut self) {
+        if let (true, Some(auth)) = (self.counted, &self.auth) {
+            auth.in_progress.set(auth.in_progress.get().saturating_sub(1));
+            self.counted = false;
+        }
+    }
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        self.uncount();
+    }
+}
+
+/// A connection's socket, with the secure layer when it is a secure connection. See
+/// the [module docs](self).
+pub struct Stream {
+    socket: TcpStream,
+    mode: Mode,
+    identity: Rc<OnceCell<Identity>>,
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = match &self.mode {
+            Mode::Detect { .. } => "detect",
+            Mode::Clear { .. } => "clear",
+            Mode::Secure(_) => "secure",
+        };
+        f.debug_struct("Stream")
+            .field("socket", &self.socket)
+            .field("mode", &mode)
+            .field("identity", &self.identity.get())
+            .finish()
+    }
+}
+
+/// 32 fresh bytes from the OS's random source, for an ephemeral key.
+fn ephemeral() -> io::Result<[u8; KEY_LEN]> {
+    let mut bytes = [0; KEY_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| io::Error::other(format!("no random bytes: {e}")))?;
+    Ok(bytes)
+}
+
+impl Stream {
+    /// A stream without the secure mode: bytes pass through.
+    pub fn clear(socket: TcpStream) -> Self {
+        Stream {
+            socket,
+            mode: Mode::Clear {
+                first: [0; MAGIC.len()],
+                start: 0,
+                end: 0,
+            },
+            identity: Rc::new(OnceCell::new()),
+        }
+    }
+
+    /// A server's stream: secure if the peer starts with the secure magic, clear
+    /// otherwise. Without `auth`, always clear.
+    pub fn server(socket: TcpStream, auth: Option<Rc<ServerAuth>>) -> Self {
+        match auth {
+            Some(auth) => Stream {
+                socket,
+                mode: Mode::Detect {
+                    auth,
+                    first: [0; MAGIC.len()],
+                    len: 0,
+                },
+                identity: Rc::new(OnceCell::new()),
+            },
+            None => Stream::clear(socket),
+        }
+    }
+
+    /// A client's secure stream: the handshake starts with the session's first bytes.
+    ///
+    /// # Errors
+    /// No random bytes for the ephemeral key.
+    pub fn client(socket: TcpStream, keys: &ClientKeys) -> io::Result<Self> {
+        let secure = Secure::client(
+            secure::Config::DEFAULT,
+            &keys.secret,
+            keys.server,
+            ephemeral()?,
+            vec![0; LAYER_BUF],
+            vec![0; 4 * LAYER_BUF],
+            time::now(),
+        )
+        .map_err(layer_error)?;
+        Ok(Stream {
+            socket,
+            mode: Mode::Secure(Box::new(Layer {
+                secure,
+                staging: vec![0; STAGING],
+                start: 0,
+                end: 0,
+                eof: false,
+                auth: None,
+                counted: false,
+                refusal: None,
+                refusal_taken: false,
+            })),
+            identity: Rc::new(OnceCell::new()),
+        })
+    }
+
+    /// The peer's authenticated identity, set (on a server) once its key is accepted.
+    pub fn identity(&self) -> Rc<OnceCell<Identity>> {
+        Rc::clone(&self.identity)
+    }
+
+    /// True once the connection is known to be a secure one.
+    pub fn is_secure(&self) -> bool {
+        matches!(self.mode, Mode::Secure(_))
+    }
+
+    /// A secure connection whose handshake is not complete: on a server, the client
+    /// has not yet proven it is live (PROTOCOL.md §10.3 step 7), and what its first
+    /// message asks could be a replay.
+    pub fn awaits_liveness(&self) -> bool {
+        matches!(&self.mode, Mode::Secure(layer) if !layer.secure.is_established())
+    }
+
+    /// Server: answers the handshake now, before the session answers the client (which
+    /// then waits for [`Stream::awaits_liveness`] to turn false).
+    pub fn respond_early(&mut self) {
+        if let Mode::Secure(layer) = &mut self.mode {
+            if let Err(e) = layer.secure.respond() {
+                debug!("respond: {e}");
+            }
+            let _ = write_out(&mut self.socket, &mut layer.secure);
+        }
+    }
+
+    /// The socket itself, for what bypasses the layer (reading and dropping a closed
+    /// connection's last bytes).
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// Shuts the socket down (`shutdown(2)`).
+    ///
+    /// # Errors
+    /// As [`TcpStream::shutdown`].
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.shutdown(how)
+    }
+
+    /// Server: why a secure client was refused before its session began (once).
+    pub fn take_refusal(&mut self) -> Option<String> {
+        let Mode::Secure(layer) = &mut self.mode else {
+            return None;
+        };
+        if layer.refusal_taken {
+            return None;
+        }
+        let why = layer.refusal.take().or_else(|| {
+            let e = layer.secure.error()?;
+            (layer.auth.is_some() && self.identity.get().is_none()).then(|| e.to_string())
+        })?;
+        layer.refusal_taken = true;
+        Some(why)
+    }
+
+    /// The layer's handshake deadline, while the handshake is in progress.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.mode {
+            Mode::Secure(layer) => layer.secure.poll_timeout(),
+            _ => None,
+        }
+    }
+
+    /// Runs the layer's handshake timer; a handshake past its deadline fails (the
+    /// next read or flush reports it).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Mode::Secure(layer) = &mut self.mode {
+            layer.secure.handle_timeout(now);
+            if layer.secure.error().is_some() {
+                layer.uncount();
+                let _ = write_out(&mut self.socket, &mut layer.secure);
+            }
+        }
+    }
+
+    /// Server: the first bytes decide the mode; `WouldBlock` while undecided and the
+    /// socket has nothing more (at its end the mode is `Clear`).
+    fn detect(&mut self) -> io::Result<()> {
+        let Mode::Detect { auth, first, len } = &mut self.mode else {
+            return Ok(());
+        };
+        loop {
+            match secure::detect(first.get(..*len).unwrap_or(&[])) {
+                Detection::Undecided => {}
+                Detection::Other => {
+                    self.mode = Mode::Clear {
+                        first: *first,
+                        start: 0,
+                        end: *len,
+                    };
+                    return Ok(());
+                }
+                Detection::Secure => {
+                    let auth = Rc::clone(auth);
+                    let first = *first;
+                    return self.start_secure(auth, first);
+                }
+            }
+            // At most the magic's length in all: the bytes after it are the layer's.
+            let Some(buf) = first.get_mut(*len..).filter(|b| !b.is_empty()) else {
+                return Ok(());
+            };
+            match self.socket.read(buf) {
+                // The end before a decision: what was read goes to the session.
+                Ok(0) => {
+                    self.mode = Mode::Clear {
+                        first: *first,
+                        start: 0,
+                        end: *len,
+                    };
+                    return Ok(());
+                }
+                Ok(n) => *len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn start_secure(&mut self, auth: Rc<ServerAuth>, magic: [u8; MAGIC.len()]) -> io::Result<()> {
+        let mut secure = Secure::server(
+            secure::Config::DEFAULT,
+            &auth.secret,
+            ephemeral()?,
+            vec![0; LAYER_BUF],
+            vec![0; LAYER_BUF],
+            time::now(),
+        )
+        .map_err(layer_error)?;
+        let full = auth.in_progress.get() >= MAX_HANDSHAKES;
+        let mut refusal = None;
+        if full {
+            refusal = Some(format!(
+                "too many secure handshakes in progress (at most {MAX_HANDSHAKES})"
+            ));
+            let _ = secure.refuse(Alert::ServerFull);
+        } else {
+            auth.in_progress.set(auth.in_progress.get() + 1);
+            secure.handle_input(time::now(), &magic).map_err(layer_error)?;
+        }
+        self.mode = Mode::Secure(Box::new(Layer {
+            secure,
+            staging: vec![0; STAGING],
+            start: 0,
+            end: 0,
+            eof: false,
+            auth: Some(auth),
+            counted: !full,
+            refusal,
+            refusal_taken: false,
+        }));
+        Ok(())
+    }
+
+    /// Writes out what the layer has queued; `WouldBlock` if some is left.
+    fn flush_layer(&mut self) -> io::Result<()> {
+        match &mut self.mode {
+            Mode::Secure(layer) => write_out(&mut self.socket, &mut layer.secure),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes the layer's ciphertext to the socket until none is left (`Ok`) or the socket
+/// would block.
+fn write_out(socket: &mut TcpStream, secure: &mut Secure<Vec<u8>, Vec<u8>>) -> io::Result<()> {
+    loop {
+        let out = secure.poll_transmit();
+        if out.is_empty() {
+            return Ok(());
+        }
+        match socket.write(out) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => secure.advance_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Layer {
+    /// Server: decides on the client's key as the allowed keys say.
+    fn decide(&mut self, identity: &OnceCell<Identity>) {
+        while let Some(event) = self.secure.poll_event() {
+            match event {
+                Event::ClientKey(key) => {
+                    let Some(auth) = &self.auth else { continue };
+                    let name = auth.allowed.borrow().name(&key).map(str::to_owned);
+                    match name {
+                        Some(name) => {
+                            debug!("client key {} allowed as {name:?}", keys::public_to_text(&key));
+                            let _ = identity.set(Identity { name, key });
+                            if let Err(e) = self.secure.accept() {
+                                debug!("accept: {e}");
+                            }
+                        }
+                        None => {
+                            let text = keys::public_to_text(&key);
+                            warn!(
+                                "unknown client key {text}, refused; to let it in, add a line \"{text} NAME\" to {} and send the server SIGHUP",
+                                auth.allowed_path.display()
+                            );
+                            self.refusal = Some(format!("unknown key {text}"));
+                            let _ = self.secure.refuse(Alert::UnknownKey);
+                        }
+                    }
+                }
+                Event::Established => self.uncount(),
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.detect()?;
+        match &mut self.mode {
+            // Undecided and the socket has nothing more.
+            Mode::Detect { .. } => Err(io::ErrorKind::WouldBlock.into()),
+            Mode::Clear { first, start, end } => {
+                if *start < *end {
+                    let staged = first.get(*start..*end).unwrap_or(&[]);
+                    let n = staged.len().min(buf.len());
+                    buf.get_mut(..n)
+                        .unwrap_or_default()
+                        .copy_from_slice(staged.get(..n).unwrap_or_default());
+                    *start += n;
+                    return Ok(n);
+                }
+                self.socket.read(buf)
+            }
+            Mode::Secure(layer) => loop {
+                let plain = layer.secure.poll_plaintext();
+                if !plain.is_empty() {
+                    let n = plain.len().min(buf.len());
+                    buf.get_mut(..n)
+                        .unwrap_or_default()
+                        .copy_from_slice(plain.get(..n).unwrap_or_default());
+                    // A failure in the next record shows at the next read.
+                    let _ = layer.secure.advance_plaintext(n);
+                    layer.decide(&self.identity);
+                    return Ok(n);
+                }
+                if let Some(e) = layer.secure.error() {
+                    layer.uncount();
+                    let _ = write_out(&mut self.socket, &mut layer.secure);
+                    return Err(layer_error(e));
+                }
+                layer.decide(&self.identity);
+                if !layer.secure.poll_plaintext().is_empty() || layer.secure.error().is_some() {
+                    continue;
+                }
+                if layer.start < layer.end {
+                    let staged = layer.staging.get(layer.start..layer.end).unwrap_or_default();
+                    match layer.secure.handle_input(time::now(), staged) {
+                        Ok(0) => return Err(io::ErrorKind::WouldBlock.into()),
+                        Ok(n) => layer.start += n,
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+                if layer.eof {
+                    return match layer.secure.handle_eof(time::now()) {
+                        Ok(()) => Ok(0),
+                        Err(e) => Err(layer_error(e)),
+                    };
+                }
+                match self.socket.read(&mut layer.staging) {
+                    Ok(0) => layer.eof = true,
+                    Ok(n) => {
+                        layer.start = 0;
+                        layer.end = n;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Mode::Secure(layer) = &mut self.mode else {
+            return self.socket.write(buf);
+        };
+        match write_out(&mut self.socket, &mut layer.secure) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let n = match layer.secure.seal(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = write_out(&mut self.socket, &mut layer.secure);
+                return Err(layer_error(e));
+            }
+        };
+        if n == 0 && !buf.is_empty() && layer.secure.poll_transmit().is_empty() && layer.auth.is_some() {
+            // A server's session speaks before the client's first message was read:
+            // only its own handshake timeout makes it do that.
+            let _ = layer.secure.refuse(Alert::HandshakeTimeout);
+            layer.uncount();
+            let _ = write_out(&mut self.socket, &mut layer.secure);
+            return Err(layer_error(SecureError::HandshakeTimeout));
+        }
+        match write_out(&mut self.socket, &mut layer.secure) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }
+
+    /// Writes out what the layer queued; `WouldBlock` if the socket took not all of
+    /// it; the layer's failure once everything it had to say is out.
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_layer()?;
+        match &self.mode {
+            Mode::Secure(layer) => match layer.secure.error() {
+                Some(e) => Err(layer_error(e)),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        self.socket.register(registry, token, interests)
+    }
+
+    fn reregister(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        self.socket.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.socket.deregister(registry)
+    }
+}
