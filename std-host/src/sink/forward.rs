@@ -384,11 +384,6 @@ impl Forward {
         self.bytes - self.stored_bytes >= QUEUE_BYTES || self.marks.len() >= QUEUE_RECORDS
     }
 
-    /// Records queued and not yet stored.
-    pub fn backlog(&self) -> usize {
-        self.marks.len()
-    }
-
     /// Hands the queued records to the publisher.
     pub fn submit(&mut self) {
         if self.batch.is_empty() {

@@ -193,7 +193,7 @@ pub enum Op<'a> {
 /// protocol, a control line longer than [`MAX_LINE`] or a message larger than
 /// `max_message`.
 pub fn parse(buf: &[u8], max_message: usize) -> Result<Option<(Op<'_>, usize)>, Error> {
-    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+    let Some(eol) = find_crlf(buf) else {
         if buf.len() > MAX_LINE {
             return Err(Error::Protocol("control line too long"));
         }
@@ -268,6 +268,18 @@ pub fn parse(buf: &[u8], max_message: usize) -> Result<Option<(Op<'_>, usize)>, 
         payload,
     };
     Ok(Some((op, end + 2)))
+}
+
+/// Where the first `\r\n` in `buf` starts.
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let at = from + buf.get(from..)?.iter().position(|&b| b == b'\n')?;
+        if at > 0 && buf.get(at - 1) == Some(&b'\r') {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
 }
 
 fn trim(s: &[u8]) -> &[u8] {
@@ -503,29 +515,31 @@ impl Client {
             self.wait_stored(want, Instant::now() + self.opts.timeout)?;
         }
         let index = self.stored + self.in_flight.len() as u64;
-        let headers = format!("NATS/1.0\r\nNats-Msg-Id: {msg_id}\r\n\r\n");
-        self.put(subject, &format!("{}{index}", self.inbox), &headers, payload)?;
-        self.in_flight.push_back(None);
-        Ok(index)
-    }
-
-    fn put(&mut self, subject: &str, reply: &str, headers: &str, payload: &[u8]) -> Result<(), Error> {
-        let total = headers.len() + payload.len();
+        const HEAD: &[u8] = b"NATS/1.0\r\nNats-Msg-Id: ";
+        const END: &[u8] = b"\r\n\r\n";
+        let header_len = HEAD.len() + msg_id.len() + END.len();
+        let total = header_len + payload.len();
         if total > self.max_message {
             return Err(Error::TooLarge);
         }
         if subject.is_empty() || subject.contains(|c: char| c.is_ascii_whitespace()) {
             return Err(Error::Protocol("subject empty or with white space"));
         }
-        let line = format!("HPUB {subject} {reply} {} {total}\r\n", headers.len());
-        self.tx.extend_from_slice(line.as_bytes());
-        self.tx.extend_from_slice(headers.as_bytes());
+        if msg_id.contains(['\r', '\n']) {
+            return Err(Error::Protocol("message id with a line break"));
+        }
+        // Written straight into the send buffer: no allocation per message.
+        write!(self.tx, "HPUB {subject} {}{index} {header_len} {total}\r\n", self.inbox)?;
+        self.tx.extend_from_slice(HEAD);
+        self.tx.extend_from_slice(msg_id.as_bytes());
+        self.tx.extend_from_slice(END);
         self.tx.extend_from_slice(payload);
         self.tx.extend_from_slice(b"\r\n");
         if self.tx.len() >= READ_CHUNK {
             self.flush()?;
         }
-        Ok(())
+        self.in_flight.push_back(None);
+        Ok(index)
     }
 
     /// Sends what is buffered.
@@ -771,13 +785,20 @@ impl Client {
 
     /// Handles every complete operation received; tells whether there was one.
     fn drain(&mut self) -> Result<bool, Error> {
+        // Taken out while its operations, which borrow from it, are handled.
+        let rx = std::mem::take(&mut self.rx);
+        let result = self.drain_from(&rx);
+        self.rx = rx;
+        result
+    }
+
+    fn drain_from(&mut self, rx: &[u8]) -> Result<bool, Error> {
         let mut any = false;
         loop {
-            let rest = self.rx.get(self.start..self.end).unwrap_or_default();
+            let rest = rx.get(self.start..self.end).unwrap_or_default();
             let Some((op, used)) = parse(rest, self.max_message)? else {
                 return Ok(any);
             };
-            let op = owned(op);
             self.start += used;
             any = true;
             self.handle(op)?;
@@ -813,28 +834,29 @@ impl Client {
         Ok(())
     }
 
-    fn handle(&mut self, op: OwnedOp) -> Result<(), Error> {
+    fn handle(&mut self, op: Op<'_>) -> Result<(), Error> {
         match op {
-            OwnedOp::Ping => self.tx.extend_from_slice(b"PONG\r\n"),
-            OwnedOp::Pong => self.pongs += 1,
-            OwnedOp::Ok => {}
-            OwnedOp::Info(json) => self.info = Some(json),
-            OwnedOp::Err(text) => {
-                let text = String::from_utf8_lossy(&text).trim_matches('\'').to_owned();
+            Op::Ping => self.tx.extend_from_slice(b"PONG\r\n"),
+            Op::Pong => self.pongs += 1,
+            Op::Ok => {}
+            Op::Info(json) => self.info = Some(json.to_vec()),
+            Op::Err(text) => {
+                let text = String::from_utf8_lossy(text).trim_matches('\'').to_owned();
                 // Permission errors leave the connection open; the rest close it.
                 warn!("NATS server: {text}");
                 return Err(Error::Server(text));
             }
-            OwnedOp::Msg {
+            Op::Msg {
                 subject,
                 headers,
                 payload,
-            } => self.on_message(&subject, headers, payload)?,
+                ..
+            } => self.on_message(subject, headers, payload)?,
         }
         Ok(())
     }
 
-    fn on_message(&mut self, subject: &[u8], headers: Option<Vec<u8>>, payload: Vec<u8>) -> Result<(), Error> {
+    fn on_message(&mut self, subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> Result<(), Error> {
         let Some(token) = subject.strip_prefix(self.inbox.as_bytes()) else {
             debug!("NATS: message on an unexpected subject");
             return Ok(());
@@ -842,7 +864,13 @@ impl Client {
         if let Some(id) = token.strip_prefix(b"r") {
             let id = number(id).map(|n| n as u64);
             if let Some(id) = id.filter(|id| *id <= self.request && self.answers.len() < MAX_ANSWERS) {
-                self.answers.insert(id, Answer { headers, payload });
+                self.answers.insert(
+                    id,
+                    Answer {
+                        headers: headers.map(<[u8]>::to_vec),
+                        payload: payload.to_vec(),
+                    },
+                );
             }
             return Ok(());
         }
@@ -857,7 +885,7 @@ impl Client {
             debug!("NATS: acknowledgement {index} for no publish in flight");
             return Ok(());
         };
-        *slot = Some(pub_reply(headers.as_deref(), &payload));
+        *slot = Some(pub_reply(headers, payload));
         while let Some(Some(_)) = self.in_flight.front() {
             match self.in_flight.pop_front() {
                 Some(Some(Reply::Ack(ack))) => {
@@ -942,40 +970,6 @@ fn state(info: &Value) -> Result<StreamState, Error> {
             .ok_or(Error::Protocol("stream info without state"))?,
         last_seq: s["last_seq"].as_u64().unwrap_or(0),
     })
-}
-
-/// An operation copied out of the read buffer, to handle while the buffer changes.
-enum OwnedOp {
-    Info(Vec<u8>),
-    Msg {
-        subject: Vec<u8>,
-        headers: Option<Vec<u8>>,
-        payload: Vec<u8>,
-    },
-    Ping,
-    Pong,
-    Ok,
-    Err(Vec<u8>),
-}
-
-fn owned(op: Op<'_>) -> OwnedOp {
-    match op {
-        Op::Info(json) => OwnedOp::Info(json.to_vec()),
-        Op::Msg {
-            subject,
-            headers,
-            payload,
-            ..
-        } => OwnedOp::Msg {
-            subject: subject.to_vec(),
-            headers: headers.map(<[u8]>::to_vec),
-            payload: payload.to_vec(),
-        },
-        Op::Ping => OwnedOp::Ping,
-        Op::Pong => OwnedOp::Pong,
-        Op::Ok => OwnedOp::Ok,
-        Op::Err(e) => OwnedOp::Err(e.to_vec()),
-    }
 }
 
 #[cfg(test)]
