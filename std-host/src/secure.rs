@@ -37,11 +37,16 @@ use crate::time;
 
 pub use soquete_core::secure::{Alert, Error as SecureError};
 
-/// The layer's receive and transmit buffers: one whole record each way. The receive
-/// buffer sets the `max_record` announced to the peer (16,365 bytes).
+/// The layer's receive buffer: one whole record. It sets the `max_record` announced to
+/// the peer (16,365 bytes).
 const LAYER_BUF: usize = 16 * 1024;
+/// A server's transmit buffer: it sends acknowledgements and control frames, few
+/// bytes, so records to it stay small and idle connections cheap.
+const SERVER_TX: usize = 4 * 1024;
+/// A client's transmit buffer: many messages sealed per write.
+const CLIENT_TX: usize = 64 * 1024;
 /// Ciphertext read from the socket and not yet taken by the layer.
-const STAGING: usize = 16 * 1024;
+const STAGING: usize = 8 * 1024;
 
 /// Secure handshakes a server has in progress at most (from the secure magic to the
 /// client's first data record). Each costs the server four X25519 operations; a
@@ -332,7 +337,7 @@ impl Stream {
             keys.server,
             ephemeral()?,
             vec![0; LAYER_BUF],
-            vec![0; 4 * LAYER_BUF],
+            vec![0; CLIENT_TX],
             time::now(),
         )
         .map_err(layer_error)?;
@@ -481,7 +486,7 @@ impl Stream {
             &auth.secret,
             ephemeral()?,
             vec![0; LAYER_BUF],
-            vec![0; LAYER_BUF],
+            vec![0; SERVER_TX],
             time::now(),
         )
         .map_err(layer_error)?;

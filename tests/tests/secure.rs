@@ -727,3 +727,12 @@ fn a_handshake_that_never_finishes_ends_at_the_handshake_timeout() {
     // A connection that never became a session prints nothing.
     assert!(server.next_line(Duration::ZERO).is_none(), "{:?}", server.seen);
 }
+
+#[test]
+fn a_secure_client_says_so_when_the_server_has_no_secure_mode() {
+    let keys = Keys::new("no-secure-mode");
+    let server = Server::start(&[]);
+    let (code, _, stderr) = client(server.addr, &keys.client_args(&keys.device, &[]), &numbered("x", 1));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("does not speak the secure mode"), "{stderr}");
+}
