@@ -1001,8 +1001,14 @@ impl Client {
                 _ => String::new(),
             };
             match mode {
-                Mode::Binary => eprintln!("sent {} messages, {} acknowledged{reconnects}", stats.sent, stats.acked),
-                Mode::Plain => eprintln!("sent {} lines (plain text: no acknowledgements)", stats.sent),
+                Mode::Binary => eprintln!(
+                    "sent {} messages, {} acknowledged, {} received{reconnects}",
+                    stats.sent, stats.acked, stats.received
+                ),
+                Mode::Plain => eprintln!(
+                    "sent {} lines (plain text: no acknowledgements), {} received",
+                    stats.sent, stats.received
+                ),
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
