@@ -67,7 +67,7 @@ pub struct Metrics {
     pub bytes_received: Counter,
     /// Bytes written to client connections.
     pub bytes_sent: Counter,
-    /// Client messages acknowledged (their line written by the output).
+    /// Binary clients' messages acknowledged (their line written by the output).
     pub acknowledgements_sent: Counter,
     /// Acknowledgements received from clients for messages the server sent.
     pub acknowledgements_received: Counter,
