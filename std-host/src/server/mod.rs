@@ -26,6 +26,7 @@
 
 mod conn;
 mod console;
+mod limits;
 mod registry;
 mod relay;
 mod shutdown;
@@ -324,6 +325,11 @@ struct Server {
     client_queue: ClientQueue,
     /// Messages waiting in the clients' outboxes.
     queued: usize,
+    /// Connections in the handshake, as of the last accept.
+    handshakes: usize,
+    handshake_limit: usize,
+    /// The reserve descriptor, to answer connections refused at EMFILE.
+    spare: limits::Spare,
     /// Accepted connections with input to read, waiting for the sink's queue to drain.
     held: Vec<Token>,
     /// Messages the sink reported written, to confirm.
@@ -427,6 +433,9 @@ impl Server {
             tx_len,
             client_queue: options.client_queue,
             queued: 0,
+            handshakes: 0,
+            handshake_limit: limits::handshake_limit(options.max_clients),
+            spare: limits::Spare::open(),
             held: Vec::new(),
             written: Vec::new(),
             timers: BinaryHeap::new(),
@@ -533,6 +542,7 @@ impl Server {
         self.compact_timers();
         let m = &self.shared.metrics;
         m.connections_open.set(gauge(self.conns.len()));
+        m.handshakes_open.set(gauge(self.handshakes));
         m.sessions_open.set(gauge(self.shared.active));
         m.client_queue_messages.set(gauge(self.queued));
         m.output_queue_bytes
@@ -698,6 +708,7 @@ impl Server {
             return;
         }
         self.accept_paused_until = None;
+        self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 self.accept_pending = false;
@@ -709,10 +720,19 @@ impl Server {
                         info!("accepting connections again");
                     }
                     if self.conns.len() >= self.shared.max_clients.saturating_add(ACCEPT_SLACK) {
-                        warn!("{peer}: too many connections ({}); closed at once", self.conns.len());
+                        warn!("{peer}: too many connections ({}); refused", self.conns.len());
+                        self.shared.metrics.connections_rejected.inc();
+                        limits::refuse(stream);
+                        continue;
+                    }
+                    if self.handshakes >= self.handshake_limit && !self.evict_silent() {
+                        warn!("{peer}: {} connections in the handshake; refused", self.handshakes);
+                        self.shared.metrics.connections_rejected.inc();
+                        limits::refuse(stream);
                         continue;
                     }
                     self.add_conn(stream, peer, now);
+                    self.handshakes += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
@@ -720,9 +740,26 @@ impl Server {
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; try
-                    // again shortly rather than spin, and say so once, not at every
-                    // try.
+                    // Out of descriptors: the waiting connection is answered with
+                    // the reserve descriptor, then the next one is tried.
+                    match self.spare.refuse_one(listener) {
+                        limits::Refused::One => {
+                            if !self.accept_failing {
+                                warn!("cannot accept connections: {e}; new clients are told \"server full\"");
+                                self.accept_failing = true;
+                            }
+                            self.shared.metrics.connections_rejected.inc();
+                            continue;
+                        }
+                        limits::Refused::NoneWaiting => {
+                            self.accept_pending = false;
+                            return;
+                        }
+                        limits::Refused::Unable => {}
+                    }
+                    // Some other failure (or no reserve): the connection stays in the
+                    // backlog; try again shortly rather than spin, and say so once,
+                    // not at every try.
                     if self.accept_failing {
                         debug!("cannot accept a connection: {e}");
                     } else {
@@ -737,6 +774,29 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The handshake bound is reached: closes the oldest connection that has sent
+    /// nothing (tokens grow with time), if there is one, to make room.
+    fn evict_silent(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_silent())
+            .map(|(token, _)| *token)
+            .min();
+        let Some(token) = oldest else {
+            return false;
+        };
+        if let Some(conn) = self.conns.get(&token) {
+            debug!(
+                "{}: sent nothing, and {} connections are in the handshake; closed",
+                conn.peer, self.handshakes
+            );
+        }
+        self.remove(token);
+        self.handshakes = self.handshakes.saturating_sub(1);
+        true
     }
 
     fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
@@ -774,8 +834,10 @@ impl Server {
 
     /// Runs every due timer.
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
-        // Half the connection slots taken: silent connections must make room.
-        let slots_short = self.conns.len() >= (self.shared.max_clients / 2).max(1);
+        // Half the connection slots taken, or half the handshake places: silent
+        // connections must make room.
+        let slots_short =
+            self.conns.len() >= (self.shared.max_clients / 2).max(1) || self.handshakes >= self.handshake_limit / 2;
         while let Some(&Reverse((t, token))) = self.timers.peek() {
             if t > now {
                 break;
