@@ -380,3 +380,28 @@ fn silent_sockets_cannot_lock_out_a_real_client() {
     let mut rest = Vec::new();
     assert_eq!(silent[0].read_to_end(&mut rest).unwrap(), 0);
 }
+
+#[test]
+fn soquete_client_quotes_a_refusal_sent_before_the_handshake() {
+    // What the server answers over its connection cap or out of descriptors.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"ERR server full\n").unwrap();
+    });
+    let out = soquete()
+        .args(["client", "--timeout", "5s", "--connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fake.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{addr} refused the connection: it answered \"ERR server full\"; try again later"
+        )),
+        "{stderr}"
+    );
+}
