@@ -1,5 +1,5 @@
 //! The server's console: lines typed at `soquete server` go to its clients (README
-//! "The server talks back", PROTOCOL.md §9.4). The real binary, its standard input
+//! "The server talks back", PROTOCOL.md §9.5). The real binary, its standard input
 //! a pipe; readiness is always a printed line or a message received.
 
 use std::io::{BufRead, BufReader, Write};

@@ -259,7 +259,7 @@ pub fn run(
 #[derive(Default)]
 pub struct Extras {
     /// Console lines to send to clients (`soquete server` passes standard input;
-    /// PROTOCOL.md §9.4): `text` to all, `#ID text` to one session, `@NAME text` to
+    /// PROTOCOL.md §9.5): `text` to all, `#ID text` to one session, `@NAME text` to
     /// the clients of that name. Its end ends the console, not the server.
     pub console: Option<Box<dyn Read + Send>>,
     /// Serves the server's metrics in the Prometheus text format on this socket
@@ -600,7 +600,7 @@ impl Server {
         Ok(())
     }
 
-    /// Sends one console line (PROTOCOL.md §9.4) to the clients it names, or says on
+    /// Sends one console line (PROTOCOL.md §9.5) to the clients it names, or says on
     /// stderr why it went nowhere.
     fn console_line(&mut self, line: &[u8], now: Instant) -> io::Result<()> {
         let line = console::parse(line);
