@@ -64,10 +64,12 @@ fn plain_text_peer_receives_console_lines() {
 }
 
 #[test]
-fn a_line_for_nobody_is_said_and_the_end_of_input_ends_only_the_console() {
+fn a_line_for_nobody_or_too_long_is_said_and_the_end_of_input_ends_only_the_console() {
     let mut server = Watched::server(&[], "soquete_host::server=info");
     server.type_line("anyone?");
     server.stderr_line(|l| l.contains("console: no client is connected; line not sent"));
+    server.type_line(&"x".repeat(5000));
+    server.stderr_line(|l| l.contains("console: a line of 5000 bytes is longer than 4096 bytes; not sent"));
     server.close_console();
     server.stderr_line(|l| l.contains("console: end of input; the server goes on"));
     // Still serving.

@@ -80,6 +80,11 @@ const FDS_BESIDES_CONNS: u64 = 32;
 /// Transmit buffer of a session when the server sends no messages of its own (no
 /// console, no relay): room for its control frames.
 const TX_LEN: usize = 1024;
+/// Longest console line sent without `--relay` (whose buffers take the longest
+/// message a client may send).
+const CONSOLE_MAX_LINE: usize = 4096;
+/// Room for a relayed message's `NAME: ` (a name has at most 32 bytes).
+const RELAY_PREFIX: usize = 64;
 /// How long a finished connection keeps reading (and dropping) the peer's last bytes.
 const LINGER: Duration = Duration::from_secs(1);
 /// How long sessions get to close after SIGINT/SIGTERM.
@@ -396,10 +401,14 @@ impl Server {
             Some(input) => Some(Console::start(input, waker).map_err(|e| Error::Setup("start the console", e))?),
             None => None,
         };
-        // The server sends messages only from the console or the relay; then a
-        // session's transmit buffer holds the largest message a client may send.
-        let tx_len = if console.is_some() || options.relay {
-            soquete_core::wire::MSG_OVERHEAD + options.max_message.max(4096) as usize
+        // The server sends messages only from the console or the relay. Relaying,
+        // a session's transmit buffer holds the largest message a client may send
+        // with its sender's name; for the console alone, a line of
+        // CONSOLE_MAX_LINE bytes (every connection has this buffer).
+        let tx_len = if options.relay {
+            soquete_core::wire::MSG_OVERHEAD + options.max_message.max(CONSOLE_MAX_LINE as u32) as usize + RELAY_PREFIX
+        } else if console.is_some() {
+            soquete_core::wire::MSG_OVERHEAD + CONSOLE_MAX_LINE
         } else {
             TX_LEN
         };
@@ -604,6 +613,14 @@ impl Server {
     /// stderr why it went nowhere.
     fn console_line(&mut self, line: &[u8], now: Instant) -> io::Result<()> {
         let line = console::parse(line);
+        let max = self.tx_len - soquete_core::wire::MSG_OVERHEAD;
+        if line.text.len() > max {
+            warn!(
+                "console: a line of {} bytes is longer than {max} bytes; not sent",
+                line.text.len()
+            );
+            return Ok(());
+        }
         let to: Vec<Token> = self
             .conns
             .iter()
@@ -685,7 +702,8 @@ impl Server {
     /// earliest deadline.
     fn poll_timeout(&self, now: Instant) -> Option<std::time::Duration> {
         let accept_ready = self.accept_pending && self.accept_paused_until.is_none_or(|t| now >= t);
-        if !self.read_queue.is_empty() || !self.dirty.is_empty() || accept_ready {
+        let relaying = !self.shared.relayed.is_empty();
+        if !self.read_queue.is_empty() || !self.dirty.is_empty() || accept_ready || relaying {
             return Some(std::time::Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -836,6 +854,11 @@ impl Server {
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
         // Half the connection slots taken, or half the handshake places: silent
         // connections must make room.
+        let due = self.timers.peek().is_some_and(|Reverse((t, _))| *t <= now);
+        if due && self.handshakes >= self.handshake_limit / 2 {
+            // Counted at the last accept: some may have completed since.
+            self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
+        }
         let slots_short =
             self.conns.len() >= (self.shared.max_clients / 2).max(1) || self.handshakes >= self.handshake_limit / 2;
         while let Some(&Reverse((t, token))) = self.timers.peek() {
