@@ -104,3 +104,46 @@ fn relayed_messages_reach_binary_and_plain_clients_but_not_their_sender() {
     // Nothing came back to ana.
     assert_eq!(ana.received.len(), 1);
 }
+
+#[test]
+fn a_plain_text_peer_that_does_not_read_is_closed_once_the_socket_and_its_queue_are_full() {
+    let mut server = Watched::server(&["--relay", "--client-queue", "64"], "warn");
+    // Says one line, then never reads: the kernel's buffers fill first, then its queue.
+    let mut mute = plain(server.addr);
+    mute.write_all(b"i am mute\n").unwrap();
+    let mute_addr = mute.local_addr().unwrap();
+    server.stdout_line(|l| l.ends_with(&format!("{mute_addr}: i am mute")));
+    let mut bob = BinClient::connect(server.addr, "bob");
+    server.stdout_line(|l| l.ends_with("connected as \"bob\""));
+    let mut ana = plain(server.addr);
+
+    let filler = "y".repeat(1000);
+    // Bob connected after the mute peer's line: he did not get it.
+    let mut sent = 0;
+    let mut closed = None;
+    // Bounded: 500 rounds of 32 KB; loopback buffers hold a few MB.
+    for round in 0..500 {
+        let mut batch = String::new();
+        for i in 0..ROUND {
+            batch.push_str(&format!("p{} {filler}\n", round * ROUND + i));
+        }
+        ana.write_all(batch.as_bytes()).unwrap();
+        sent += ROUND;
+        bob.wait("the round relayed", |c| c.received.len() >= sent);
+        if let Ok(line) = server.stderr.try_recv() {
+            if line.contains(&format!("{mute_addr}: does not read (64 messages")) {
+                closed = Some(sent);
+                break;
+            }
+            server.seen.push(format!("stderr: {line}"));
+        }
+    }
+    let closed = closed.unwrap_or_else(|| panic!("never closed after {sent} messages; saw {:?}", server.seen));
+    // The kernel's buffers took most of them; the queue only the last 64.
+    assert!(closed > 64 + 1, "closed after {closed} messages");
+    // The others go on: one more round reaches bob.
+    ana.write_all(format!("after {filler}\n").as_bytes()).unwrap();
+    bob.wait("the last message", |c| c.received.len() > sent);
+    let last = bob.received.last().unwrap();
+    assert!(last.ends_with(format!("after {filler}").as_bytes()));
+}
