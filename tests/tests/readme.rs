@@ -117,6 +117,31 @@ fn relay() -> (Vec<String>, u16) {
     (bob.finish(), server.addr.port())
 }
 
+fn metrics() -> (Vec<String>, u16) {
+    let mut server = Watched::server(&["--metrics", "127.0.0.1:0"], "soquete_host::server=info");
+    let line = server.stderr_line(|l| l.contains("metrics on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap()
+        .to_string();
+    let mut client = Client::start(server.addr, &[]);
+    client.input("one\ntwo\n");
+    client.finish();
+    server.stdout_line(|l| l.contains(" left ("));
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut s, &mut response).unwrap();
+    let lines = response
+        .lines()
+        .filter(|l| l.contains("messages_received"))
+        .map(str::to_string)
+        .collect();
+    (lines, server.addr.port())
+}
+
 /// `127.0.0.1:PORT` for every loopback address, whatever its port.
 fn normalize(text: &str) -> String {
     let mut out = String::new();
@@ -154,8 +179,9 @@ fn readme_samples_are_what_the_programs_print() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md");
     let mut readme = std::fs::read_to_string(&path).unwrap();
     let blocks = samples(&readme);
-    let scenarios: [(&str, Scenario); 4] = [
+    let scenarios: [(&str, Scenario); 5] = [
         ("try-server", try_server),
+        ("metrics", metrics),
         ("stop-word", stop_word),
         ("console-client", console_client),
         ("relay", relay),
