@@ -118,7 +118,7 @@ pub struct ServerArgs {
     pub relay: bool,
     /// Messages waiting for one client at most (console lines, relayed messages); a
     /// client that lets more pile up does not read, and is closed.
-    #[arg(long, default_value_t = 1024, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 65536, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_queue: u32,
     /// Do not read console lines from standard input.
     #[arg(long)]

@@ -31,8 +31,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            messages: 1024,
-            bytes: 4 * 1024 * 1024,
+            messages: 65536,
+            bytes: 8 * 1024 * 1024,
         }
     }
 }
