@@ -16,8 +16,16 @@ N=int(sys.argv[1]) if len(sys.argv)>1 else 100000
 R=int(sys.argv[2]) if len(sys.argv)>2 else 4
 srv=subprocess.Popen([B,"server","--listen","127.0.0.1:0","--relay","--no-console","--max-message","1024"],stdout=subprocess.PIPE,stderr=subprocess.PIPE)
 addr=srv.stdout.readline().decode().split()[-1]
-# drain the server's output
-threading.Thread(target=lambda: [None for _ in srv.stdout], daemon=True).start()
+# Reads the server's output; the readers are ready once it has printed their
+# "connected" lines.
+ready=threading.Event()
+def server_lines():
+    connected=0
+    for line in srv.stdout:
+        if b"connected as" in line:
+            connected+=1
+            if connected==R: ready.set()
+threading.Thread(target=server_lines, daemon=True).start()
 errs=[]
 threading.Thread(target=lambda: [errs.append(l) for l in srv.stderr], daemon=True).start()
 counts=[0]*R; done=[threading.Event() for _ in range(R)]
@@ -30,11 +38,10 @@ def reader(i,p):
 for i in range(R):
     p=subprocess.Popen([B,"client","--connect",addr,"--name",f"r{i}","--stop-word","none"],stdin=subprocess.PIPE,stdout=subprocess.PIPE,stderr=subprocess.DEVNULL)
     recv.append(p); threading.Thread(target=reader,args=(i,p),daemon=True).start()
-# The readers connect before the first line; their handshakes take a few ms.
-time.sleep(0.5)
+if not ready.wait(30): sys.exit("the readers did not connect")
 t0=time.time()
 data="".join(f"{i:08d} message\n" for i in range(N)).encode()
-s=subprocess.run([B,"client","--connect",addr,"--name","s","--stop-word","none"],input=data,capture_output=True)
+s=subprocess.run([B,"client","--connect",addr,"--name","s","--stop-word","none"],input=data,capture_output=True,timeout=120)
 t1=time.time()
 for d in done: d.wait(60)
 t2=time.time()
