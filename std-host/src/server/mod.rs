@@ -744,7 +744,8 @@ impl Server {
                         continue;
                     }
                     if self.handshakes >= self.handshake_limit && !self.evict_silent() {
-                        warn!("{peer}: {} connections in the handshake; refused", self.handshakes);
+                        // Not a warning each time: a flood of these would flood stderr.
+                        debug!("{peer}: {} connections in the handshake; refused", self.handshakes);
                         self.shared.metrics.connections_rejected.inc();
                         limits::refuse(stream);
                         continue;
@@ -916,6 +917,7 @@ impl Server {
         if !conn.is_lingering() && conn.error.is_none() {
             // Messages for the client go in as the session has room (acknowledged
             // ones leave it, or in plain text, written ones).
+            let waiting = conn.outbox.len();
             let flushed = conn.outbox.flush(&mut conn.session);
             conn.write();
             let again = conn.outbox.flush(&mut conn.session);
@@ -923,7 +925,8 @@ impl Server {
                 conn.write();
             }
             let sent = flushed.messages + again.messages;
-            self.queued = self.queued.saturating_sub(sent as usize);
+            // Sent, or dropped (too large for this client, or its session closing).
+            self.queued = self.queued.saturating_sub(waiting - conn.outbox.len());
             let m = &self.shared.metrics;
             m.messages_sent.inc_by(sent);
             m.message_bytes_sent.inc_by(flushed.bytes + again.bytes);
