@@ -2,7 +2,7 @@
 //! [`server`] and [`client`], and the program around them (binding the address,
 //! standard output, signals, the exit status).
 
-use std::io;
+use std::io::{self, IsTerminal as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +26,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Accept clients and print every message they send.
+    /// Accept clients and print every message they send; lines typed at it go to them.
+    #[command(after_help = SERVER_HELP)]
     Server(ServerArgs),
     /// Send each line of standard input as one message.
     // The last of a repeated flag wins, as in most Unix tools (handy behind an alias).
@@ -152,6 +153,21 @@ pub struct ServerArgs {
     /// plain-text peers get "authentication required").
     #[arg(long, requires = "key")]
     pub require_auth: bool,
+    /// Chat room: each client's messages are also sent to every other client, as
+    /// `NAME: text` (`#ID: text` for a client without a name).
+    #[arg(long)]
+    pub relay: bool,
+    /// Messages waiting for one client at most (console lines, relayed messages); a
+    /// client that lets more pile up does not read, and is closed.
+    #[arg(long, default_value_t = 65536, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_queue: u32,
+    /// Do not read console lines from standard input.
+    #[arg(long)]
+    pub no_console: bool,
+    /// Serve metrics in the Prometheus text format at http://HOST:PORT/metrics
+    /// (e.g. 127.0.0.1:9800).
+    #[arg(long, value_name = "HOST:PORT", value_parser = parse_listen)]
+    pub metrics: Option<Listen>,
 }
 
 /// Parses `--forward`: `nats://HOST:PORT`, `nats://HOST`, `HOST:PORT` or `HOST`, as
@@ -183,6 +199,18 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
         format!("{rest}:4222")
     })
 }
+
+/// The console, after `soquete server --help`'s options.
+const SERVER_HELP: &str = "\
+Console: each line typed at the server (or piped to its standard input) is sent to the
+clients as a message, acknowledged like any other:
+  text         to every client
+  #3 text      to session #3 (the number in the server's lines)
+  @ana text    to every client named ana
+  \\#3 text     to every client, as \"#3 text\": a leading \\ is removed
+A line that reaches nobody is reported on stderr. The end of standard input ends the
+console, not the server (a service runs with standard input on /dev/null); in a
+background job, or with --no-console, the console is off.";
 
 /// The input rule and the exit status, after `soquete client --help`'s options.
 const CLIENT_HELP: &str = "\
@@ -263,6 +291,11 @@ impl ServerArgs {
                 }),
                 _ => None,
             },
+            relay: self.relay,
+            client_queue: server::ClientQueue {
+                messages: self.client_queue as usize,
+                ..server::ClientQueue::default()
+            },
         }
     }
 }
@@ -335,7 +368,17 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         ),
         None => (server::Output::from(io::stdout()), "standard output".to_string()),
     };
-    let stopped = match server::run(listener, &args.options(), output, shutdown) {
+    let metrics = match &args.metrics {
+        Some(listen) => Some(listen.bind().context("cannot listen for --metrics")?),
+        None => None,
+    };
+    let console: Option<Box<dyn io::Read + Send>> = if args.no_console || in_background() {
+        None
+    } else {
+        Some(Box::new(io::stdin()))
+    };
+    let extras = server::Extras { console, metrics };
+    let stopped = match server::run_with(listener, &args.options(), output, shutdown, extras) {
         Ok(stopped) => stopped,
         Err(server::Error::Output(e)) => {
             return Err(e).with_context(|| {
@@ -366,6 +409,16 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
             128u8.saturating_add(signal.and_then(|s| u8::try_from(s).ok()).unwrap_or(0)),
         )),
     }
+}
+
+/// True if standard input is a terminal of which this process is not in the
+/// foreground (`soquete server &`): reading it would stop the process (SIGTTIN).
+fn in_background() -> bool {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return false;
+    }
+    rustix::termios::tcgetpgrp(&stdin).is_ok_and(|pgrp| pgrp != rustix::process::getpgrp())
 }
 
 /// Where `soquete server` listens, as `--listen` wrote it: its form is checked when

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod client;
 pub mod keys;
+pub mod metrics;
 pub mod pump;
 pub mod secure;
 pub mod server;

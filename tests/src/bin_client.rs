@@ -27,6 +27,8 @@ pub struct BinClient {
     pub closed: Option<Closure>,
     /// `Established` events seen, and whether the last one resumed.
     pub established: Option<bool>,
+    /// Messages received from the server, in order.
+    pub received: Vec<Vec<u8>>,
 }
 
 impl BinClient {
@@ -48,6 +50,7 @@ impl BinClient {
             peer_closing: None,
             closed: None,
             established: None,
+            received: Vec::new(),
         };
         client.wait("the handshake", |c| c.session.is_open() || c.closed.is_some());
         client
@@ -74,6 +77,7 @@ impl BinClient {
                 Event::PeerClosing(code) => self.peer_closing = Some(code),
                 Event::Closed(closure) => self.closed = Some(closure),
                 Event::Established { resumed, .. } => self.established = Some(resumed),
+                Event::Message { payload, .. } => self.received.push(payload.to_vec()),
                 _ => {}
             }
         }

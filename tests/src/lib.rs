@@ -21,6 +21,7 @@ use soquete_host::server::{self, Shutdown, Stopped, Trigger};
 
 mod bin_client;
 pub mod proxy;
+pub mod watched;
 
 pub use bin_client::BinClient;
 

@@ -222,7 +222,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 #[test]
-fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
+fn out_of_descriptors_clients_are_told_server_full_without_a_spin_or_a_flood() {
     let mut server = under_limits("ulimit -n 32", "soquete_host=info", &[]);
     let pid = server.child.id();
     let warning = server.stderr_line(|l| l.contains("open-file limit is 32"));
@@ -232,27 +232,47 @@ fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
     let mut peers: Vec<_> = (0..CLIENTS).map(|_| plain(server.addr)).collect();
     for (i, peer) in peers.iter_mut().enumerate() {
         peer.write_all(format!("c{i}\n").as_bytes()).unwrap();
+        peer.set_nonblocking(true).unwrap();
     }
-    server.stderr_line(|l| l.contains("cannot accept connections"));
+    server.stderr_line(|l| l.contains("cannot accept connections") && l.contains("told \"server full\""));
+    // Each client is served (its line is printed) or told so (it reads the answer,
+    // then the end of the stream).
     let mut served = Vec::new();
-    while served.len() < CLIENTS {
-        let line = match server.stdout.recv_timeout(std::time::Duration::from_millis(500)) {
-            Ok(line) => line,
-            // The server has taken every connection it can.
-            Err(_) => break,
-        };
-        if let Some((_, text)) = line.split_once(": c") {
-            served.push(text.parse::<usize>().unwrap());
+    let mut refused = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while served.len() + refused.len() < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "served {served:?}, refused {refused:?}; saw:\n{}",
+            server.seen.join("\n")
+        );
+        // Waits for the next printed line, briefly, then looks at the sockets.
+        if let Ok(line) = server.stdout.recv_timeout(std::time::Duration::from_millis(20)) {
+            if let Some((_, text)) = line.split_once(": c") {
+                served.push(text.parse::<usize>().unwrap());
+            }
+        }
+        for (i, peer) in peers.iter_mut().enumerate() {
+            if served.contains(&i) || refused.contains(&i) {
+                continue;
+            }
+            let mut answer = Vec::new();
+            match peer.read_to_end(&mut answer) {
+                Ok(_) => {
+                    assert_eq!(answer, b"ERR server full\n", "client {i}");
+                    refused.push(i);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(answer.is_empty() || answer == b"ERR server full\n"[..answer.len()]);
+                }
+                Err(e) => panic!("client {i}: {e}"),
+            }
         }
     }
-    assert!(
-        !served.is_empty() && served.len() < CLIENTS,
-        "{} of {CLIENTS} served",
-        served.len()
-    );
+    assert!(!served.is_empty() && !refused.is_empty(), "{served:?} {refused:?}");
 
-    // Clients wait in the backlog; the server retries, but neither spins nor
-    // repeats itself. (A spinning loop would take the whole second.)
+    // Nobody is left waiting: the server neither spins nor repeats itself. (A
+    // spinning loop would take the whole second.)
     let before = cpu_ticks(pid);
     let window = std::time::Duration::from_secs(1);
     let start = Instant::now();
@@ -264,17 +284,17 @@ fn out_of_descriptors_clients_wait_without_a_spin_or_a_flood() {
     let ticks = cpu_ticks(pid) - before;
     assert!(ticks < 50, "{ticks} ticks of CPU in 1s while out of descriptors");
 
-    // Served clients leave: the waiting ones are taken and served.
+    // Served clients leave: a new client is served.
     for i in &served {
         peers[*i].shutdown(std::net::Shutdown::Both).unwrap();
     }
-    server.stderr_line(|l| l.contains("accepting connections again"));
-    let mut rest: Vec<usize> = (0..CLIENTS).filter(|i| !served.contains(i)).collect();
-    while !rest.is_empty() {
-        let line = server.stdout_line(|l| l.contains(": c"));
-        let i: usize = line.split_once(": c").unwrap().1.parse().unwrap();
-        rest.retain(|&j| j != i);
+    for _ in &served {
+        server.stdout_line(|l| l.contains(" left ("));
     }
+    let mut late = plain(server.addr);
+    late.write_all(b"late\n").unwrap();
+    server.stdout_line(|l| l.ends_with(": late"));
+    server.stderr_line(|l| l.contains("accepting connections again"));
 }
 
 #[test]
@@ -331,4 +351,57 @@ fn silent_connection_is_kept_while_slots_are_to_spare() {
     // Someone at `nc` who takes a while to type is still served.
     slow.write_all(b"at last\n").unwrap();
     server.stdout_line(|l| l == format!("#1 {me}: at last"));
+}
+
+#[test]
+fn silent_sockets_cannot_lock_out_a_real_client() {
+    let mut cmd = soquete();
+    // 4 clients: at most 68 connections, 16 of them in the handshake.
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--max-clients", "4"])
+        .env("RUST_LOG", "soquete_host::server=debug");
+    let mut server = Watched::start(cmd);
+    // More sockets that never speak than the server takes connections at all.
+    let mut silent: Vec<_> = (0..100).map(|_| plain(server.addr)).collect();
+    // The oldest silent ones make room, closed without a word.
+    let first = silent[0].local_addr().unwrap();
+    server.stderr_line(|l| {
+        l.contains(&format!(
+            "{first}: sent nothing, and 16 connections are in the handshake; closed"
+        ))
+    });
+    let last = silent.last().unwrap().local_addr().unwrap();
+    server.stderr_line(|l| l.ends_with(&format!("{last}: connected")));
+    let mut real = BinClient::connect(server.addr, "real");
+    assert!(real.session.is_open(), "{:?}", real.closed);
+    server.stdout_line(|l| l.ends_with("connected as \"real\""));
+    real.send(b"let in");
+    real.wait("the acknowledgement", |c| c.acked == 1);
+    server.stdout_line(|l| l.ends_with(": let in"));
+    let mut rest = Vec::new();
+    assert_eq!(silent[0].read_to_end(&mut rest).unwrap(), 0);
+}
+
+#[test]
+fn soquete_client_quotes_a_refusal_sent_before_the_handshake() {
+    // What the server answers over its connection cap or out of descriptors.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fake = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"ERR server full\n").unwrap();
+    });
+    let out = soquete()
+        .args(["client", "--timeout", "5s", "--connect", &addr.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    fake.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{addr} refused the connection: it answered \"ERR server full\"; try again later"
+        )),
+        "{stderr}"
+    );
 }

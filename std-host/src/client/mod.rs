@@ -256,6 +256,41 @@ struct Connection {
     error: Option<io::Error>,
     /// After the session ended: until when its last bytes may take to leave.
     linger: Option<Instant>,
+    /// The first bytes the server sent on it (at most [`FIRST_BYTES`]), to quote
+    /// an answer that is not soquete (`ERR server full`, PROTOCOL.md §7.2).
+    first: Vec<u8>,
+}
+
+/// How many of a connection's first bytes are kept.
+const FIRST_BYTES: usize = 64;
+
+/// The session as the pump sees it, keeping a copy of the connection's first bytes.
+struct Peek<'a> {
+    session: &'a mut ClientSession,
+    first: &'a mut Vec<u8>,
+}
+
+impl pump::Endpoint for Peek<'_> {
+    fn input_buffer(&mut self) -> &mut [u8] {
+        self.session.input_buffer()
+    }
+
+    fn received(&mut self, now: Instant, n: usize) -> std::ops::ControlFlow<()> {
+        let room = FIRST_BYTES.saturating_sub(self.first.len()).min(n);
+        if room > 0 {
+            let got = self.session.input_buffer().get(..room).unwrap_or_default();
+            self.first.extend_from_slice(got);
+        }
+        pump::Endpoint::received(self.session, now, n)
+    }
+
+    fn output(&mut self) -> &[u8] {
+        pump::Endpoint::output(self.session)
+    }
+
+    fn sent(&mut self, n: usize) {
+        pump::Endpoint::sent(self.session, n);
+    }
 }
 
 impl Connection {
@@ -268,6 +303,7 @@ impl Connection {
             read_closed: false,
             error: None,
             linger: None,
+            first: Vec::new(),
         }
     }
 }
@@ -792,7 +828,11 @@ impl Client {
                 break;
             }
             // One read at a time: the events of each are handled before the next.
-            let outcome = pump::read(&mut conn.stream, &mut OneRead(&mut self.session), now, usize::MAX);
+            let mut peek = Peek {
+                session: &mut self.session,
+                first: &mut conn.first,
+            };
+            let outcome = pump::read(&mut conn.stream, &mut OneRead(&mut peek), now, usize::MAX);
             match outcome.stop {
                 ReadStop::Stopped | ReadStop::Budget => {}
                 ReadStop::Full => {
@@ -1082,8 +1122,14 @@ impl Client {
                 _ => String::new(),
             };
             match mode {
-                Mode::Binary => eprintln!("sent {} messages, {} acknowledged{reconnects}", stats.sent, stats.acked),
-                Mode::Plain => eprintln!("sent {} lines (plain text: no acknowledgements)", stats.sent),
+                Mode::Binary => eprintln!(
+                    "sent {} messages, {} acknowledged, {} received{reconnects}",
+                    stats.sent, stats.acked, stats.received
+                ),
+                Mode::Plain => eprintln!(
+                    "sent {} lines (plain text: no acknowledgements), {} received",
+                    stats.sent, stats.received
+                ),
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
@@ -1112,10 +1158,27 @@ impl Client {
                 String::from_utf8_lossy(&answer)
             )
         }
+        let answer = match &self.link {
+            Link::Connected(conn) => conn.first.clone(),
+            _ => Vec::new(),
+        };
         match closure {
             Closure::Refused(code) => {
                 let mut msg = format!("{target} refused the session: {}", code.describe());
                 if code == Code::ServerFull {
+                    msg.push_str("; try again later");
+                }
+                bail!(msg)
+            }
+            Closure::Aborted(Code::BadMagic) if answer.starts_with(b"ERR ") => {
+                let line = answer.split(|&b| b == b'\n').next().unwrap_or_default();
+                let mut quoted = Vec::new();
+                let _ = write_escaped(&mut quoted, line);
+                let mut msg = format!(
+                    "{target} refused the connection: it answered \"{}\"",
+                    String::from_utf8_lossy(&quoted)
+                );
+                if line == b"ERR server full" {
                     msg.push_str("; try again later");
                 }
                 bail!(msg)

@@ -11,8 +11,9 @@ use std::ops::ControlFlow;
 
 use log::{debug, info, warn};
 use mio::Token;
-use soquete_core::{Closure, Code, Event, Instant, Mode, Session};
+use soquete_core::{Closure, Code, Event, Instant, Mode, Session, Stats};
 
+use super::relay::{self, Outbox};
 use super::Shared;
 use crate::pump::{self, Endpoint, ReadStop, WriteStop};
 use crate::secure::{Identity, Stream};
@@ -88,6 +89,8 @@ pub(super) enum Reason {
     Io(String),
     /// The session did not end within the shutdown grace period.
     ShutdownTimeout,
+    /// The client did not read: its queue of messages to send was full.
+    Overflow(relay::Full),
     /// The session ended but the peer did not take its last bytes in time.
     Stalled,
 }
@@ -125,6 +128,11 @@ impl fmt::Display for Reason {
             Reason::Io(e) => write!(f, "connection error: {e}"),
             Reason::ShutdownTimeout => f.write_str("server shut down before the session closed"),
             Reason::Stalled => f.write_str("peer stopped reading"),
+            Reason::Overflow(full) => write!(
+                f,
+                "did not read: {} messages ({} bytes) waiting for it",
+                full.messages, full.bytes
+            ),
         }
     }
 }
@@ -166,6 +174,10 @@ pub(super) struct Conn {
     rx: RxBuffer,
     /// The client's name, for JSON message lines.
     name: String,
+    /// Messages for the client that its session has no room for yet.
+    pub outbox: Outbox,
+    /// The session's counters when the metrics last took them.
+    pub metered: Stats,
 }
 
 /// The size of a session's receive buffer, which grows for a large frame and shrinks
@@ -216,7 +228,14 @@ impl Conn {
                 grown: None,
             },
             name: String::new(),
+            outbox: Outbox::default(),
+            metered: Stats::default(),
         }
+    }
+
+    /// The client's name (empty for plain-text peers and unnamed clients).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// True once the session is over and only the peer's last bytes are read.
@@ -716,6 +735,9 @@ impl Serving<'_> {
                     // Acknowledged once its line is written or JetStream stored it
                     // (`Conn::confirm`).
                     shared.message(self.token, id, peer, self.name, auth, session, seq, payload, again)?;
+                    if !again {
+                        shared.on_message(self.token, id, self.name, payload);
+                    }
                     None
                 }
                 Event::Established { mode, resumed } => {
@@ -754,6 +776,7 @@ impl Serving<'_> {
             warn!("{}: cannot accept session: {e}", self.peer);
         }
         shared.active += 1;
+        shared.metrics.session_started(self.session.mode());
         let resumable = self.session.mode() == Mode::Binary;
         *self.state = State::Accepted(Served {
             id,
@@ -813,6 +836,7 @@ impl Serving<'_> {
             last_seq: received,
         });
         shared.active += 1;
+        shared.metrics.resumes.inc();
         shared.registry.attach(token, self.peer, self.token);
         shared.printer.resumed(entry.id, self.peer, messages)
     }
@@ -871,6 +895,7 @@ impl Serving<'_> {
             warn!("{}: cannot refuse session: {e}", self.peer);
         }
         self.shared.printer.refused(id, self.peer, code.describe())?;
+        self.shared.metrics.refused(code);
         *self.state = State::Refused;
         Ok(())
     }
@@ -882,6 +907,9 @@ impl Serving<'_> {
             State::Accepted(served) => format!("#{} {}", served.id, self.peer),
             _ => self.peer.to_string(),
         };
+        if let Closure::Aborted(code) | Closure::PeerError(code) = closure {
+            self.shared.metrics.aborted(code);
+        }
         match closure {
             Closure::Aborted(Code::WrongProtocol) => {
                 warn!("{who}: peer speaks another protocol (HTTP, TLS or binary data) on this port; closed")
@@ -896,6 +924,7 @@ impl Serving<'_> {
                 // Refused by the core itself (e.g. an unsupported protocol version).
                 let id = self.shared.next_id();
                 self.shared.printer.refused(id, self.peer, code.describe())?;
+                self.shared.metrics.refused(code);
                 *self.state = State::Refused;
             } else {
                 if closure != Closure::Aborted(Code::WrongProtocol) {

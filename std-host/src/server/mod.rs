@@ -31,7 +31,10 @@
 //! SIGINT/SIGTERM/SIGHUP, tests pass a pipe of lines and a [`Trigger`].
 
 mod conn;
+mod console;
+mod limits;
 mod registry;
+mod relay;
 mod shutdown;
 
 use std::cmp::Reverse;
@@ -39,6 +42,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::io;
+use std::io::Read;
 use std::sync::Arc;
 
 use log::{debug, info, warn};
@@ -47,6 +51,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{Format, Printer};
 
+use crate::metrics::Metrics;
 use crate::secure::{ServerAuth, Stream};
 pub use crate::sink::forward::Options as Forwarding;
 use crate::sink::forward::{Forward, Found};
@@ -55,13 +60,16 @@ pub use crate::sink::Output;
 use crate::sink::{Mark, Sink};
 use crate::time;
 use conn::{Conn, Reason, ServerSession, State, TakeOver};
+use console::{Console, Input, Target};
 use registry::Registry;
+pub use relay::Limits as ClientQueue;
 use shutdown::Request;
 pub use shutdown::{Shutdown, Trigger};
 
 const LISTENER: Token = Token(0);
 const SHUTDOWN: Token = Token(1);
-/// The sink's writer thread wrote something.
+/// The sink's writer thread wrote something, or the console has lines (mio allows
+/// one waker per event loop).
 const SINK: Token = Token(2);
 const FIRST_CONN: usize = 3;
 
@@ -79,8 +87,14 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Descriptors the server holds besides its connections (standard streams, the
 /// listener, the event loop, the output, the stop signals), with room to spare.
 const FDS_BESIDES_CONNS: u64 = 32;
-/// Transmit buffer of a session: the server sends no messages of its own yet.
+/// Transmit buffer of a session when the server sends no messages of its own (no
+/// console, no relay): room for its control frames.
 const TX_LEN: usize = 1024;
+/// Longest console line sent without `--relay` (whose buffers take the longest
+/// message a client may send).
+const CONSOLE_MAX_LINE: usize = 4096;
+/// Room for a relayed message's `NAME: ` (a name has at most 32 bytes).
+const RELAY_PREFIX: usize = 64;
 /// How long a finished connection keeps reading (and dropping) the peer's last bytes.
 const LINGER: Duration = Duration::from_secs(1);
 /// How long sessions get to close after SIGINT/SIGTERM.
@@ -111,6 +125,11 @@ pub struct Options {
     /// The secure mode (PROTOCOL.md §10): the server's key and the allowed client
     /// keys; `None`: no secure peers.
     pub auth: Option<AuthFiles>,
+    /// Chat room: each client's messages are also sent to every other client.
+    pub relay: bool,
+    /// How much each client's queue of messages from the server holds; a client
+    /// whose queue is full is closed.
+    pub client_queue: ClientQueue,
 }
 
 /// Where the secure mode's keys are, and whether every peer must use it.
@@ -138,6 +157,8 @@ impl Default for Options {
             timestamps: false,
             forward: None,
             auth: None,
+            relay: false,
+            client_queue: ClientQueue::default(),
         }
     }
 }
@@ -209,6 +230,12 @@ pub(crate) struct Shared {
     shutting_down: bool,
     /// The secure mode's keys, if it is on.
     auth: Option<std::rc::Rc<ServerAuth>>,
+    metrics: Metrics,
+    /// Relay mode: messages received are also for the other clients.
+    relay: bool,
+    /// Messages received this iteration, to relay: the sender's connection and the
+    /// message as the others get it.
+    relayed: Vec<(Token, Arc<[u8]>)>,
 }
 
 impl Shared {
@@ -283,6 +310,15 @@ impl Shared {
         self.auth.as_ref().is_some_and(|a| a.required())
     }
 
+    /// A client's message was printed: counted, and kept for the relay.
+    fn on_message(&mut self, from: Token, id: u64, name: &str, payload: &[u8]) {
+        self.metrics.messages_received.inc();
+        self.metrics.message_bytes_received.inc_by(payload.len() as u64);
+        if self.relay {
+            self.relayed.push((from, relay::relayed(id, name, payload)));
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -321,6 +357,41 @@ pub fn run(
     output: impl Into<Output>,
     shutdown: Shutdown,
 ) -> Result<Stopped, Error> {
+    run_with(listener, options, output, shutdown, Extras::default())
+}
+
+/// What a server may have besides its clients and its output.
+#[derive(Default)]
+pub struct Extras {
+    /// Console lines to send to clients (`soquete server` passes standard input;
+    /// PROTOCOL.md §9.5): `text` to all, `#ID text` to one session, `@NAME text` to
+    /// the clients of that name. Its end ends the console, not the server.
+    pub console: Option<Box<dyn Read + Send>>,
+    /// Serves the server's metrics in the Prometheus text format on this socket
+    /// ([`crate::metrics`]).
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("console", &self.console.is_some())
+            .field("metrics", &self.metrics)
+            .finish()
+    }
+}
+
+/// [`run`], with a console and metrics if `extras` has them.
+///
+/// # Errors
+/// As [`run`]; also when the console or the metrics cannot be set up.
+pub fn run_with(
+    listener: std::net::TcpListener,
+    options: &Options,
+    output: impl Into<Output>,
+    shutdown: Shutdown,
+    extras: Extras,
+) -> Result<Stopped, Error> {
     let config = Config {
         max_message: options.max_message,
         idle_timeout: time::to_core(options.idle_timeout),
@@ -329,7 +400,7 @@ pub fn run(
         line_gap: time::to_core(options.line_gap),
         allow_plain: true,
     };
-    let mut server = Server::new(listener, options, config, output.into(), shutdown)?;
+    let mut server = Server::new(listener, options, config, output.into(), shutdown, extras)?;
     let result = server.run();
     let limit = match result {
         Ok(Stopped::Gracefully) => std::time::Duration::from_secs(5),
@@ -355,6 +426,18 @@ struct Server {
     conns: HashMap<Token, Conn>,
     next_token: usize,
     shared: Shared,
+    /// Console lines to read, until its input ends.
+    console: Option<Console>,
+    /// Transmit buffer of a new session.
+    tx_len: usize,
+    client_queue: ClientQueue,
+    /// Messages waiting in the clients' outboxes.
+    queued: usize,
+    /// Connections in the handshake, as of the last accept.
+    handshakes: usize,
+    handshake_limit: usize,
+    /// The reserve descriptor, to answer connections refused at EMFILE.
+    spare: limits::Spare,
     /// Accepted connections with input to read, waiting for the sink's queue to drain.
     held: Vec<Token>,
     /// Messages the sink reported written, to confirm.
@@ -383,6 +466,7 @@ impl Server {
         config: Config,
         output: Output,
         mut shutdown: Shutdown,
+        extras: Extras,
     ) -> Result<Self, Error> {
         raise_open_file_limit(options.max_clients);
         let poll = Poll::new().map_err(|e| Error::Setup("create the event loop", e))?;
@@ -430,13 +514,36 @@ impl Server {
             }
             None => None,
         };
-        let mut sink = Sink::start(output, waker).map_err(|e| Error::Setup("open the output", e))?;
+        let mut sink = Sink::start(output, Arc::clone(&waker)).map_err(|e| Error::Setup("open the output", e))?;
         let mut printer =
             Printer::new(Vec::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
         let registry = Registry::new(
             time::to_core(options.resume_window),
             options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
         );
+        let metrics = Metrics::default();
+        if let Some(listener) = extras.metrics {
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::Setup("read the metrics address", e))?;
+            crate::metrics::serve(listener, metrics.clone()).map_err(|e| Error::Setup("serve the metrics", e))?;
+            info!("metrics on http://{addr}/metrics");
+        }
+        let console = match extras.console {
+            Some(input) => Some(Console::start(input, waker).map_err(|e| Error::Setup("start the console", e))?),
+            None => None,
+        };
+        // The server sends messages only from the console or the relay. Relaying,
+        // a session's transmit buffer holds the largest message a client may send
+        // with its sender's name; for the console alone, a line of
+        // CONSOLE_MAX_LINE bytes (every connection has this buffer).
+        let tx_len = if options.relay {
+            soquete_core::wire::MSG_OVERHEAD + options.max_message.max(CONSOLE_MAX_LINE as u32) as usize + RELAY_PREFIX
+        } else if console.is_some() {
+            soquete_core::wire::MSG_OVERHEAD + CONSOLE_MAX_LINE
+        } else {
+            TX_LEN
+        };
         printer.listening(local).map_err(Error::Output)?;
         sink.submit(printer.get_mut());
         info!("listening on {local}, at most {} clients", options.max_clients);
@@ -461,7 +568,17 @@ impl Server {
                 registry,
                 shutting_down: false,
                 auth,
+                metrics,
+                relay: options.relay,
+                relayed: Vec::new(),
             },
+            console,
+            tx_len,
+            client_queue: options.client_queue,
+            queued: 0,
+            handshakes: 0,
+            handshake_limit: limits::handshake_limit(options.max_clients),
+            spare: limits::Spare::open(),
             held: Vec::new(),
             written: Vec::new(),
             timers: BinaryHeap::new(),
@@ -498,7 +615,10 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_pending = true,
-                    SINK => self.on_written(now)?,
+                    SINK => {
+                        self.on_written(now)?;
+                        self.on_console(now).map_err(Error::Output)?;
+                    }
                     SHUTDOWN => {
                         if let Some(stopped) = self.on_stop_requests(now).map_err(Error::Output)? {
                             return Ok(stopped);
@@ -555,6 +675,7 @@ impl Server {
             }
             self.take_over(reading.take_over, now)?;
         }
+        self.relay(now)?;
         self.expire_sessions(now)?;
         self.shared.submit();
         for token in std::mem::take(&mut self.dirty) {
@@ -562,6 +683,13 @@ impl Server {
         }
         self.shared.submit();
         self.compact_timers();
+        let m = &self.shared.metrics;
+        m.connections_open.set(gauge(self.conns.len()));
+        m.handshakes_open.set(gauge(self.handshakes));
+        m.sessions_open.set(gauge(self.shared.active));
+        m.client_queue_messages.set(gauge(self.queued));
+        m.output_queue_bytes
+            .set(i64::try_from(self.shared.sink.backlog(self.shared.printer.get_ref().len())).unwrap_or(i64::MAX));
         Ok(())
     }
 
@@ -583,6 +711,9 @@ impl Server {
             let Some(conn) = self.conns.get_mut(&mark.conn) else {
                 continue;
             };
+            if conn.session.mode() == soquete_core::Mode::Binary {
+                self.shared.metrics.acknowledgements_sent.inc();
+            }
             let take_over = conn.confirm(&mut self.shared, mark.seq, now).map_err(Error::Output)?;
             // The session may take the rest of what it has read, and ACKs go out.
             if conn.readable && !conn.queued {
@@ -616,11 +747,118 @@ impl Server {
         self.take_over(take_over, now)
     }
 
+    /// The console has input: sends each line to its clients.
+    fn on_console(&mut self, now: Instant) -> io::Result<()> {
+        while let Some(input) = self.console.as_ref().and_then(Console::next) {
+            match input {
+                Input::Line(line) => self.console_line(&line, now)?,
+                Input::End(why) => {
+                    match why {
+                        Some(e) => warn!("console: cannot read standard input: {e}; the console is closed"),
+                        None => info!("console: end of input; the server goes on"),
+                    }
+                    self.console = None;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one console line (PROTOCOL.md §9.5) to the clients it names, or says on
+    /// stderr why it went nowhere.
+    fn console_line(&mut self, line: &[u8], now: Instant) -> io::Result<()> {
+        let line = console::parse(line);
+        let max = self.tx_len - soquete_core::wire::MSG_OVERHEAD;
+        if line.text.len() > max {
+            warn!(
+                "console: a line of {} bytes is longer than {max} bytes; not sent",
+                line.text.len()
+            );
+            return Ok(());
+        }
+        let to: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session.is_open())
+            .filter(|(_, c)| match (&line.target, c.state) {
+                (Target::All, State::Accepted(_)) => true,
+                (Target::Id(id), State::Accepted(served)) => served.id == *id,
+                (Target::Name(name), State::Accepted(_)) => c.name().as_bytes() == name.as_slice(),
+                _ => false,
+            })
+            .map(|(token, _)| *token)
+            .collect();
+        if to.is_empty() {
+            match &line.target {
+                Target::All => warn!("console: no client is connected; line not sent"),
+                Target::Id(id) => warn!("console: no session #{id} is connected; line not sent"),
+                Target::Name(name) => warn!(
+                    "console: no client named \"{}\" is connected; line not sent",
+                    String::from_utf8_lossy(name)
+                ),
+            }
+            return Ok(());
+        }
+        debug!("console: a line of {} bytes to {} clients", line.text.len(), to.len());
+        let msg: Arc<[u8]> = line.text.into();
+        self.send_to(&to, &msg, now)
+    }
+
+    /// Relays the messages received this iteration to every other client.
+    fn relay(&mut self, now: Instant) -> io::Result<()> {
+        if self.shared.relayed.is_empty() {
+            return Ok(());
+        }
+        let relayed = std::mem::take(&mut self.shared.relayed);
+        let clients: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.state, State::Accepted(_)) && c.session.is_open())
+            .map(|(token, _)| *token)
+            .collect();
+        for (from, msg) in &relayed {
+            let to: Vec<Token> = clients.iter().copied().filter(|t| t != from).collect();
+            self.send_to(&to, msg, now)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` for each client of `to`. A client whose queue is full has not
+    /// read for a long while: it is closed (its "left" line gives the reason), so
+    /// that it holds up nobody and its memory stays bounded.
+    fn send_to(&mut self, to: &[Token], msg: &Arc<[u8]>, now: Instant) -> io::Result<()> {
+        for &token in to {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            match conn.outbox.push(Arc::clone(msg), self.client_queue) {
+                Ok(()) => {
+                    self.queued += 1;
+                    mark_dirty(&mut self.dirty, conn, token);
+                }
+                Err(full) => {
+                    warn!(
+                        "{}: does not read ({} messages, {} bytes waiting for it); closed",
+                        conn.peer, full.messages, full.bytes
+                    );
+                    self.shared.metrics.clients_dropped_slow.inc();
+                    // Said if the socket takes it; not waited for.
+                    conn.session.close(now, Code::Overloaded);
+                    conn.write();
+                    conn.leave(&mut self.shared, Reason::Overflow(full), now)?;
+                    self.remove(token);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How long the next poll may wait: not at all if work is queued, else until the
     /// earliest deadline.
     fn poll_timeout(&self, now: Instant) -> Option<std::time::Duration> {
         let accept_ready = self.accept_pending && self.accept_paused_until.is_none_or(|t| now >= t);
-        if !self.read_queue.is_empty() || !self.dirty.is_empty() || accept_ready {
+        let relaying = !self.shared.relayed.is_empty();
+        if !self.read_queue.is_empty() || !self.dirty.is_empty() || accept_ready || relaying {
             return Some(std::time::Duration::ZERO);
         }
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
@@ -643,6 +881,7 @@ impl Server {
             return;
         }
         self.accept_paused_until = None;
+        self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 self.accept_pending = false;
@@ -654,10 +893,20 @@ impl Server {
                         info!("accepting connections again");
                     }
                     if self.conns.len() >= self.shared.max_clients.saturating_add(ACCEPT_SLACK) {
-                        warn!("{peer}: too many connections ({}); closed at once", self.conns.len());
+                        warn!("{peer}: too many connections ({}); refused", self.conns.len());
+                        self.shared.metrics.connections_rejected.inc();
+                        limits::refuse(stream);
+                        continue;
+                    }
+                    if self.handshakes >= self.handshake_limit && !self.evict_silent() {
+                        // Not a warning each time: a flood of these would flood stderr.
+                        debug!("{peer}: {} connections in the handshake; refused", self.handshakes);
+                        self.shared.metrics.connections_rejected.inc();
+                        limits::refuse(stream);
                         continue;
                     }
                     self.add_conn(stream, peer, now);
+                    self.handshakes += 1;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
@@ -665,9 +914,26 @@ impl Server {
                 }
                 Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
                 Err(e) => {
-                    // EMFILE and friends: the connection stays in the backlog; try
-                    // again shortly rather than spin, and say so once, not at every
-                    // try.
+                    // Out of descriptors: the waiting connection is answered with
+                    // the reserve descriptor, then the next one is tried.
+                    match self.spare.refuse_one(listener) {
+                        limits::Refused::One => {
+                            if !self.accept_failing {
+                                warn!("cannot accept connections: {e}; new clients are told \"server full\"");
+                                self.accept_failing = true;
+                            }
+                            self.shared.metrics.connections_rejected.inc();
+                            continue;
+                        }
+                        limits::Refused::NoneWaiting => {
+                            self.accept_pending = false;
+                            return;
+                        }
+                        limits::Refused::Unable => {}
+                    }
+                    // Some other failure (or no reserve): the connection stays in the
+                    // backlog; try again shortly rather than spin, and say so once,
+                    // not at every try.
                     if self.accept_failing {
                         debug!("cannot accept a connection: {e}");
                     } else {
@@ -684,6 +950,29 @@ impl Server {
         }
     }
 
+    /// The handshake bound is reached: closes the oldest connection that has sent
+    /// nothing (tokens grow with time), if there is one, to make room.
+    fn evict_silent(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_silent())
+            .map(|(token, _)| *token)
+            .min();
+        let Some(token) = oldest else {
+            return false;
+        };
+        if let Some(conn) = self.conns.get(&token) {
+            debug!(
+                "{}: sent nothing, and {} connections are in the handshake; closed",
+                conn.peer, self.handshakes
+            );
+        }
+        self.remove(token);
+        self.handshakes = self.handshakes.saturating_sub(1);
+        true
+    }
+
     fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
         // Acknowledgements are small and should leave at once.
         if let Err(e) = stream.set_nodelay(true) {
@@ -691,7 +980,7 @@ impl Server {
         }
         let rx_len = conn::RX_START.min(ServerSession::min_rx_len(self.config.max_message));
         let rx = vec![0; rx_len];
-        let mut session = match Session::server(self.config, rx, vec![0; TX_LEN], now) {
+        let mut session = match Session::server(self.config, rx, vec![0; self.tx_len], now) {
             Ok(s) => s,
             Err(e) => {
                 warn!("{peer}: cannot start a session: {e}");
@@ -711,6 +1000,7 @@ impl Server {
         }
         debug!("{peer}: connected");
         let stream = Stream::server(stream, self.shared.auth.clone());
+        self.shared.metrics.connections_accepted.inc();
         let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
         self.dirty.push(token);
@@ -719,8 +1009,15 @@ impl Server {
 
     /// Runs every due timer.
     fn run_timers(&mut self, now: Instant) -> io::Result<()> {
-        // Half the connection slots taken: silent connections must make room.
-        let slots_short = self.conns.len() >= (self.shared.max_clients / 2).max(1);
+        // Half the connection slots taken, or half the handshake places: silent
+        // connections must make room.
+        let due = self.timers.peek().is_some_and(|Reverse((t, _))| *t <= now);
+        if due && self.handshakes >= self.handshake_limit / 2 {
+            // Counted at the last accept: some may have completed since.
+            self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
+        }
+        let slots_short =
+            self.conns.len() >= (self.shared.max_clients / 2).max(1) || self.handshakes >= self.handshake_limit / 2;
         while let Some(&Reverse((t, token))) = self.timers.peek() {
             if t > now {
                 break;
@@ -774,7 +1071,22 @@ impl Server {
         };
         conn.dirty = false;
         if !conn.is_lingering() && conn.error.is_none() {
+            // Messages for the client go in as the session has room (acknowledged
+            // ones leave it, or in plain text, written ones).
+            let waiting = conn.outbox.len();
+            let flushed = conn.outbox.flush(&mut conn.session);
             conn.write();
+            let again = conn.outbox.flush(&mut conn.session);
+            if again.messages > 0 {
+                conn.write();
+            }
+            let sent = flushed.messages + again.messages;
+            // Sent, or dropped (too large for this client, or its session closing).
+            self.queued = self.queued.saturating_sub(waiting - conn.outbox.len());
+            let m = &self.shared.metrics;
+            m.messages_sent.inc_by(sent);
+            m.message_bytes_sent.inc_by(flushed.bytes + again.bytes);
+            meter(m, conn);
             if conn.session.is_closed() {
                 // Sending our CLOSE can complete an orderly close: take its event.
                 let take_over = conn.drain(&mut self.shared, now)?;
@@ -827,6 +1139,7 @@ impl Server {
     /// is resent on the new one) and the new one continues the session.
     fn take_over(&mut self, mut take_over: Option<TakeOver>, now: Instant) -> io::Result<()> {
         while let Some(TakeOver { new, old, session }) = take_over.take() {
+            self.shared.metrics.takeovers.inc();
             let by = self.conns.get(&new).map(|c| c.peer);
             if let Some(conn) = self.conns.get_mut(&old) {
                 conn.replaced(&mut self.shared, by, now)?;
@@ -851,6 +1164,8 @@ impl Server {
 
     fn remove(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
+            meter(&self.shared.metrics, &mut conn);
+            self.queued = self.queued.saturating_sub(conn.outbox.len());
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
                 debug!("{}: deregister: {e}", conn.peer);
             }
@@ -973,6 +1288,19 @@ fn raise_open_file_limit(max_clients: usize) {
     }
 }
 
+/// Adds what the connection's session counted since the last time to the metrics.
+fn meter(m: &Metrics, conn: &mut Conn) {
+    let now = conn.session.stats();
+    let then = std::mem::replace(&mut conn.metered, now);
+    m.bytes_received.inc_by(now.bytes_in.saturating_sub(then.bytes_in));
+    m.bytes_sent.inc_by(now.bytes_out.saturating_sub(then.bytes_out));
+    m.acknowledgements_received.inc_by(now.acked.saturating_sub(then.acked));
+}
+
+fn gauge(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn mark_dirty(dirty: &mut Vec<Token>, conn: &mut Conn, token: Token) {
     if !conn.dirty {
         conn.dirty = true;
@@ -1001,6 +1329,9 @@ mod tests {
             registry: Registry::new(Duration::ZERO, 1),
             shutting_down: false,
             auth: None,
+            metrics: Metrics::default(),
+            relay: false,
+            relayed: Vec::new(),
         };
         let a = shared.session_token();
         let b = shared.session_token();
