@@ -14,6 +14,9 @@ use soquete_core::{Closure, Code};
 use soquete_host::server::Stopped;
 use soquete_tests::{messages_of, plain, read_to_eof, BinClient as Client, Exit, Server, WAIT};
 
+/// Bound of a wait for a server to work through a flood, a safety stop only.
+const DRAIN: Duration = Duration::from_secs(60);
+
 #[test]
 fn plain_text_lines_and_partial_line_after_the_gap() {
     let mut server = Server::in_process(&["--line-gap", "50ms"]);
