@@ -190,18 +190,22 @@ stop_soquete() {
 
 # ---------------------------------------------------------------- the matrix
 
-CASES=("1 1 64" "50 1 64" "50 32 64" "4 8 16384")
+# N W S and generator threads. At N=50 W=32 one generator thread saturates before the
+# fastest servers do, so that case runs two (GEN_THREADS_W32); the others run
+# GEN_THREADS. The table flags a cell whose generator kept its threads >= 90 % busy.
+GEN_THREADS_W32=${GEN_THREADS_W32:-2}
+CASES=("1 1 64 $GEN_THREADS" "50 1 64 $GEN_THREADS" "50 32 64 $GEN_THREADS_W32" "4 8 16384 $GEN_THREADS")
 COLUMNS=(soquete soquete-json soquete-ref redis nats mqtt echo)
-declare -A RATE MBS P50 P99 ERR
+declare -A RATE MBS P50 P99 ERR SCPU SCPU_MB SCORES GBUSY
 
 field() { grep -o "$1=[^ ]*" <<<"$2" | head -n1 | cut -d= -f2; }
 
-# cell COLUMN TARGET PORT N W S
+# cell COLUMN TARGET PORT SERVER_PID N W S THREADS
 cell() {
-    local col=$1 target=$2 port=$3 n=$4 w=$5 s=$6 key="$4 $5 $6" line
+    local col=$1 target=$2 port=$3 spid=$4 n=$5 w=$6 s=$7 t=$8 key="$5 $6 $7 $8" line
     [[ $target == redis ]] && redis-cli -p "$port" flushall >/dev/null 2>&1
     line=$(timeout $((SECS + 30)) "$BENCH" load --target "$target" --addr "127.0.0.1:$port" \
-        -n "$n" -w "$w" -s "$s" --seconds "$SECS" --threads "$GEN_THREADS" 2>"$OUT/cell.err")
+        -n "$n" -w "$w" -s "$s" --seconds "$SECS" --threads "$t" ${spid:+--server-pid "$spid"} 2>"$OUT/cell.err")
     if [[ -z $line ]]; then
         ERR[$col,$key]=$(tail -n1 "$OUT/cell.err")
         say "$col N=$n W=$w S=$s failed: ${ERR[$col,$key]:-timeout}"
@@ -212,32 +216,37 @@ cell() {
     MBS[$col,$key]=$(field mb_per_s "$line")
     P50[$col,$key]=$(field p50_us "$line")
     P99[$col,$key]=$(field p99_us "$line")
+    SCPU[$col,$key]=$(field server_us_per_msg "$line")
+    SCPU_MB[$col,$key]=$(field server_us_per_mb "$line")
+    SCORES[$col,$key]=$(field server_cores "$line")
+    GBUSY[$col,$key]=$(field gen_busy "$line")
 }
 
+# run_column COLUMN TARGET PORT SERVER_PID
 run_column() {
-    local col=$1 target=$2 port=$3 c
+    local col=$1 target=$2 port=$3 spid=$4 c
     for c in "${CASES[@]}"; do
         # shellcheck disable=SC2086
-        cell "$col" "$target" "$port" $c
+        cell "$col" "$target" "$port" "$spid" $c
     done
 }
 
 if start_soquete soquete; then
     say "soquete server (text output) on $P_SOQUETE"
-    run_column soquete soquete "$P_SOQUETE"
+    run_column soquete soquete "$P_SOQUETE" "$SOQ_PID"
     stop_soquete
 else
     say "soquete server unavailable; continuing with the peers"
 fi
 if start_soquete soquete-json --json; then
     say "soquete server (--json) on $P_SOQUETE"
-    run_column soquete-json soquete "$P_SOQUETE"
+    run_column soquete-json soquete "$P_SOQUETE" "$SOQ_PID"
     stop_soquete
 fi
 for col in soquete-ref redis nats mqtt echo; do
     [[ -n ${PORT[$col]:-} ]] || continue
     say "$col on ${PORT[$col]}"
-    run_column "$col" "${col%-ref}" "${PORT[$col]}"
+    run_column "$col" "${col%-ref}" "${PORT[$col]}" "${PID[$col]}"
 done
 
 # Bulk TCP throughput for the large-message case.
@@ -273,16 +282,16 @@ fmt_rate() { awk -v r="$1" 'BEGIN { if (r >= 1e6) printf "%.2fM", r / 1e6; else 
 fmt_us() { awk -v u="$1" 'BEGIN { if (u >= 1000) printf "%.1fms", u / 1000; else printf "%.0fus", u }'; }
 
 printf '\n'
-printf 'soquete benchmark — %s s per cell, %s generator thread(s), %s, %s cores, %s\n' \
-    "$SECS" "$GEN_THREADS" "$(date -u +%Y-%m-%d)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+printf 'soquete benchmark — %s s per cell, generator threads in T, %s, %s cores, %s\n' \
+    "$SECS" "$(date -u +%Y-%m-%d)" "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf 'cells: messages/s (MB/s for 16 KiB) and ack latency p99; ratio = soquete / best of redis, nats, mqtt\n'
 printf 'soquete-json: the server with --json; soquete-ref: core session on bare mio, no output (soquete-bench ref-server)\n\n'
-printf '%-17s' "case (N W S)"
+printf '%-22s' "case (N W S T)"
 for col in "${COLUMNS[@]}"; do printf ' | %-20s' "$col"; done
 printf ' | %-14s | %s\n' "ratio vs best" "soquete p50 / echo p50"
 for c in "${CASES[@]}"; do
-    read -r n w s <<<"$c"
-    printf '%-17s' "N=$n W=$w S=$s"
+    read -r n w s t <<<"$c"
+    printf '%-22s' "N=$n W=$w S=$s T=$t"
     for col in "${COLUMNS[@]}"; do
         r=${RATE[$col,$c]:-}
         if [[ -z $r ]]; then
@@ -308,9 +317,50 @@ for c in "${CASES[@]}"; do
     fi
     printf ' | %-14s | %s\n' "$ratio" "$echo_ratio"
 done
+
+# Server CPU per message: what each server pays, whatever the generator could drive.
+printf '\nserver CPU (user + system, all its threads) per message in us (per MB for 16 KiB), and cores it used;\n'
+printf '"*" = the generator kept its threads >= 90%% busy (the cell may measure the generator); ratio = soquete / lowest of redis, nats, mqtt\n\n'
+printf '%-22s' "case (N W S T)"
+for col in "${COLUMNS[@]}"; do printf ' | %-17s' "$col"; done
+printf ' | %-16s | %s\n' "cpu ratio vs best" "soquete / echo msgs/s"
+for c in "${CASES[@]}"; do
+    read -r n w s t <<<"$c"
+    printf '%-22s' "N=$n W=$w S=$s T=$t"
+    for col in "${COLUMNS[@]}"; do
+        u=${SCPU[$col,$c]:-}
+        [[ $s -ge 4096 ]] && u=${SCPU_MB[$col,$c]:-}
+        if [[ -z $u ]]; then
+            printf ' | %-17s' "-"
+            continue
+        fi
+        sat=$(awk -v b="${GBUSY[$col,$c]:-0}" 'BEGIN { print (b >= 0.9 ? "*" : "") }')
+        if ((s >= 4096)); then
+            printf ' | %-17s' "$(printf '%.0fus/MB %.2fc%s' "$u" "${SCORES[$col,$c]}" "$sat")"
+        else
+            printf ' | %-17s' "$(printf '%.3fus %.2fc%s' "$u" "${SCORES[$col,$c]}" "$sat")"
+        fi
+    done
+    best= bestname=-
+    for col in redis nats mqtt; do
+        u=${SCPU[$col,$c]:-}
+        [[ -n $u ]] || continue
+        if [[ -z $best ]] || awk -v a="$u" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$u bestname=$col; fi
+    done
+    ratio=-
+    if [[ -n ${SCPU[soquete,$c]:-} && -n $best ]]; then
+        ratio=$(awk -v a="${SCPU[soquete,$c]}" -v r="${SCPU[soquete-ref,$c]:-}" -v b="$best" -v n="$bestname" \
+            'BEGIN { printf "%.2fx %s", a / b, n; if (r != "") printf " (ref %.2fx)", r / b }')
+    fi
+    floor=-
+    if [[ -n ${RATE[soquete,$c]:-} && -n ${RATE[echo,$c]:-} ]]; then
+        floor=$(awk -v a="${RATE[soquete,$c]}" -v e="${RATE[echo,$c]}" 'BEGIN { printf "%.0f%%", 100 * a / e }')
+    fi
+    printf ' | %-16s | %s\n' "$ratio" "$floor"
+done
 printf '\n'
 if [[ -n $IPERF_BULK ]]; then
-    big="4 8 16384"
+    big="4 8 16384 $GEN_THREADS"
     printf 'iperf3 -t %s: bulk %s MB/s, -l 64: %s MB/s' "$SECS" "$IPERF_BULK" "${IPERF_64:-?}"
     if [[ -n ${MBS[soquete,$big]:-} ]]; then
         awk -v a="${MBS[soquete,$big]}" -v b="$IPERF_BULK" 'BEGIN { printf "; soquete N=4 W=8 S=16384 = %.0f%% of bulk", 100 * a / b }'

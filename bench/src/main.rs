@@ -8,6 +8,7 @@
 //! * `ref-server` — the core's server session on bare mio, printing nothing.
 //! * `session-size` — RAM of one core session next to its buffer capacity.
 
+mod cpu;
 mod echo;
 mod load;
 mod proto;
@@ -75,6 +76,10 @@ struct LoadArgs {
     /// Generator threads (connections are spread over them).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Server process whose CPU time (user + system, all threads) is read at the start
+    /// and the end of the measured run.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -168,7 +173,10 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         bail!("--connections and --size must be at least 1");
     }
     let threads = a.threads.clamp(1, a.connections);
-    let barrier = Arc::new(Barrier::new(threads));
+    // The generator threads and this one meet once every connection is ready and
+    // again when the measured run is over, so that CPU times cover the run alone.
+    let start_line = Arc::new(Barrier::new(threads + 1));
+    let end_line = Arc::new(Barrier::new(threads + 1));
     let mut handles = Vec::new();
     for t in 0..threads {
         // Spread connections (and the count) evenly over the threads.
@@ -177,13 +185,25 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
             .count
             .map(|c| c / threads as u64 + u64::from((t as u64) < c % threads as u64));
         let (target, addr, size, window, seconds) = (a.target, a.addr, a.size, a.window, a.seconds);
-        let barrier = Arc::clone(&barrier);
+        let (start_line, end_line) = (Arc::clone(&start_line), Arc::clone(&end_line));
         let id_base = t * 1_000_000 + std::process::id() as usize % 1000 * 1000;
         handles.push(thread::spawn(move || -> anyhow::Result<load::RunResult> {
-            let mut driver = Driver::new(target, addr, size, window, id_base)?;
-            let est = driver.establish(n, 256, Duration::from_secs(15));
-            barrier.wait();
+            let driver = Driver::new(target, addr, size, window, id_base);
+            let (mut driver, est) = match driver {
+                Ok(mut d) => {
+                    let est = d.establish(n, 256, Duration::from_secs(15));
+                    (d, est)
+                }
+                Err(e) => {
+                    // Every thread must reach both lines, or the others wait forever.
+                    start_line.wait();
+                    end_line.wait();
+                    return Err(e);
+                }
+            };
+            start_line.wait();
             if est.failed > 0 || est.ready < n {
+                end_line.wait();
                 bail!(
                     "{target} at {addr}: {} of {n} connections failed: {}",
                     n - est.ready,
@@ -196,10 +216,17 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
                 total: count,
                 deadline,
             });
+            end_line.wait();
             driver.finish(Duration::from_secs(1));
             Ok(result)
         }));
     }
+    start_line.wait();
+    let cpu_start = (cpu::process(None), a.server_pid.map(|p| cpu::process(Some(p))));
+    let t0 = Instant::now();
+    end_line.wait();
+    let wall = t0.elapsed();
+    let cpu_end = (cpu::process(None), a.server_pid.map(|p| cpu::process(Some(p))));
     let mut acked = 0;
     let mut elapsed = Duration::ZERO;
     let mut hist = load::new_histogram();
@@ -225,8 +252,8 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         bail!("{} at {}: no message was acknowledged", a.target, a.addr);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "target={} n={} w={} s={} msgs={acked} secs={secs:.3} msgs_per_s={:.0} mb_per_s={:.2} {}",
+    let mut line = format!(
+        "target={} n={} w={} s={} threads={threads} msgs={acked} secs={secs:.3} msgs_per_s={:.0} mb_per_s={:.2} {}",
         a.target,
         a.connections,
         a.window,
@@ -235,6 +262,11 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         acked as f64 * a.size as f64 / secs / 1e6,
         percentiles(&hist),
     );
+    line += &cpu::report("gen", &cpu_start.0, &cpu_end.0, acked, a.size, wall, Some(threads));
+    if let (Some(before), Some(after)) = (&cpu_start.1, &cpu_end.1) {
+        line += &cpu::report("server", before, after, acked, a.size, wall, None);
+    }
+    println!("{line}");
     Ok(())
 }
 
