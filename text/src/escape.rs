@@ -41,7 +41,8 @@ pub fn write_quoted<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<
 
 /// [`write_escaped`], or [`write_quoted`] without its quotes, as `STYLE` says.
 ///
-/// Runs of plain bytes are found a word at a time and copied with one `write_all`.
+/// Runs of plain bytes are found 32 bytes at a time (see [`plain_prefix_len`]) and
+/// copied with one `write_all`.
 /// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
 /// (the check `utf8_chunks` makes; no byte is checked twice), and each byte it
 /// rejects is escaped. In the valid part, the word scan stops at the bytes that lead
@@ -214,8 +215,25 @@ const fn high_in(word: u64, lo: u8, hi: u8) -> u64 {
 }
 
 /// How many bytes at the start of `bytes` print as is (see [`specials`]).
+///
+/// Blocks of 32 bytes are checked first with the four words' flags or-ed together:
+/// the four word checks are independent, so they run side by side (LLVM turns them
+/// into SSE2 on x86_64), and a block with nothing to escape costs one branch. The
+/// first block that holds a special byte is then looked at a word at a time.
 fn plain_prefix_len<const STYLE: u8, const UTF8: bool>(bytes: &[u8]) -> usize {
     let mut rest = bytes;
+    while let Some((block, tail)) = rest.split_first_chunk::<32>() {
+        let mut any = 0;
+        for word in block.chunks_exact(8) {
+            let mut w = [0; 8];
+            w.copy_from_slice(word);
+            any |= specials::<STYLE, UTF8>(u64::from_le_bytes(w));
+        }
+        if any != 0 {
+            break;
+        }
+        rest = tail;
+    }
     while let Some((word, tail)) = rest.split_first_chunk::<8>() {
         let special = specials::<STYLE, UTF8>(u64::from_le_bytes(*word));
         if special != 0 {
@@ -542,6 +560,27 @@ mod tests {
                 for tail in [&[][..], &[0x80], &[0xbf, 0x80], &[0x80, 0x80, b'a']] {
                     let mut bytes = vec![first, second];
                     bytes.extend_from_slice(tail);
+                    assert_same_as_reference(&bytes);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_special_anywhere_in_long_plain_runs() {
+        // Long runs are checked a block at a time: put each kind of byte that needs a
+        // look at every offset of a few blocks, in plain ASCII and in plain UTF-8.
+        let specials: [&[u8]; 6] = [b"\n", b"\\", b"\"", "\u{202e}".as_bytes(), b"\xff", "\u{85}".as_bytes()];
+        for plain in ["x", "é"] {
+            let run = plain.repeat(100);
+            for special in specials {
+                for at in 0..=run.len() {
+                    if !run.is_char_boundary(at) {
+                        continue;
+                    }
+                    let mut bytes = run.as_bytes()[..at].to_vec();
+                    bytes.extend_from_slice(special);
+                    bytes.extend_from_slice(&run.as_bytes()[at..]);
                     assert_same_as_reference(&bytes);
                 }
             }
