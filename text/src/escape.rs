@@ -248,6 +248,56 @@ fn plain_prefix_len<const STYLE: u8, const UTF8: bool>(bytes: &[u8]) -> usize {
     bytes.len() - rest.len() + rest.len().min((special.trailing_zeros() / 8) as usize)
 }
 
+/// Writes `s` as a JSON string, quotes included, byte for byte as `serde_json` writes
+/// it: `"` and `\` escaped, controls below U+0020 as `\b`, `\f`, `\n`, `\r`, `\t` or
+/// `\u00NN`, everything else as is.
+///
+/// Runs are found with [`plain_prefix_len`] in the quoted UTF-8 style, whose special
+/// bytes include JSON's; the others it stops at (DEL and some lead bytes) are copied.
+pub(crate) fn write_json_str<W: Write + ?Sized>(out: &mut W, s: &str) -> io::Result<()> {
+    let bytes = s.as_bytes();
+    out.write_all(b"\"")?;
+    let mut start = 0;
+    let mut i = 0;
+    loop {
+        i += plain_prefix_len::<QUOTED, true>(&bytes[i..]);
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        let letter = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            ..0x20 => 0,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.write_all(&bytes[start..i])?;
+        if letter == 0 {
+            out.write_all(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ])?;
+        } else {
+            out.write_all(&[b'\\', letter])?;
+        }
+        i += 1;
+        start = i;
+    }
+    out.write_all(&bytes[start..])?;
+    out.write_all(b"\"")
+}
+
 /// `bytes` escaped into a new string.
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len());
@@ -563,6 +613,37 @@ mod tests {
                     assert_same_as_reference(&bytes);
                 }
             }
+        }
+    }
+
+    fn assert_json_as_serde(s: &str) {
+        let mut ours = Vec::new();
+        write_json_str(&mut ours, s).unwrap();
+        assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn json_strings_match_serde_json(bytes in input()) {
+            assert_json_as_serde(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn json_strings_match_serde_json_for_every_ascii_byte_anywhere() {
+        for b in 0..0x80u8 {
+            for plain in ["x", "é"] {
+                let run = plain.repeat(40);
+                for at in (0..=run.len()).filter(|&at| run.is_char_boundary(at)) {
+                    let mut s = run[..at].to_string();
+                    s.push(char::from(b));
+                    s.push_str(&run[at..]);
+                    assert_json_as_serde(&s);
+                }
+            }
+        }
+        for c in (0x80..=0x10ffff).filter_map(char::from_u32) {
+            assert_json_as_serde(&format!("a{c}\"{c}"));
         }
     }
 

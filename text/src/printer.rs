@@ -302,7 +302,7 @@ impl<W: Write> Printer<W> {
 
 /// Writes `s` as a JSON string, exactly (JSON's own escapes only).
 fn write_json<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
-    serde_json::to_writer(out, s).map_err(io::Error::from)
+    crate::escape::write_json_str(out, s)
 }
 
 /// Writes `n` in decimal.
