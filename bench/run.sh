@@ -8,6 +8,8 @@
 #
 # Environment: SECS (seconds per cell, default 3), BASE_PORT (default 47100),
 # SCALE_CONNS (default 10000), GEN_THREADS (generator threads, default 1),
+# GEN_THREADS_W32 (generator threads at N=50 W=32, default 2), C100K=1 (also hold
+# 100,000 connections, C100K_CONNS, about a minute more),
 # CARGO_TARGET_DIR (default ./target), OUT (log directory, default a new temp dir).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +83,16 @@ start() {
 
 # ---------------------------------------------------------------- build and install
 
+# C100K=1 needs 100,000 descriptors in the server and as many in the generator:
+# raise the hard limit too (root), within fs.nr_open.
+C100K=${C100K:-0}
+C100K_CONNS=${C100K_CONNS:-100000}
+if [[ $C100K == 1 ]]; then
+    want=$((C100K_CONNS + 10000))
+    nr_open=$(cat /proc/sys/fs/nr_open 2>/dev/null || echo 1048576)
+    ((want > nr_open)) && want=$nr_open
+    ulimit -Hn "$want" 2>/dev/null || say "cannot raise the hard open-files limit to $want (not root?)"
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 say "logs in $OUT; open files limit $(ulimit -n)"
 
@@ -168,7 +180,7 @@ start_soquete() {
     SOQ_PID=
     [[ -n $SOQUETE ]] || return 1
     : >"$SERVER_OUT"
-    "$SOQUETE" server --listen "127.0.0.1:$P_SOQUETE" --max-clients 20000 "$@" >>"$SERVER_OUT" 2>"$OUT/$name.err" &
+    "$SOQUETE" server --listen "127.0.0.1:$P_SOQUETE" --max-clients "${SOQ_MAX_CLIENTS:-20000}" "$@" >>"$SERVER_OUT" 2>"$OUT/$name.err" &
     local pid=$!
     PIDS+=("$pid")
     if ! wait_port "$P_SOQUETE" 10 "$pid"; then
@@ -276,6 +288,30 @@ if start_soquete soquete-scale; then
     stop_soquete
 fi
 
+# C100K (opt-in, C100K=1): 100,000 connections on one server, from 127.0.0.2-9 so
+# that no source address runs out of its ~28,000 ephemeral ports. About a minute;
+# every phase has its own time bound, and the server stops with the rest.
+C100K_LINE=
+if [[ $C100K == 1 ]]; then
+    file_max=$(cat /proc/sys/fs/file-max 2>/dev/null)
+    say "C100K: $C100K_CONNS connections; open files limit $(ulimit -n), fs.file-max $file_max, fs.nr_open $(cat /proc/sys/fs/nr_open)"
+    if (($(ulimit -n) < C100K_CONNS + 1000)); then
+        # Without CAP_SYS_RESOURCE (a container) the hard limit cannot be raised: hold
+        # as many as fit, and say so.
+        C100K_CONNS=$(($(ulimit -n) - 1000))
+        say "C100K: the open files limit $(ulimit -n) caps the case at $C100K_CONNS connections"
+    fi
+    if [[ -n $file_max ]] && ((file_max < 2 * C100K_CONNS + 10000)); then
+        say "C100K skipped: fs.file-max $file_max is below twice $C100K_CONNS"
+    elif SOQ_MAX_CLIENTS=$((C100K_CONNS + 1000)) start_soquete soquete-c100k; then
+        C100K_LINE=$(timeout 400 "$BENCH" scale --addr "127.0.0.1:$P_SOQUETE" -n "$C100K_CONNS" --sources 8 \
+            --concurrent 512 --server-pid "$SOQ_PID" --seconds "$SECS" --timeout 120 2>"$OUT/c100k.err")
+        [[ -n $C100K_LINE ]] && echo "c100k $C100K_LINE" >>"$OUT/results.txt"
+        [[ -n $C100K_LINE ]] || say "C100K run failed: $(tail -n1 "$OUT/c100k.err")"
+        stop_soquete
+    fi
+fi
+
 # ---------------------------------------------------------------- the table
 
 fmt_rate() { awk -v r="$1" 'BEGIN { if (r >= 1e6) printf "%.2fM", r / 1e6; else if (r >= 1e3) printf "%.1fk", r / 1e3; else printf "%.0f", r }'; }
@@ -378,5 +414,17 @@ if [[ -n $SCALE ]]; then
         "$(fmt_us "$(field timed_p50_us "$SCALE")")" "$(fmt_us "$(field timed_p99_us "$SCALE")")"
 else
     printf 'scale: not measured (soquete server unavailable or the run failed)\n'
+fi
+if [[ -n $C100K_LINE ]]; then
+    L=$C100K_LINE
+    printf 'C100K: %s of %s connections from 127.0.0.2-9 in %ss (%s accepted/s); server RSS %s -> %s KiB = %s bytes/connection\n' \
+        "$(field ready "$L")" "$(field connections "$L")" "$(field connect_secs "$L")" "$(fmt_rate "$(field accept_per_s "$L")")" \
+        "$(field rss_before_kib "$L")" "$(field rss_after_kib "$L")" "$(field rss_per_conn_bytes "$L")"
+    printf '       one message each: %s acked in %ss (p99 %s); then W=1 on all: %s/s, p50 %s, p99 %s; %s failures\n' \
+        "$(field oneshot_acked "$L")" "$(field oneshot_secs "$L")" "$(fmt_us "$(field oneshot_p99_us "$L")")" \
+        "$(fmt_rate "$(field timed_msgs_per_s "$L")")" "$(fmt_us "$(field timed_p50_us "$L")")" \
+        "$(fmt_us "$(field timed_p99_us "$L")")" "$(field failures "$L")"
+elif [[ $C100K == 1 ]]; then
+    printf 'C100K: not measured (see the messages above)\n'
 fi
 printf 'raw results: %s/results.txt\n' "$OUT"

@@ -98,6 +98,8 @@ pub struct Driver {
     /// Window, quota and whether acks are recorded, while a run is on.
     run: Option<RunState>,
     id_base: usize,
+    /// Local addresses to connect from, in turn (empty: the kernel chooses).
+    sources: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -127,7 +129,14 @@ impl Driver {
             epoch: Instant::now(),
             run: None,
             id_base,
+            sources: Vec::new(),
         })
+    }
+
+    /// Connects from these local addresses in turn: each address has its own
+    /// ephemeral ports, so more connections fit than one address allows.
+    pub fn set_sources(&mut self, sources: Vec<std::net::IpAddr>) {
+        self.sources = sources;
     }
 
     fn core_now(&self, now: Instant) -> soquete_core::Instant {
@@ -137,7 +146,11 @@ impl Driver {
     fn open_one(&mut self) -> Result<(), String> {
         let id = self.id_base + self.slots.len();
         let conn = Conn::new(self.target, id, self.size, self.window).map_err(|e| e.to_string())?;
-        let mut stream = TcpStream::connect(self.addr).map_err(|e| format!("connect to {}: {e}", self.addr))?;
+        let mut stream = match self.sources.get(id % self.sources.len().max(1)) {
+            None => TcpStream::connect(self.addr),
+            Some(&source) => connect_from(source, self.addr),
+        }
+        .map_err(|e| format!("connect to {}: {e}", self.addr))?;
         let _ = stream.set_nodelay(true);
         self.poll
             .registry()
@@ -397,6 +410,23 @@ impl Driver {
     pub fn total_sent(&self) -> u64 {
         self.slots.iter().map(|s| s.sent).sum()
     }
+}
+
+/// Linux's "operation now in progress", what a non-blocking connect returns.
+const EINPROGRESS: i32 = 115;
+
+/// A non-blocking connect from `source` (any port) to `addr`.
+fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
 }
 
 /// A connection as the pump's endpoint: counts the acknowledgements of what it

@@ -105,6 +105,10 @@ struct ScaleArgs {
     /// Time allowed for connecting, and for the one-shot round.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Connect from this many local addresses, 127.0.0.2 onwards, in turn (0: let the
+    /// kernel choose): each has its own ~28,000 ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    sources: u8,
 }
 
 #[derive(Debug, Args)]
@@ -280,20 +284,41 @@ fn percentiles(hist: &Histogram<u64>) -> String {
     )
 }
 
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+/// VmRSS of a process, in KiB, from its `/proc/PID/status`. The file is opened once
+/// and read again from the start each time: once the connections have taken every
+/// descriptor the process may have, no new file could be opened.
+fn rss_kib(status: &mut std::fs::File) -> anyhow::Result<u64> {
+    use std::io::{Read as _, Seek as _};
+    let mut text = String::new();
+    status.rewind().context("rewinding the server's status")?;
     status
-        .lines()
+        .read_to_string(&mut text)
+        .context("reading the server's status")?;
+    text.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS for process {pid}"))
+        .context("no VmRSS in the server's status")
 }
 
 fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
     check_local(a.addr)?;
-    let rss_before = a.server_pid.map(rss_kib).transpose()?;
+    let mut status = a
+        .server_pid
+        .map(|pid| std::fs::File::open(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}")))
+        .transpose()?;
+    let rss_before = status.as_mut().map(rss_kib).transpose()?;
     let mut driver = Driver::new(Target::Soquete, a.addr, a.size, 1, 0)?;
+    if a.sources > 0 {
+        if !matches!(a.addr, SocketAddr::V4(_)) {
+            bail!("--sources spreads over 127.0.0.2 onwards: the server must be on IPv4 loopback");
+        }
+        let last = a.sources.min(253);
+        driver.set_sources(
+            (0..last)
+                .map(|i| std::net::Ipv4Addr::new(127, 0, 0, 2 + i).into())
+                .collect(),
+        );
+    }
     let t0 = Instant::now();
     let est = driver.establish(a.connections, a.concurrent, secs(a.timeout));
     let connect_secs = t0.elapsed().as_secs_f64();
@@ -309,7 +334,7 @@ fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
     }
     // Let the server finish its bookkeeping (and print its lines) before measuring.
     thread::sleep(Duration::from_millis(500));
-    let rss_after = a.server_pid.map(rss_kib).transpose()?;
+    let rss_after = status.as_mut().map(rss_kib).transpose()?;
 
     // Every connection sends one message.
     let ready = est.ready as u64;
@@ -324,12 +349,15 @@ fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
         total: None,
         deadline: Instant::now() + secs(a.seconds),
     });
-    let rss_peak = a.server_pid.map(rss_kib).transpose()?;
+    let rss_peak = status.as_mut().map(rss_kib).transpose()?;
     driver.finish(Duration::from_secs(5));
 
     let mut line = format!(
-        "scale connections={} ready={} failed={} connect_secs={connect_secs:.2}",
-        a.connections, est.ready, est.failed
+        "scale connections={} ready={} failed={} connect_secs={connect_secs:.2} accept_per_s={:.0}",
+        a.connections,
+        est.ready,
+        est.failed,
+        est.ready as f64 / connect_secs.max(1e-9)
     );
     if let (Some(before), Some(after), Some(peak)) = (rss_before, rss_after, rss_peak) {
         let per_conn = after.saturating_sub(before) as f64 * 1024.0 / est.ready as f64;
