@@ -49,24 +49,28 @@ pub const fn session_config() -> soquete_core::Config {
 }
 
 /// The memory of one connection's TCP socket buffers, as a firmware would reserve it
-/// (a `static` array of these, one per socket).
+/// (a `static` array of these, one per socket): [`SOCKET_RX`] and [`SOCKET_TX`] bytes.
+pub type SocketBuffers = SocketBuffersOf<SOCKET_RX, SOCKET_TX>;
+
+/// One connection's TCP socket buffers of `RX` and `TX` bytes ([`SocketBuffers`] is
+/// the demo's size; others are for comparing with smoltcp's own benchmark).
 #[derive(Clone, Debug)]
-pub struct SocketBuffers {
-    rx: [u8; SOCKET_RX],
-    tx: [u8; SOCKET_TX],
+pub struct SocketBuffersOf<const RX: usize, const TX: usize> {
+    rx: [u8; RX],
+    tx: [u8; TX],
 }
 
-impl SocketBuffers {
+impl<const RX: usize, const TX: usize> SocketBuffersOf<RX, TX> {
     /// Zeroed buffers.
     pub const fn new() -> Self {
-        SocketBuffers {
-            rx: [0; SOCKET_RX],
-            tx: [0; SOCKET_TX],
+        SocketBuffersOf {
+            rx: [0; RX],
+            tx: [0; TX],
         }
     }
 }
 
-impl Default for SocketBuffers {
+impl<const RX: usize, const TX: usize> Default for SocketBuffersOf<RX, TX> {
     fn default() -> Self {
         Self::new()
     }
@@ -402,11 +406,11 @@ impl<'a, D: Device, W: Write> Node<'a, D, W> {
     ///
     /// # Panics
     /// If `storage` or `buffers` is shorter than `roles`.
-    pub fn new(
+    pub fn new<const RX: usize, const TX: usize>(
         mut iface: Interface,
         device: D,
         storage: &'a mut [SocketStorage<'a>],
-        buffers: &'a mut [SocketBuffers],
+        buffers: &'a mut [SocketBuffersOf<RX, TX>],
         roles: Vec<Role>,
         options: Options<W>,
     ) -> Result<Self, Error> {
