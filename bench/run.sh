@@ -10,7 +10,8 @@
 # SCALE_CONNS (default 10000), GEN_THREADS (generator threads, default 1),
 # GEN_THREADS_W32 (generator threads at N=50 W=32, default 2), C100K=1 (also hold
 # 100,000 connections, C100K_CONNS, about a minute more),
-# CARGO_TARGET_DIR (default ./target), OUT (log directory, default a new temp dir).
+# CARGO_TARGET_DIR (default ./target), OUT (log directory, default a new temp dir),
+# CHART (the SVG chart of the table, default $OUT/chart.svg).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -426,5 +427,11 @@ if [[ -n $C100K_LINE ]]; then
         "$(fmt_us "$(field timed_p99_us "$L")")" "$(field failures "$L")"
 elif [[ $C100K == 1 ]]; then
     printf 'C100K: not measured (see the messages above)\n'
+fi
+CHART=${CHART:-$OUT/chart.svg}
+if [[ -s $OUT/results.txt ]] && "$BENCH" chart --results "$OUT/results.txt" --out "$CHART" 2>"$OUT/chart.err"; then
+    printf 'chart: %s\n' "$CHART"
+else
+    say "no chart: $(tail -n1 "$OUT/chart.err" 2>/dev/null)"
 fi
 printf 'raw results: %s/results.txt\n' "$OUT"

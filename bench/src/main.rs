@@ -7,7 +7,9 @@
 //! * `echo-server` — the raw TCP echo peer.
 //! * `ref-server` — the core's server session on bare mio, printing nothing.
 //! * `session-size` — RAM of one core session next to its buffer capacity.
+//! * `chart` — a run's table as an SVG chart.
 
+mod chart;
 mod cpu;
 mod echo;
 mod load;
@@ -48,6 +50,18 @@ enum Command {
     RefServer(RefArgs),
     /// Print the RAM of one core session against its buffer capacity.
     SessionSize,
+    /// Draw a run's table as an SVG chart (messages/s and server CPU per message).
+    Chart(ChartArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChartArgs {
+    /// The run's `results.txt` (one `SERVER key=value...` line per cell).
+    #[arg(long)]
+    results: std::path::PathBuf,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +155,7 @@ fn main() -> ExitCode {
         Command::Scale(a) => scale_cmd(&a),
         Command::EchoServer(a) => echo::run(a.listen, secs(a.max_seconds)),
         Command::RefServer(a) => refserver::run(a.listen, a.max_message, secs(a.max_seconds)),
+        Command::Chart(a) => chart::write(&a.results, &a.out),
         Command::SessionSize => {
             session_size();
             Ok(())
