@@ -205,6 +205,26 @@ const fn specials<const STYLE: u8, const UTF8: bool>(word: u64) -> u64 {
     (ascii | high) & HIGH
 }
 
+/// [`specials`] for one byte, written so that LLVM checks a whole block of them with
+/// vector compares (SSE2 on x86_64): as a signed byte, everything from 0x80 up is
+/// below 0x20 too.
+#[inline(always)]
+const fn is_special<const STYLE: u8, const UTF8: bool>(b: u8) -> bool {
+    let control_or_high = (b as i8) < 0x20;
+    let ascii = b == 0x7f || b == b'\\' || (STYLE == QUOTED && b == b'"');
+    if !UTF8 {
+        control_or_high || ascii
+    } else {
+        // Controls below 0x20, and the lead bytes of the characters `is_hidden` names.
+        b < 0x20
+            || ascii
+            || b == 0xc2
+            || b.wrapping_sub(0xd8) <= 0xdc - 0xd8
+            || b.wrapping_sub(0xe0) <= 0xe2 - 0xe0
+            || b.wrapping_sub(0xef) <= 0xf3 - 0xef
+    }
+}
+
 /// The high bit of each byte of `word` in `lo..=hi` (both 0x80 or more). Each sum
 /// works on seven-bit values and stays below 0x100.
 const fn high_in(word: u64, lo: u8, hi: u8) -> u64 {
@@ -216,19 +236,16 @@ const fn high_in(word: u64, lo: u8, hi: u8) -> u64 {
 
 /// How many bytes at the start of `bytes` print as is (see [`specials`]).
 ///
-/// Blocks of 32 bytes are checked first with the four words' flags or-ed together:
-/// the four word checks are independent, so they run side by side (LLVM turns them
-/// into SSE2 on x86_64), and a block with nothing to escape costs one branch. The
-/// first block that holds a special byte is then looked at a word at a time.
+/// Blocks of 32 bytes are checked first, a byte at a time by [`is_special`] with the
+/// results or-ed together: LLVM makes that a few vector compares per 16 bytes (SSE2
+/// on x86_64), and a block with nothing to escape costs one branch. The first block
+/// that holds a special byte is then looked at a word at a time, to find the byte.
 fn plain_prefix_len<const STYLE: u8, const UTF8: bool>(bytes: &[u8]) -> usize {
     let mut rest = bytes;
     while let Some((block, tail)) = rest.split_first_chunk::<32>() {
-        let mut any = 0;
-        for word in block.chunks_exact(8) {
-            let mut w = [0; 8];
-            w.copy_from_slice(word);
-            any |= specials::<STYLE, UTF8>(u64::from_le_bytes(w));
-        }
+        let any = block
+            .iter()
+            .fold(0u8, |any, &b| any | u8::from(is_special::<STYLE, UTF8>(b)));
         if any != 0 {
             break;
         }
@@ -569,6 +586,20 @@ mod tests {
             let mut line = String::from_utf8(quoted(&bytes)).unwrap();
             line.push_str(&tail);
             prop_assert_eq!(decode_escaped(&line, true), (bytes, tail.as_str()));
+        }
+
+        #[test]
+        fn one_byte_and_word_checks_agree(b in any::<u8>()) {
+            for (style, utf8) in [(TEXT, false), (QUOTED, false), (TEXT, true), (QUOTED, true)] {
+                let expected = specials_bytewise([b; 8], style, utf8) != 0;
+                let got = match (style, utf8) {
+                    (TEXT, false) => is_special::<TEXT, false>(b),
+                    (QUOTED, false) => is_special::<QUOTED, false>(b),
+                    (TEXT, true) => is_special::<TEXT, true>(b),
+                    _ => is_special::<QUOTED, true>(b),
+                };
+                prop_assert_eq!(got, expected, "byte {:#04x} style {} utf8 {}", b, style, utf8);
+            }
         }
 
         #[test]
