@@ -7,23 +7,28 @@
 # Ethernet medium, one connection; the demo sends 1,000-byte messages.
 #
 #   bench/smoltcp.sh              # about 30 s: median of RUNS=3 runs per cell
-#   SMOKE=1 bench/smoltcp.sh      # a few seconds: one small run per cell (CI)
+#   SMOKE=1 bench/smoltcp.sh      # a few seconds: one small run per cell, debug build
+#                                 # (the one `cargo test` made already; for CI)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 SMOKE=${SMOKE:-0}
 RUNS=${RUNS:-3}
 MESSAGES=${MESSAGES:-300000}
+PROFILE=release
 if [[ $SMOKE == 1 ]]; then
     RUNS=1
-    MESSAGES=20000
+    MESSAGES=5000
+    PROFILE=dev
 fi
 SIZE=1000
 BYTES=$((MESSAGES * SIZE))
 
-CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet -p soquete-smoltcp-demo --bin soquete-smoltcp-demo --example loopback_benchmark || exit 1
-DEMO=$TARGET_DIR/release/soquete-smoltcp-demo
-REF=$TARGET_DIR/release/examples/loopback_benchmark
+CARGO_TARGET_DIR=$TARGET_DIR cargo build --profile "$PROFILE" --quiet -p soquete-smoltcp-demo \
+    --bin soquete-smoltcp-demo --example loopback_benchmark || exit 1
+DIR=$TARGET_DIR/$([[ $PROFILE == dev ]] && echo debug || echo release)
+DEMO=$DIR/soquete-smoltcp-demo
+REF=$DIR/examples/loopback_benchmark
 
 FAILED=$(mktemp)
 trap 'rm -f "$FAILED"' EXIT
@@ -56,6 +61,7 @@ ref_rate() {
 
 printf 'smoltcp demo beside smoltcp loopback_benchmark — %s, %s cores, load %s; %s x %s B, median of %s\n' \
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$MESSAGES" "$SIZE" "$RUNS"
+[[ $PROFILE == dev ]] && printf '(debug build: a smoke test that both run and agree, not figures)\n'
 printf '%-15s | %-14s | %-18s | %-18s | %s\n' "socket buffers" "link" "demo MB/s" "benchmark MB/s" "demo / benchmark"
 for buffers in 4096 65536; do
     for link in ethernet-like raw; do
