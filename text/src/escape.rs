@@ -43,9 +43,10 @@ pub fn write_quoted<W: Write + ?Sized>(out: &mut W, bytes: &[u8]) -> io::Result<
 ///
 /// Runs of plain bytes are found 32 bytes at a time (see [`plain_prefix_len`]) and
 /// copied with one `write_all`.
-/// At a byte of 0x80 or more, what follows is checked as UTF-8 by `str::from_utf8`
-/// (the check `utf8_chunks` makes; no byte is checked twice), and each byte it
-/// rejects is escaped. In the valid part, the word scan stops at the bytes that lead
+/// At a byte of 0x80 or more, what follows is checked as UTF-8 by `simdutf8`'s
+/// `compat::from_utf8` (the same answers as `str::from_utf8`, the check
+/// `utf8_chunks` makes, with vector instructions; no byte is checked twice), and
+/// each byte it rejects is escaped. In the valid part, the word scan stops at the bytes that lead
 /// the characters [`is_hidden`] names (see [`specials`]); that character is decoded
 /// and looked up. Other lead bytes and continuation bytes pass: most non-ASCII text
 /// (Latin, Cyrillic, CJK) is copied a word at a time too.
@@ -65,7 +66,7 @@ fn write_escaped_as<W: Write + ?Sized, const STYLE: u8>(out: &mut W, bytes: &[u8
             start = i;
             continue;
         }
-        let (valid, invalid) = match std::str::from_utf8(&bytes[i..]) {
+        let (valid, invalid) = match simdutf8::compat::from_utf8(&bytes[i..]) {
             Ok(s) => (s.len(), 0),
             Err(e) => (
                 e.valid_up_to(),
