@@ -15,7 +15,11 @@ pub type Ticks = Option<(u64, u64)>;
 /// Reads the CPU time of `pid`, or of this process.
 pub fn process(pid: Option<u32>) -> Ticks {
     let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
-    let stat = std::fs::read_to_string(path).ok()?;
+    parse_stat(&std::fs::read_to_string(path).ok()?)
+}
+
+/// User and system time from the text of a `/proc/PID/stat`.
+fn parse_stat(stat: &str) -> Ticks {
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
     let mut fields = rest.split_whitespace();
@@ -58,4 +62,44 @@ pub fn report(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn times_come_after_the_last_parenthesis() {
+        // A command name may hold spaces and parentheses.
+        let stat = "4242 (a b) c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 731 52 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_stat(stat), Some((731, 52)));
+        assert_eq!(parse_stat("4242 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_accrues_cpu_time_while_it_works() {
+        let (u0, s0) = process(None).unwrap();
+        // Spin until a clock tick (10 ms) is charged to this process, within a bound.
+        let start = Instant::now();
+        let mut x = 0u64;
+        let mut now = (u0, s0);
+        while now.0 + now.1 == u0 + s0 && start.elapsed().as_secs() < 5 {
+            for i in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            now = process(None).unwrap();
+        }
+        assert!(
+            now.0 + now.1 > u0 + s0,
+            "no CPU time charged after {:?}",
+            start.elapsed()
+        );
+        let line = report("gen", &Some((u0, s0)), &Some(now), 10, 64, start.elapsed(), Some(1));
+        assert!(
+            line.contains(" gen_cpu_s=") && line.contains(" gen_us_per_msg="),
+            "{line}"
+        );
+    }
 }

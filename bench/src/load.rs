@@ -473,3 +473,23 @@ impl Endpoint for Counting<'_> {
         self.conn.wrote(n);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+
+    use super::*;
+
+    #[test]
+    fn connections_leave_from_the_source_address_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let source = Ipv4Addr::new(127, 0, 0, 3).into();
+        let stream = connect_from(source, addr).unwrap();
+        // accept returns once the handshake is complete, so both ends know each other.
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), source);
+        assert_eq!(stream.local_addr().unwrap(), peer);
+        assert_eq!(stream.peer_addr().unwrap(), addr);
+    }
+}
