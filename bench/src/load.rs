@@ -102,6 +102,8 @@ pub struct Driver {
     id_base: usize,
     /// soquete's secure mode: the keys of every connection.
     keys: Option<ClientKeys>,
+    /// Local addresses to connect from, in turn (empty: the kernel chooses).
+    sources: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -132,6 +134,7 @@ impl Driver {
             run: None,
             id_base,
             keys: None,
+            sources: Vec::new(),
         })
     }
 
@@ -141,6 +144,12 @@ impl Driver {
         self
     }
 
+    /// Connects from these local addresses in turn: each address has its own
+    /// ephemeral ports, so more connections fit than one address allows.
+    pub fn set_sources(&mut self, sources: Vec<std::net::IpAddr>) {
+        self.sources = sources;
+    }
+
     fn core_now(&self, now: Instant) -> soquete_core::Instant {
         soquete_core::Instant::from_millis(now.duration_since(self.epoch).as_millis() as u64)
     }
@@ -148,7 +157,11 @@ impl Driver {
     fn open_one(&mut self) -> Result<(), String> {
         let id = self.id_base + self.slots.len();
         let conn = Conn::new(self.target, id, self.size, self.window).map_err(|e| e.to_string())?;
-        let stream = TcpStream::connect(self.addr).map_err(|e| format!("connect to {}: {e}", self.addr))?;
+        let stream = match self.sources.get(id % self.sources.len().max(1)) {
+            None => TcpStream::connect(self.addr),
+            Some(&source) => connect_from(source, self.addr),
+        }
+        .map_err(|e| format!("connect to {}: {e}", self.addr))?;
         let _ = stream.set_nodelay(true);
         let mut stream = match &self.keys {
             Some(keys) => Stream::client(stream, keys).map_err(|e| format!("secure mode: {e}"))?,
@@ -423,6 +436,23 @@ impl Driver {
     }
 }
 
+/// Linux's "operation now in progress", what a non-blocking connect returns.
+const EINPROGRESS: i32 = 115;
+
+/// A non-blocking connect from `source` (any port) to `addr`.
+fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
 /// A connection as the pump's endpoint: counts the acknowledgements of what it
 /// reads, and stops at the first thing the peer did wrong.
 struct Counting<'a> {
@@ -465,5 +495,25 @@ impl Endpoint for Counting<'_> {
 
     fn sent(&mut self, n: usize) {
         self.conn.wrote(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, TcpListener};
+
+    use super::*;
+
+    #[test]
+    fn connections_leave_from_the_source_address_asked_for() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let source = Ipv4Addr::new(127, 0, 0, 3).into();
+        let stream = connect_from(source, addr).unwrap();
+        // accept returns once the handshake is complete, so both ends know each other.
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), source);
+        assert_eq!(stream.local_addr().unwrap(), peer);
+        assert_eq!(stream.peer_addr().unwrap(), addr);
     }
 }

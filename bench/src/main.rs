@@ -9,7 +9,10 @@
 //! * `session-size` — RAM of one core session next to its buffer capacity.
 //! * `jetstream` — messages into NATS JetStream through `soquete server --forward`
 //!   beside a direct JetStream publisher, and the server's CPU per message per sink.
+//! * `chart` — a run's table as an SVG chart.
 
+mod chart;
+mod cpu;
 mod echo;
 mod jetstream;
 mod load;
@@ -53,6 +56,8 @@ enum Command {
     /// Messages into NATS JetStream through `soquete server --forward` beside a client
     /// publishing straight to JetStream, and the server's CPU per message per sink.
     Jetstream(JetstreamArgs),
+    /// Draw a run's table as an SVG chart (messages/s and server CPU per message).
+    Chart(ChartArgs),
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +80,16 @@ struct JetstreamArgs {
     /// Turns of the direct client and the forwarding server (the medians are compared).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+}
+
+#[derive(Debug, Args)]
+struct ChartArgs {
+    /// The run's `results.txt` (one `SERVER key=value...` line per cell).
+    #[arg(long)]
+    results: std::path::PathBuf,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +124,10 @@ struct LoadArgs {
     /// With --key: the server's public key, `soquete-pk:…` or a file holding it.
     #[arg(long, value_name = "KEY|FILE", requires = "key")]
     server_key: Option<String>,
+    /// Server process whose CPU time (user + system, all threads) is read at the start
+    /// and the end of the measured run.
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +153,10 @@ struct ScaleArgs {
     /// Time allowed for connecting, and for the one-shot round.
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Connect from this many local addresses, 127.0.0.2 onwards, in turn (0: let the
+    /// kernel choose): each has its own ~28,000 ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    sources: u8,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +190,7 @@ fn main() -> ExitCode {
         Command::EchoServer(a) => echo::run(a.listen, secs(a.max_seconds)),
         Command::RefServer(a) => refserver::run(a.listen, a.max_message, secs(a.max_seconds)),
         Command::Jetstream(a) => jetstream_cmd(a),
+        Command::Chart(a) => chart::write(&a.results, &a.out),
         Command::SessionSize => {
             session_size();
             Ok(())
@@ -225,7 +249,10 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let threads = a.threads.clamp(1, a.connections);
-    let barrier = Arc::new(Barrier::new(threads));
+    // The generator threads and this one meet once every connection is ready and
+    // again when the measured run is over, so that CPU times cover the run alone.
+    let start_line = Arc::new(Barrier::new(threads + 1));
+    let end_line = Arc::new(Barrier::new(threads + 1));
     let mut handles = Vec::new();
     for t in 0..threads {
         // Spread connections (and the count) evenly over the threads.
@@ -234,14 +261,27 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
             .count
             .map(|c| c / threads as u64 + u64::from((t as u64) < c % threads as u64));
         let (target, addr, size, window, seconds) = (a.target, a.addr, a.size, a.window, a.seconds);
-        let barrier = Arc::clone(&barrier);
+        let (start_line, end_line) = (Arc::clone(&start_line), Arc::clone(&end_line));
         let keys = keys.clone();
         let id_base = t * 1_000_000 + std::process::id() as usize % 1000 * 1000;
         handles.push(thread::spawn(move || -> anyhow::Result<load::RunResult> {
-            let mut driver = Driver::new(target, addr, size, window, id_base)?.secure(keys);
-            let est = driver.establish(n, 256, Duration::from_secs(15));
-            barrier.wait();
+            let driver = Driver::new(target, addr, size, window, id_base);
+            let (mut driver, est) = match driver {
+                Ok(d) => {
+                    let mut d = d.secure(keys);
+                    let est = d.establish(n, 256, Duration::from_secs(15));
+                    (d, est)
+                }
+                Err(e) => {
+                    // Every thread must reach both lines, or the others wait forever.
+                    start_line.wait();
+                    end_line.wait();
+                    return Err(e);
+                }
+            };
+            start_line.wait();
             if est.failed > 0 || est.ready < n {
+                end_line.wait();
                 bail!(
                     "{target} at {addr}: {} of {n} connections failed: {}",
                     n - est.ready,
@@ -254,10 +294,17 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
                 total: count,
                 deadline,
             });
+            end_line.wait();
             driver.finish(Duration::from_secs(1));
             Ok(result)
         }));
     }
+    start_line.wait();
+    let cpu_start = (cpu::process(None), a.server_pid.map(|p| cpu::process(Some(p))));
+    let t0 = Instant::now();
+    end_line.wait();
+    let wall = t0.elapsed();
+    let cpu_end = (cpu::process(None), a.server_pid.map(|p| cpu::process(Some(p))));
     let mut acked = 0;
     let mut elapsed = Duration::ZERO;
     let mut hist = load::new_histogram();
@@ -283,8 +330,8 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         bail!("{} at {}: no message was acknowledged", a.target, a.addr);
     }
     let secs = elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "target={} n={} w={} s={} msgs={acked} secs={secs:.3} msgs_per_s={:.0} mb_per_s={:.2} {}",
+    let mut line = format!(
+        "target={} n={} w={} s={} threads={threads} msgs={acked} secs={secs:.3} msgs_per_s={:.0} mb_per_s={:.2} {}",
         a.target,
         a.connections,
         a.window,
@@ -293,6 +340,11 @@ fn load_cmd(a: &LoadArgs) -> anyhow::Result<()> {
         acked as f64 * a.size as f64 / secs / 1e6,
         percentiles(&hist),
     );
+    line += &cpu::report("gen", &cpu_start.0, &cpu_end.0, acked, a.size, wall, Some(threads));
+    if let (Some(before), Some(after)) = (&cpu_start.1, &cpu_end.1) {
+        line += &cpu::report("server", before, after, acked, a.size, wall, None);
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -306,20 +358,41 @@ fn percentiles(hist: &Histogram<u64>) -> String {
     )
 }
 
-/// VmRSS of a process, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}"))?;
+/// VmRSS of a process, in KiB, from its `/proc/PID/status`. The file is opened once
+/// and read again from the start each time: once the connections have taken every
+/// descriptor the process may have, no new file could be opened.
+fn rss_kib(status: &mut std::fs::File) -> anyhow::Result<u64> {
+    use std::io::{Read as _, Seek as _};
+    let mut text = String::new();
+    status.rewind().context("rewinding the server's status")?;
     status
-        .lines()
+        .read_to_string(&mut text)
+        .context("reading the server's status")?;
+    text.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no VmRSS for process {pid}"))
+        .context("no VmRSS in the server's status")
 }
 
 fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
     check_local(a.addr)?;
-    let rss_before = a.server_pid.map(rss_kib).transpose()?;
+    let mut status = a
+        .server_pid
+        .map(|pid| std::fs::File::open(format!("/proc/{pid}/status")).with_context(|| format!("process {pid}")))
+        .transpose()?;
+    let rss_before = status.as_mut().map(rss_kib).transpose()?;
     let mut driver = Driver::new(Target::Soquete, a.addr, a.size, 1, 0)?;
+    if a.sources > 0 {
+        if !matches!(a.addr, SocketAddr::V4(_)) {
+            bail!("--sources spreads over 127.0.0.2 onwards: the server must be on IPv4 loopback");
+        }
+        let last = a.sources.min(253);
+        driver.set_sources(
+            (0..last)
+                .map(|i| std::net::Ipv4Addr::new(127, 0, 0, 2 + i).into())
+                .collect(),
+        );
+    }
     let t0 = Instant::now();
     let est = driver.establish(a.connections, a.concurrent, secs(a.timeout));
     let connect_secs = t0.elapsed().as_secs_f64();
@@ -335,7 +408,7 @@ fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
     }
     // Let the server finish its bookkeeping (and print its lines) before measuring.
     thread::sleep(Duration::from_millis(500));
-    let rss_after = a.server_pid.map(rss_kib).transpose()?;
+    let rss_after = status.as_mut().map(rss_kib).transpose()?;
 
     // Every connection sends one message.
     let ready = est.ready as u64;
@@ -350,12 +423,15 @@ fn scale_cmd(a: &ScaleArgs) -> anyhow::Result<()> {
         total: None,
         deadline: Instant::now() + secs(a.seconds),
     });
-    let rss_peak = a.server_pid.map(rss_kib).transpose()?;
+    let rss_peak = status.as_mut().map(rss_kib).transpose()?;
     driver.finish(Duration::from_secs(5));
 
     let mut line = format!(
-        "scale connections={} ready={} failed={} connect_secs={connect_secs:.2}",
-        a.connections, est.ready, est.failed
+        "scale connections={} ready={} failed={} connect_secs={connect_secs:.2} accept_per_s={:.0}",
+        a.connections,
+        est.ready,
+        est.failed,
+        est.ready as f64 / connect_secs.max(1e-9)
     );
     if let (Some(before), Some(after), Some(peak)) = (rss_before, rss_after, rss_peak) {
         let per_conn = after.saturating_sub(before) as f64 * 1024.0 / est.ready as f64;

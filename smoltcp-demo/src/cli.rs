@@ -34,6 +34,14 @@ pub struct Cli {
     /// Loopback: link layer of the loopback device.
     #[arg(long, value_enum, default_value_t = LinkMedium::Ip, conflicts_with = "tap")]
     pub medium: LinkMedium,
+    /// Loopback: each TCP socket's receive and transmit buffer, in bytes: 4096 (a
+    /// firmware's) or 65536 (smoltcp's loopback benchmark's).
+    #[arg(long, default_value_t = 4096, conflicts_with = "tap")]
+    pub socket_buffers: u32,
+    /// Loopback: smoltcp's Loopback device as it is (65,535-byte MTU, no checksums),
+    /// as in smoltcp's loopback benchmark, instead of an Ethernet-like link.
+    #[arg(long, conflicts_with_all = ["tap", "corrupt_chance"])]
+    pub raw_link: bool,
     /// Give up after this long (virtual time in loopback mode, real time with --tap;
     /// e.g. 30s). Loopback default: 3600s (virtual: costs no real time).
     #[arg(long, value_parser = parse_duration)]
@@ -150,6 +158,8 @@ impl Cli {
                 },
                 faults,
                 time_limit: self.time_limit.unwrap_or(defaults.time_limit),
+                socket_buffers: self.socket_buffers as usize,
+                raw_link: self.raw_link,
             }));
         };
         let role = match (self.connect, self.listen) {

@@ -62,9 +62,13 @@ impl Faults {
 /// smoltcp's `Loopback` ignores checksums (nothing corrupts its packets), so a bit that
 /// the fault injector flips would reach TCP as data. Verifying checksums makes a
 /// corrupted packet a lost one, which TCP retransmits — as on a real link.
+///
+/// [`Checked::raw`] leaves the device as it is, for comparing with smoltcp's own
+/// loopback benchmark on the same link.
 #[derive(Debug)]
 pub struct Checked<D> {
     inner: D,
+    raw: bool,
 }
 
 impl<D> Checked<D> {
@@ -73,7 +77,13 @@ impl<D> Checked<D> {
 
     /// Wraps `inner`.
     pub fn new(inner: D) -> Self {
-        Checked { inner }
+        Checked { inner, raw: false }
+    }
+
+    /// `inner` with its own capabilities (smoltcp's `Loopback`: a 65,535-byte MTU and
+    /// no checksums). Only for links that corrupt nothing.
+    pub fn raw(inner: D) -> Self {
+        Checked { inner, raw: true }
     }
 }
 
@@ -97,6 +107,9 @@ impl<D: Device> Device for Checked<D> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = self.inner.capabilities();
+        if self.raw {
+            return caps;
+        }
         caps.checksum = ChecksumCapabilities::default();
         caps.max_transmission_unit = match caps.medium {
             phy::Medium::Ethernet => Self::MTU + 14,

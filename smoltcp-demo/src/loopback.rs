@@ -21,7 +21,7 @@ use soquete_core::Role as SessionRole;
 use soquete_text::{Format, Printer};
 
 use crate::link::{Checked, Faults};
-use crate::node::{self, Ended, Node, Options, Role, SocketBuffers, Source, Verifier};
+use crate::node::{self, Ended, Node, Options, Role, SocketBuffersOf, Source, Verifier};
 use crate::{payload, Error};
 
 /// The interface's address; servers and clients share it.
@@ -51,7 +51,16 @@ pub struct Config {
     pub faults: Faults,
     /// Give up when the virtual clock passes this.
     pub time_limit: Duration,
+    /// Each TCP socket's receive and transmit buffers: [`node::SOCKET_RX`] (the
+    /// firmware's) or [`LARGE_SOCKET_BUFFERS`] (smoltcp's loopback benchmark's).
+    pub socket_buffers: usize,
+    /// smoltcp's `Loopback` as it is (65,535-byte MTU, no checksums) instead of an
+    /// Ethernet-like link; refused with corruption, which checksums turn into loss.
+    pub raw_link: bool,
 }
+
+/// The socket buffers of smoltcp's `examples/loopback_benchmark.rs`.
+pub const LARGE_SOCKET_BUFFERS: usize = 65536;
 
 impl Default for Config {
     fn default() -> Self {
@@ -66,6 +75,8 @@ impl Default for Config {
                 ..Faults::default()
             },
             time_limit: Duration::from_secs(3600),
+            socket_buffers: node::SOCKET_RX,
+            raw_link: false,
         }
     }
 }
@@ -226,6 +237,23 @@ impl fmt::Display for Summary {
 /// Invalid settings, the capture file, or writing `out`. Lost or wrong messages are
 /// not errors: they are in the [`Summary`].
 pub fn run<W: Write>(config: &Config, out: W) -> Result<Summary, Error> {
+    const _: () = assert!(node::SOCKET_RX == node::SOCKET_TX);
+    match config.socket_buffers {
+        node::SOCKET_RX => run_with::<W, { node::SOCKET_RX }>(config, out),
+        LARGE_SOCKET_BUFFERS => run_with::<W, LARGE_SOCKET_BUFFERS>(config, out),
+        other => Err(Error::Config(format!(
+            "socket buffers of {other} bytes: only {} or {LARGE_SOCKET_BUFFERS}",
+            node::SOCKET_RX
+        ))),
+    }
+}
+
+fn run_with<W: Write, const BUF: usize>(config: &Config, out: W) -> Result<Summary, Error> {
+    if config.raw_link && config.faults.corrupt_chance > 0 {
+        return Err(Error::Config(
+            "a raw link has no checksums: corruption would reach the sessions as data".into(),
+        ));
+    }
     let max_clients = u32::from(u16::MAX - CLIENT_PORT);
     if config.clients == 0 || config.clients > max_clients {
         return Err(Error::Config(format!(
@@ -239,10 +267,12 @@ pub fn run<W: Write>(config: &Config, out: W) -> Result<Summary, Error> {
         )));
     }
 
-    let mut device = config
-        .faults
-        .wrap(Checked::new(Loopback::new(config.medium)), true)
-        .map_err(Error::Device)?;
+    let link = if config.raw_link {
+        Checked::raw(Loopback::new(config.medium))
+    } else {
+        Checked::new(Loopback::new(config.medium))
+    };
+    let mut device = config.faults.wrap(link, true).map_err(Error::Device)?;
     let hardware = match config.medium {
         Medium::Ethernet => HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 0x01])),
         _ => HardwareAddress::Ip,
@@ -257,7 +287,7 @@ pub fn run<W: Write>(config: &Config, out: W) -> Result<Summary, Error> {
 
     let n = config.clients as usize;
     let mut storage = (0..2 * n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>();
-    let mut buffers = vec![SocketBuffers::new(); 2 * n];
+    let mut buffers: Vec<SocketBuffersOf<BUF, BUF>> = (0..2 * n).map(|_| SocketBuffersOf::new()).collect();
     let servers = (0..n).map(|_| Role::Server { port: PORT });
     let clients = (0..config.clients).map(|c| Role::Client {
         remote: IpEndpoint::new(ADDR, PORT),

@@ -49,24 +49,28 @@ pub const fn session_config() -> soquete_core::Config {
 }
 
 /// The memory of one connection's TCP socket buffers, as a firmware would reserve it
-/// (a `static` array of these, one per socket).
+/// (a `static` array of these, one per socket): [`SOCKET_RX`] and [`SOCKET_TX`] bytes.
+pub type SocketBuffers = SocketBuffersOf<SOCKET_RX, SOCKET_TX>;
+
+/// One connection's TCP socket buffers of `RX` and `TX` bytes ([`SocketBuffers`] is
+/// the demo's size; others are for comparing with smoltcp's own benchmark).
 #[derive(Clone, Debug)]
-pub struct SocketBuffers {
-    rx: [u8; SOCKET_RX],
-    tx: [u8; SOCKET_TX],
+pub struct SocketBuffersOf<const RX: usize, const TX: usize> {
+    rx: [u8; RX],
+    tx: [u8; TX],
 }
 
-impl SocketBuffers {
+impl<const RX: usize, const TX: usize> SocketBuffersOf<RX, TX> {
     /// Zeroed buffers.
     pub const fn new() -> Self {
-        SocketBuffers {
-            rx: [0; SOCKET_RX],
-            tx: [0; SOCKET_TX],
+        SocketBuffersOf {
+            rx: [0; RX],
+            tx: [0; TX],
         }
     }
 }
 
-impl Default for SocketBuffers {
+impl<const RX: usize, const TX: usize> Default for SocketBuffersOf<RX, TX> {
     fn default() -> Self {
         Self::new()
     }
@@ -143,6 +147,10 @@ pub enum Source {
         size: usize,
         /// The next one to send.
         next: u64,
+        /// Message `next` once made, or empty (a message is never empty: it has a
+        /// header). A full session refuses it; it is offered again later without being
+        /// made again.
+        made: Vec<u8>,
     },
     /// Lines from a reader thread (standard input); the channel closes at its end.
     Lines {
@@ -163,6 +171,7 @@ impl Source {
             count,
             size,
             next: 0,
+            made: Vec::new(),
         }
     }
 
@@ -176,14 +185,25 @@ impl Source {
     }
 
     /// The next message, without consuming it.
-    fn peek<'s>(&'s mut self, scratch: &'s mut [u8]) -> Option<&'s [u8]> {
+    fn peek(&mut self) -> Option<&[u8]> {
         match self {
             Source::Generated {
                 client,
                 count,
                 size,
                 next,
-            } => (*next < *count).then(|| payload::write(scratch, *client, *next, *size)),
+                made,
+            } => {
+                if *next >= *count {
+                    return None;
+                }
+                if made.is_empty() {
+                    made.resize((*size).max(payload::MAX_HEADER), 0);
+                    let len = payload::write(made, *client, *next, *size).len();
+                    made.truncate(len);
+                }
+                Some(made)
+            }
             Source::Lines { rx, held, done } => {
                 if held.is_none() && !*done {
                     match rx.try_recv() {
@@ -200,7 +220,10 @@ impl Source {
     /// Consumes the message [`Source::peek`] returned.
     fn advance(&mut self) {
         match self {
-            Source::Generated { next, .. } => *next += 1,
+            Source::Generated { next, made, .. } => {
+                *next += 1;
+                made.clear();
+            }
             Source::Lines { held, .. } => *held = None,
         }
     }
@@ -382,7 +405,6 @@ pub struct Node<'a, D: Device, W: Write> {
     conns: Vec<Conn>,
     app: App<W>,
     session_config: soquete_core::Config,
-    scratch: Vec<u8>,
 }
 
 impl<D: Device, W: Write> fmt::Debug for Node<'_, D, W> {
@@ -402,11 +424,11 @@ impl<'a, D: Device, W: Write> Node<'a, D, W> {
     ///
     /// # Panics
     /// If `storage` or `buffers` is shorter than `roles`.
-    pub fn new(
+    pub fn new<const RX: usize, const TX: usize>(
         mut iface: Interface,
         device: D,
         storage: &'a mut [SocketStorage<'a>],
-        buffers: &'a mut [SocketBuffers],
+        buffers: &'a mut [SocketBuffersOf<RX, TX>],
         roles: Vec<Role>,
         options: Options<W>,
     ) -> Result<Self, Error> {
@@ -459,7 +481,6 @@ impl<'a, D: Device, W: Write> Node<'a, D, W> {
                 ended: Vec::new(),
             },
             session_config: options.session,
-            scratch: vec![0; MAX_MESSAGE as usize + payload::MAX_HEADER],
         })
     }
 
@@ -475,14 +496,7 @@ impl<'a, D: Device, W: Write> Node<'a, D, W> {
         let core_now = core_instant(now);
         for conn in &mut self.conns {
             let socket = self.sockets.get_mut::<tcp::Socket>(conn.handle);
-            progress |= service(
-                conn,
-                socket,
-                &mut self.app,
-                &self.session_config,
-                &mut self.scratch,
-                core_now,
-            )?;
+            progress |= service(conn, socket, &mut self.app, &self.session_config, core_now)?;
         }
         Ok(progress)
     }
@@ -576,7 +590,6 @@ fn service<W: Write>(
     socket: &mut tcp::Socket<'_>,
     app: &mut App<W>,
     config: &soquete_core::Config,
-    scratch: &mut [u8],
     now: Instant,
 ) -> Result<bool, Error> {
     if conn.session.is_none() && !open_session(conn, socket, app, config, now)? {
@@ -602,7 +615,7 @@ fn service<W: Write>(
         app.printer.flush().map_err(Error::Output)?;
     }
     if let Role::Client { source, .. } = &mut conn.role {
-        progress |= feed(session, source, scratch, now);
+        progress |= feed(session, source, now);
     }
     progress |= pump_write(session, &mut TcpIo::new(socket))? > 0;
 
@@ -750,12 +763,12 @@ fn handle_events<W: Write>(
 
 /// Client: queues messages while the session takes them; closes once all are sent and
 /// acknowledged. True if anything was queued.
-fn feed(session: &mut DemoSession, source: &mut Source, scratch: &mut [u8], now: Instant) -> bool {
+fn feed(session: &mut DemoSession, source: &mut Source, now: Instant) -> bool {
     if !session.is_open() {
         return false;
     }
     let mut any = false;
-    while let Some(message) = source.peek(scratch) {
+    while let Some(message) = source.peek() {
         match session.send(message) {
             Ok(_) => {
                 source.advance();

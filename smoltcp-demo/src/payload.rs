@@ -14,8 +14,9 @@ pub const MAX_HEADER: usize = "client 4294967295 message 18446744073709551615 ".
 pub fn write(buf: &mut [u8], client: u32, index: u64, size: usize) -> &[u8] {
     let header = header(buf, client, index).len();
     let len = size.max(header);
-    for (i, b) in buf[header..len].iter_mut().enumerate() {
-        *b = filler(index, i);
+    let (body, _) = buf[header..].split_at_mut(len - header);
+    for chunk in body.chunks_mut(CYCLE.len() - 26) {
+        chunk.copy_from_slice(filler(index, chunk.len()));
     }
     &buf[..len]
 }
@@ -27,10 +28,20 @@ pub fn matches(payload: &[u8], client: u32, index: u64, size: usize) -> bool {
     payload.len() == size.max(header.len())
         && payload.starts_with(header)
         && payload[header.len()..]
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == filler(index, i))
+            .chunks(CYCLE.len() - 26)
+            .all(|chunk| chunk == filler(index, chunk.len()))
 }
+
+/// The alphabet over and over: any run of the filler is a slice of it.
+const CYCLE: [u8; 26 * 40] = {
+    let mut cycle = [0; 26 * 40];
+    let mut i = 0;
+    while i < cycle.len() {
+        cycle[i] = b'a' + (i % 26) as u8;
+        i += 1;
+    }
+    cycle
+};
 
 fn header(buf: &mut [u8], client: u32, index: u64) -> &[u8] {
     let mut cursor = &mut buf[..];
@@ -40,8 +51,12 @@ fn header(buf: &mut [u8], client: u32, index: u64) -> &[u8] {
     &buf[..len]
 }
 
-fn filler(index: u64, i: usize) -> u8 {
-    b'a' + ((index as usize).wrapping_add(i) % 26) as u8
+/// The first `len` filler bytes of message `index` (at most `CYCLE.len() - 26`; the
+/// filler repeats with period 26, so each such run starts it again): letters from
+/// the `index`-th on, `a` after `z`.
+fn filler(index: u64, len: usize) -> &'static [u8] {
+    let start = (index % 26) as usize;
+    &CYCLE[start..start + len]
 }
 
 /// The client number in a demo client's name (`client-3` → 3).
@@ -67,6 +82,27 @@ mod tests {
         assert!(!matches(b"client 3 message 41 pqrstuvwxz", 3, 41, 30));
         // Too small for the header: the header alone.
         assert_eq!(write(&mut buf, 1, 2, 4), b"client 1 message 2 ");
+    }
+
+    #[test]
+    fn long_messages_keep_the_alphabet_going() {
+        let mut buf = vec![0u8; 4000];
+        for index in [0, 25, 26, 1_000_003] {
+            let message = write(&mut buf, 7, index, 3000).to_vec();
+            let head = format!("client 7 message {index} ");
+            assert!(message.starts_with(head.as_bytes()));
+            for (i, &b) in message[head.len()..].iter().enumerate() {
+                assert_eq!(
+                    b,
+                    b'a' + ((index as usize + i) % 26) as u8,
+                    "byte {i} of message {index}"
+                );
+            }
+            assert!(matches(&message, 7, index, 3000));
+            let mut wrong = message.clone();
+            wrong[2500] ^= 1;
+            assert!(!matches(&wrong, 7, index, 3000));
+        }
     }
 
     #[test]

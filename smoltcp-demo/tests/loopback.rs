@@ -39,6 +39,42 @@ fn every_message_arrives_once_in_order_and_is_acknowledged() {
 }
 
 #[test]
+fn large_socket_buffers_and_the_raw_link_carry_every_message() {
+    for (socket_buffers, raw_link) in [(65536, false), (4096, true), (65536, true)] {
+        let summary = run(
+            &Config {
+                socket_buffers,
+                raw_link,
+                medium: Medium::Ethernet,
+                ..config(2, 2000, 1000)
+            },
+            io::sink(),
+        )
+        .unwrap();
+        assert_exact(&summary);
+        assert_eq!(summary.bytes, 2 * 2000 * 1000);
+    }
+}
+
+#[test]
+fn only_the_two_socket_buffer_sizes_and_no_corruption_on_a_raw_link() {
+    let odd = Config {
+        socket_buffers: 5000,
+        ..config(1, 1, 32)
+    };
+    assert!(run(&odd, io::sink()).is_err());
+    let corrupting = Config {
+        raw_link: true,
+        faults: Faults {
+            corrupt_chance: 1,
+            ..Faults::default()
+        },
+        ..config(1, 1, 32)
+    };
+    assert!(run(&corrupting, io::sink()).is_err());
+}
+
+#[test]
 fn server_prints_what_soquete_server_prints() {
     let mut out = Vec::new();
     let summary = run(

@@ -353,7 +353,7 @@ fn write_auth<W: Write>(out: &mut W, auth: Option<&str>) -> io::Result<()> {
 }
 
 fn write_json<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
-    serde_json::to_writer(out, s).map_err(io::Error::from)
+    crate::escape::write_json_str(out, s)
 }
 
 /// Writes `n` in decimal.
