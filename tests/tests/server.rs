@@ -427,7 +427,9 @@ fn silent_partial_and_flooding_peers_do_not_hold_up_others() {
     c.wait("the acknowledgements", |c| c.acked == 200);
     c.close();
     flooder.join().expect("flooder");
-    server.wait_for(WAIT, |l| {
+    // Printing 40,000 lines takes a debug build on a busy machine more than WAIT: this
+    // bound only stops a broken run, the calm client's timing was checked above.
+    server.wait_for(DRAIN, |l| {
         l.contains("left (connection closed by peer) after 40000 messages")
     });
     let id = server
