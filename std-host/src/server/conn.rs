@@ -684,7 +684,8 @@ impl Serving<'_> {
                             && shared.registry.enabled()
                             && shared.active < shared.max_clients =>
                         {
-                            shared.lookup(self.token, name, token);
+                            let auth = self.identity.get().map(|i| i.name.as_str());
+                            shared.lookup(self.token, name, auth, token);
                             None
                         }
                         Some(_) => Some(Verdict::Resume(token)),
@@ -814,7 +815,8 @@ impl Serving<'_> {
         });
         shared.active += 1;
         shared.registry.attach(token, self.peer, self.token);
-        shared.printer.resumed(entry.id, self.peer, messages)
+        let auth = self.identity.get().map(|i| i.name.as_str());
+        shared.printer.resumed_auth(entry.id, self.peer, messages, auth)
     }
 
     fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
@@ -862,7 +864,8 @@ impl Serving<'_> {
             "{}: session {token:#x} resumed from the stream after message {last}",
             self.peer
         );
-        shared.printer.resumed(id, self.peer, last)
+        let auth = self.identity.get().map(|i| i.name.as_str());
+        shared.printer.resumed_auth(id, self.peer, last, auth)
     }
 
     fn refuse(&mut self, code: Code) -> io::Result<()> {
