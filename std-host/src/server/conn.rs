@@ -824,6 +824,11 @@ impl Serving<'_> {
         if shared.shutting_down {
             return self.refuse(Code::Shutdown);
         }
+        let key = self.identity.get().map(|i| i.key);
+        if shared.registry.get(token).is_some() && shared.auth.as_ref().is_some_and(|a| !a.may_resume(token, key)) {
+            // Known here, and opened by another key (or none): not this peer's.
+            return self.refuse(Code::UnknownSession);
+        }
         if let Some(entry) = shared.registry.get(token) {
             // Another connection registered the session here meanwhile.
             return match entry.live {
@@ -846,6 +851,12 @@ impl Serving<'_> {
         self.name.push_str(self.session.client_name());
         if let Err(e) = self.session.accept(token, Some(last)) {
             warn!("{}: cannot resume session: {e}", self.peer);
+        }
+        if let Some(auth) = &shared.auth {
+            // Its key from now on, as for a session opened here.
+            let registry = &shared.registry;
+            let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
+            auth.bind(token, key, limit, |t| registry.get(t).is_some());
         }
         if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
             shared
