@@ -124,9 +124,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NAME", default_value = "SOQUETE", requires = "forward")]
     pub forward_stream: String,
     /// With --forward: each message's subject. Tokens separated by dots, each literal
-    /// or a field: {token} (the session token, 16 hex digits; required) or {name}
+    /// or a field: {token} (the session token, 16 hex digits; required), {name}
     /// (the client's name; bytes other than A-Z a-z 0-9 - _ as %XX, the empty name
-    /// as %).
+    /// as %) or {auth} (with --allowed-keys: the peer's authenticated name, encoded
+    /// as {name}; % for a peer that is not authenticated). A message from an
+    /// authenticated peer also carries a header Soquete-Auth: NAME.
     #[arg(
         long,
         value_name = "TEMPLATE",

@@ -454,3 +454,17 @@ pub fn read_all(mut r: impl Read) -> String {
     let _ = r.read_to_end(&mut buf);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+/// `soquete keygen --out DIR/NAME.key`: returns the key file's path and the public key
+/// as text (`soquete-pk:…`).
+pub fn keygen(dir: &std::path::Path, name: &str) -> (String, String) {
+    let path = dir.join(format!("{name}.key"));
+    let out = soquete()
+        .args(["keygen", "--out"])
+        .arg(&path)
+        .output()
+        .expect("run soquete keygen");
+    assert!(out.status.success(), "keygen: {out:?}");
+    let public = String::from_utf8(out.stdout).expect("UTF-8").trim_end().to_owned();
+    (path.to_str().expect("UTF-8 path").to_owned(), public)
+}

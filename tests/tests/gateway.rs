@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use soquete_host::sink::forward::{encode_name, parse_msg_id};
-use soquete_host::sink::nats::{Client, Options};
-use soquete_tests::{soquete, BinClient, ClientProcess, Server, WAIT};
+use soquete_host::sink::nats::{header, Client, Options};
+use soquete_tests::{keygen, soquete, BinClient, ClientProcess, Server, WAIT};
 
 /// Longest wait for one client or server to finish.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -323,4 +323,174 @@ fn a_session_moving_between_servers_and_back_resumes_where_the_stream_stands() {
         .map(|(_, seq)| seq)
         .collect();
     assert_eq!(ids, (1..=30).collect::<Vec<u64>>());
+}
+
+/// A server's key pair and an allowed device's ("sensor-1"), in a temp dir.
+struct Keys {
+    _dir: tempfile::TempDir,
+    server: String,
+    server_pub: String,
+    device: String,
+    allowed: String,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (server, server_pub) = keygen(dir.path(), "server");
+        let (device, device_pub) = keygen(dir.path(), "device");
+        let allowed = dir.path().join("allowed");
+        std::fs::write(&allowed, format!("{device_pub} sensor-1\n")).expect("write allowed keys");
+        Keys {
+            server,
+            server_pub,
+            device,
+            allowed: allowed.to_str().expect("UTF-8 path").to_owned(),
+            _dir: dir,
+        }
+    }
+}
+
+/// Every stored message, as (subject, `Soquete-Auth` header, text, session token,
+/// sequence number).
+fn stored(nats: &Nats) -> Vec<(String, Option<String>, String, u64, u64)> {
+    let mut client = nats.client();
+    let state = client.stream_state(STREAM).expect("stream state");
+    let count = usize::try_from(state.last_seq).expect("a small stream");
+    let stored = client.messages(STREAM, 1, count).expect("read the stream");
+    (1..)
+        .zip(stored)
+        .map(|(seq, msg)| {
+            let msg = msg.unwrap_or_else(|| panic!("stream message {seq} missing"));
+            let (token, msg_seq) = msg
+                .msg_id()
+                .and_then(parse_msg_id)
+                .unwrap_or_else(|| panic!("message {seq} without a soquete Nats-Msg-Id"));
+            let auth = header(&msg.headers, "Soquete-Auth").map(str::to_owned);
+            let text = String::from_utf8(msg.data).expect("UTF-8");
+            (msg.subject, auth, text, token, msg_seq)
+        })
+        .collect()
+}
+
+#[test]
+fn messages_of_authenticated_peers_carry_their_name_and_others_none() {
+    let keys = Keys::new();
+    let nats = Nats::start();
+    let url = nats.url();
+    let server = Server::start(&[
+        "--forward",
+        &url,
+        "--forward-subject",
+        "soquete.{auth}.{name}.{token}",
+        "--key",
+        &keys.server,
+        "--allowed-keys",
+        &keys.allowed,
+    ]);
+    let addr = server.addr.to_string();
+    // A secure peer that calls itself "ana", and one that is not secure.
+    let secure = [
+        "--key",
+        keys.device.as_str(),
+        "--server-key",
+        keys.server_pub.as_str(),
+        "--name",
+        "ana",
+    ];
+    for args in [&secure[..], &["--name", "bob"][..]] {
+        let mut c = ClientProcess::start(&addr, args, LIMIT);
+        c.feed(input(0, 5));
+        let (code, _, stderr) = c.wait();
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        assert!(stderr.contains("sent 5 messages, 5 acknowledged"), "{stderr}");
+    }
+
+    let stored = stored(&nats);
+    assert_eq!(stored.len(), 10, "{stored:?}");
+    for (i, (subject, auth, text, token, seq)) in stored.iter().enumerate() {
+        let n = i % 5;
+        assert_eq!(text, &format!("c0 {n}"));
+        assert_eq!(*seq, n as u64 + 1);
+        if i < 5 {
+            assert_eq!(auth.as_deref(), Some("sensor-1"), "{text}");
+            assert_eq!(subject, &format!("soquete.sensor-1.ana.{token:016x}"));
+        } else {
+            // Not authenticated: no header, and `%` for `{auth}`.
+            assert_eq!(auth.as_deref(), None, "{text}");
+            assert_eq!(subject, &format!("soquete.%.bob.{token:016x}"));
+        }
+    }
+}
+
+#[test]
+fn an_authenticated_session_resumes_on_another_server_under_its_name_exactly_once() {
+    const HALF: usize = 2_000;
+    let keys = Keys::new();
+    let nats = Nats::start();
+    let url = nats.url();
+    let args = [
+        "--forward",
+        &url,
+        "--forward-subject",
+        "soquete.{auth}.{token}",
+        "--key",
+        &keys.server,
+        "--allowed-keys",
+        &keys.allowed,
+        "--require-auth",
+        "--json",
+    ];
+    let mut first = Server::start(&args);
+    let addr = first.addr.to_string();
+    let mut c = ClientProcess::start(
+        &addr,
+        &[
+            "--key",
+            &keys.device,
+            "--server-key",
+            &keys.server_pub,
+            "--name",
+            "ana",
+            "--reconnect",
+            "--reconnect-for",
+            "30s",
+        ],
+        LIMIT,
+    );
+    let mut lines = (0..2).map(|k| {
+        (0..HALF)
+            .flat_map(move |n| format!("c0 {}\n", k * HALF + n).into_bytes())
+            .collect::<Vec<u8>>()
+    });
+    // The first half stored; then the server dies with the client still connected,
+    // and another takes its address: it knows the session only from the stream,
+    // on the subject of the client's authenticated name.
+    let _ = c.write(lines.next().expect("first half"));
+    nats.wait_stored(HALF as u64);
+    first.signal("KILL");
+    let _ = first.finish(LIMIT);
+    let mut second = Server::start_on(&addr, &args);
+    let _ = c.feed(lines.next().expect("second half"));
+    let (code, _, stderr) = c.wait();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("sent {0} messages, {0} acknowledged", 2 * HALF)),
+        "{stderr}"
+    );
+
+    let resumed = second.wait_for(LIMIT, |l| l.contains(r#""event":"resumed""#));
+    let resumed: serde_json::Value = serde_json::from_str(&resumed).expect("a JSON line");
+    assert_eq!(resumed["auth"], "sensor-1", "{resumed}");
+    assert_eq!(resumed["messages"], HALF as u64, "{resumed}");
+
+    let stored = stored(&nats);
+    assert_eq!(stored.len(), 2 * HALF, "each line stored once");
+    let token = stored[0].3;
+    for (n, (subject, auth, text, t, seq)) in stored.iter().enumerate() {
+        assert_eq!(text, &format!("c0 {n}"));
+        assert_eq!((*t, *seq), (token, n as u64 + 1), "{text}");
+        assert_eq!(auth.as_deref(), Some("sensor-1"), "{text}");
+        assert_eq!(subject, &format!("soquete.sensor-1.{token:016x}"));
+    }
 }

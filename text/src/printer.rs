@@ -274,15 +274,27 @@ impl<W: Write> Printer<W> {
     /// `#ID PEER resumed after N messages`: a lost session continues on a new
     /// connection from `PEER`.
     pub fn resumed(&mut self, id: u64, peer: impl Display, messages: u64) -> io::Result<()> {
+        self.resumed_auth(id, peer, messages, None)
+    }
+
+    /// [`Printer::resumed`] for a peer that may be authenticated, as
+    /// [`Printer::connected_auth`]: JSON lines add `"auth"` after `"messages"` (only
+    /// for an authenticated peer); text lines, which do not name the client, stay as
+    /// they are.
+    pub fn resumed_auth(&mut self, id: u64, peer: impl Display, messages: u64, auth: Option<&str>) -> io::Result<()> {
         // Its messages now come from another address.
         self.forget(id);
         self.start()?;
         match self.format {
             Format::Text => writeln!(self.out, "#{id} {peer} resumed after {messages} messages"),
-            Format::Json => writeln!(
-                self.out,
-                r#""event":"resumed","id":{id},"peer":"{peer}","messages":{messages}}}"#
-            ),
+            Format::Json => {
+                write!(
+                    self.out,
+                    r#""event":"resumed","id":{id},"peer":"{peer}","messages":{messages}"#
+                )?;
+                write_auth(&mut self.out, auth)?;
+                self.out.write_all(b"}\n")
+            }
         }
     }
 
@@ -496,6 +508,31 @@ mod tests {
 {"v":1,"ts":"","event":"message","id":2,"peer":"127.0.0.1:6","name":"","session":null,"seq":18446744073709551615,"text":"two"}
 {"v":1,"ts":"","event":"message","id":1,"peer":"127.0.0.1:5","name":"ana","session":"0000000000000abc","seq":10,"text":"\"three\""}
 "#
+        );
+    }
+
+    #[test]
+    fn resumed_sessions_of_authenticated_peers_carry_the_name() {
+        let mut p = Printer::new(Vec::new(), Format::Json);
+        p.resumed_auth(1, "127.0.0.1:6", 2, Some("sensor-1")).unwrap();
+        p.resumed_auth(2, "127.0.0.1:7", 0, None).unwrap();
+        let lines: Vec<serde_json::Value> = String::from_utf8(p.out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"], "resumed");
+        assert_eq!(lines[0]["messages"], 2);
+        assert_eq!(lines[0]["auth"], "sensor-1");
+        assert_eq!(lines[1]["event"], "resumed");
+        assert!(lines[1].get("auth").is_none(), "{}", lines[1]);
+
+        let mut p = Printer::new(Vec::new(), Format::Text);
+        p.resumed_auth(1, "127.0.0.1:6", 2, Some("sensor-1")).unwrap();
+        assert_eq!(
+            String::from_utf8(p.out).unwrap(),
+            "#1 127.0.0.1:6 resumed after 2 messages\n"
         );
     }
 

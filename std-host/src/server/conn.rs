@@ -703,7 +703,8 @@ impl Serving<'_> {
                             && shared.registry.enabled()
                             && shared.active < shared.max_clients =>
                         {
-                            shared.lookup(self.token, name, token);
+                            let auth = self.identity.get().map(|i| i.name.as_str());
+                            shared.lookup(self.token, name, auth, token);
                             None
                         }
                         Some(_) => Some(Verdict::Resume(token)),
@@ -838,13 +839,19 @@ impl Serving<'_> {
         shared.active += 1;
         shared.metrics.resumes.inc();
         shared.registry.attach(token, self.peer, self.token);
-        shared.printer.resumed(entry.id, self.peer, messages)
+        let auth = self.identity.get().map(|i| i.name.as_str());
+        shared.printer.resumed_auth(entry.id, self.peer, messages, auth)
     }
 
     fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
         let shared = &mut *self.shared;
         if shared.shutting_down {
             return self.refuse(Code::Shutdown);
+        }
+        let key = self.identity.get().map(|i| i.key);
+        if shared.registry.get(token).is_some() && shared.auth.as_ref().is_some_and(|a| !a.may_resume(token, key)) {
+            // Known here, and opened by another key (or none): not this peer's.
+            return self.refuse(Code::UnknownSession);
         }
         if let Some(entry) = shared.registry.get(token) {
             // Another connection registered the session here meanwhile.
@@ -869,6 +876,12 @@ impl Serving<'_> {
         if let Err(e) = self.session.accept(token, Some(last)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
+        if let Some(auth) = &shared.auth {
+            // Its key from now on, as for a session opened here.
+            let registry = &shared.registry;
+            let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
+            auth.bind(token, key, limit, |t| registry.get(t).is_some());
+        }
         if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
             shared
                 .printer
@@ -886,7 +899,8 @@ impl Serving<'_> {
             "{}: session {token:#x} resumed from the stream after message {last}",
             self.peer
         );
-        shared.printer.resumed(id, self.peer, last)
+        let auth = self.identity.get().map(|i| i.name.as_str());
+        shared.printer.resumed_auth(id, self.peer, last, auth)
     }
 
     fn refuse(&mut self, code: Code) -> io::Result<()> {

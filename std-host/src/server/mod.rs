@@ -275,7 +275,7 @@ impl Shared {
             // that its `Nats-Msg-Id`s are its own.
             let token = if session == 0 { self.plain_token(id) } else { session };
             if let Some(forward) = &mut self.forward {
-                forward.publish(conn, name, token, seq, payload);
+                forward.publish(conn, name, auth, token, seq, payload);
             }
             return Ok(());
         }
@@ -287,12 +287,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Forwarding: a binary client resumes session `token` that this server does not
-    /// know. Asks the publisher for the session's last stored message; the answer
-    /// comes to [`Server::on_found`].
-    fn lookup(&mut self, conn: Token, name: &str, token: u64) {
+    /// Forwarding: a binary client (`auth`: its authenticated name) resumes session
+    /// `token` that this server does not know. Asks the publisher for the session's
+    /// last stored message; the answer comes to [`Server::on_found`].
+    fn lookup(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64) {
         if let Some(forward) = &mut self.forward {
-            forward.lookup(conn, name, token);
+            forward.lookup(conn, name, auth, token);
         }
     }
 

@@ -35,8 +35,9 @@ use super::{Mark, QUEUE_BYTES};
 pub const QUEUE_RECORDS: usize = 64 * 1024;
 /// Bytes a record counts for besides its payload (subject, id, headers).
 const RECORD_OVERHEAD: u64 = 96;
-/// Room for a publish's headers (`NATS/1.0`, `Nats-Msg-Id: ` and the id).
-const HEADERS_LEN: usize = 64;
+/// Room for a publish's headers (`NATS/1.0`, `Nats-Msg-Id: ` and the id, and
+/// `Soquete-Auth: ` with an authenticated name of up to 32 bytes).
+const HEADERS_LEN: usize = 128;
 /// First pause before connecting again after NATS went away; it doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -86,8 +87,10 @@ impl Options {
 }
 
 /// A subject made of `.`-separated tokens, each literal or a field: `{name}` (the
-/// client's name, encoded by [`encode_name`]) or `{token}` (the session token, 16
-/// lowercase hex digits). `{token}` must appear, so that each session has subjects of
+/// client's name, encoded by [`encode_name`]), `{auth}` (a secure peer's
+/// authenticated name, encoded the same way; `%`, the empty name's token, for a peer
+/// that is not authenticated: an authenticated name is never empty) or `{token}` (the
+/// session token, 16 lowercase hex digits). `{token}` must appear, so that each session has subjects of
 /// its own (a resume finds its last message there).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
@@ -98,6 +101,7 @@ pub struct Template {
 enum Part {
     Literal(String),
     Name,
+    Auth,
     Token,
 }
 
@@ -119,6 +123,7 @@ impl fmt::Display for Template {
             match part {
                 Part::Literal(s) => f.write_str(s)?,
                 Part::Name => f.write_str("{name}")?,
+                Part::Auth => f.write_str("{auth}")?,
                 Part::Token => f.write_str("{token}")?,
             }
         }
@@ -135,11 +140,12 @@ impl std::str::FromStr for Template {
         for token in text.split('.') {
             let part = match token {
                 "{name}" => Part::Name,
+                "{auth}" => Part::Auth,
                 "{token}" => Part::Token,
                 "" => return Err(format!("{text:?}: empty token (two dots, or a dot at an end)")),
                 _ if token.contains(['{', '}']) => {
                     return Err(format!(
-                        "{text:?}: a field is a whole token, {{name}} or {{token}} (not {token:?})"
+                        "{text:?}: a field is a whole token, {{name}}, {{auth}} or {{token}} (not {token:?})"
                     ))
                 }
                 _ if !token.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'>') => {
@@ -159,8 +165,9 @@ impl std::str::FromStr for Template {
 }
 
 impl Template {
-    /// The subject of a message of session `token` from client `name`.
-    pub fn subject(&self, name: &str, token: u64) -> String {
+    /// The subject of a message of session `token` from client `name`, authenticated
+    /// as `auth` (a secure peer's authenticated name).
+    pub fn subject(&self, name: &str, auth: Option<&str>, token: u64) -> String {
         let mut out = String::new();
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
@@ -169,6 +176,7 @@ impl Template {
             match part {
                 Part::Literal(s) => out.push_str(s),
                 Part::Name => encode_name_into(name.as_bytes(), &mut out),
+                Part::Auth => encode_name_into(auth.unwrap_or_default().as_bytes(), &mut out),
                 Part::Token => out.push_str(&format!("{token:016x}")),
             }
         }
@@ -183,7 +191,7 @@ impl Template {
             .iter()
             .map(|p| match p {
                 Part::Literal(s) => s.as_str(),
-                Part::Name | Part::Token => "*",
+                Part::Name | Part::Auth | Part::Token => "*",
             })
             .collect();
         tokens.join(".")
@@ -234,6 +242,8 @@ pub fn parse_msg_id(id: &str) -> Option<(u64, u64)> {
 struct Record {
     subject: String,
     msg_id: String,
+    /// The authenticated name of a secure peer, for its `Soquete-Auth` header.
+    auth: Option<String>,
     payload: Vec<u8>,
 }
 
@@ -352,12 +362,14 @@ impl Forward {
         })
     }
 
-    /// Queues message `seq` of session `token` from client `name`, taken on
-    /// connection `conn`: confirmed once JetStream has stored it.
-    pub fn publish(&mut self, conn: Token, name: &str, token: u64, seq: u64, payload: &[u8]) {
+    /// Queues message `seq` of session `token` from client `name` (authenticated as
+    /// `auth`, recorded in a `Soquete-Auth` header), taken on connection `conn`:
+    /// confirmed once JetStream has stored it.
+    pub fn publish(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64, seq: u64, payload: &[u8]) {
         self.batch.push(Record {
-            subject: self.template.subject(name, token),
+            subject: self.template.subject(name, auth, token),
             msg_id: msg_id(token, seq),
+            auth: auth.map(str::to_owned),
             payload: payload.to_vec(),
         });
         self.records += 1;
@@ -371,9 +383,10 @@ impl Forward {
     }
 
     /// Asks for the last sequence number stored for session `token` of client
-    /// `name`; the answer comes through [`Forward::found`].
-    pub fn lookup(&mut self, conn: Token, name: &str, token: u64) {
-        let subject = self.template.subject(name, token);
+    /// `name` (authenticated as `auth`: the subject is the one its messages have);
+    /// the answer comes through [`Forward::found`].
+    pub fn lookup(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64) {
+        let subject = self.template.subject(name, auth, token);
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(Job::Lookup(Lookup { conn, token, subject }));
         }
@@ -549,7 +562,7 @@ impl Publisher {
         };
         let was_idle = client.in_flight() == 0;
         while let Some(record) = self.unacked.get(self.sent) {
-            client.publish(&record.subject, &record.msg_id, &record.payload)?;
+            client.publish_auth(&record.subject, &record.msg_id, record.auth.as_deref(), &record.payload)?;
             self.sent += 1;
         }
         if was_idle {
@@ -675,15 +688,26 @@ mod tests {
         let t: Template = "soquete.{name}.{token}".parse().unwrap();
         assert_eq!(t, Template::default());
         assert_eq!(t.to_string(), "soquete.{name}.{token}");
-        assert_eq!(t.subject("dev 1", 0xab), "soquete.dev%201.00000000000000ab");
+        assert_eq!(t.subject("dev 1", None, 0xab), "soquete.dev%201.00000000000000ab");
         assert_eq!(t.filter(), "soquete.*.*");
         let t: Template = "a.{token}".parse().unwrap();
-        assert_eq!(t.subject("x", 1), "a.0000000000000001");
+        assert_eq!(t.subject("x", Some("s"), 1), "a.0000000000000001");
+        let t: Template = "d.{auth}.{name}.{token}".parse().unwrap();
+        assert_eq!(t.to_string(), "d.{auth}.{name}.{token}");
+        assert_eq!(t.filter(), "d.*.*.*");
+        assert_eq!(
+            t.subject("ana", Some("sensor.1"), 2),
+            "d.sensor%2E1.ana.0000000000000002"
+        );
+        // Not authenticated: the empty name's token, which no authenticated name has.
+        assert_eq!(t.subject("ana", None, 2), "d.%.ana.0000000000000002");
         for bad in [
             "soquete.{name}",
             "a..{token}",
             "a.{token}.",
             "a.x{token}",
+            "a.{auth}",
+            "a.{Auth}.{token}",
             "a b.{token}",
             "a.*.{token}",
             ">.{token}",

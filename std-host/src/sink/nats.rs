@@ -510,14 +510,31 @@ impl Client {
     /// A waiting acknowledgement failed or did not come in time, the message is too
     /// large, or the connection failed.
     pub fn publish(&mut self, subject: &str, msg_id: &str, payload: &[u8]) -> Result<u64, Error> {
+        self.publish_auth(subject, msg_id, None, payload)
+    }
+
+    /// [`Client::publish`] with, for `auth`, a header `Soquete-Auth: AUTH` as well:
+    /// the authenticated name of the peer the message came from.
+    ///
+    /// # Errors
+    /// As [`Client::publish`]; a message id or name with a line break is refused.
+    pub fn publish_auth(
+        &mut self,
+        subject: &str,
+        msg_id: &str,
+        auth: Option<&str>,
+        payload: &[u8],
+    ) -> Result<u64, Error> {
         if self.in_flight.len() >= self.opts.max_in_flight {
             let want = self.stored + 1;
             self.wait_stored(want, Instant::now() + self.opts.timeout)?;
         }
         let index = self.stored + self.in_flight.len() as u64;
         const HEAD: &[u8] = b"NATS/1.0\r\nNats-Msg-Id: ";
+        const AUTH: &[u8] = b"\r\nSoquete-Auth: ";
         const END: &[u8] = b"\r\n\r\n";
-        let header_len = HEAD.len() + msg_id.len() + END.len();
+        let auth_len = auth.map_or(0, |a| AUTH.len() + a.len());
+        let header_len = HEAD.len() + msg_id.len() + auth_len + END.len();
         let total = header_len + payload.len();
         if total > self.max_message {
             return Err(Error::TooLarge);
@@ -525,13 +542,17 @@ impl Client {
         if subject.is_empty() || subject.contains(|c: char| c.is_ascii_whitespace()) {
             return Err(Error::Protocol("subject empty or with white space"));
         }
-        if msg_id.contains(['\r', '\n']) {
-            return Err(Error::Protocol("message id with a line break"));
+        if msg_id.contains(['\r', '\n']) || auth.is_some_and(|a| a.contains(['\r', '\n'])) {
+            return Err(Error::Protocol("message id or name with a line break"));
         }
         // Written straight into the send buffer: no allocation per message.
         write!(self.tx, "HPUB {subject} {}{index} {header_len} {total}\r\n", self.inbox)?;
         self.tx.extend_from_slice(HEAD);
         self.tx.extend_from_slice(msg_id.as_bytes());
+        if let Some(auth) = auth {
+            self.tx.extend_from_slice(AUTH);
+            self.tx.extend_from_slice(auth.as_bytes());
+        }
         self.tx.extend_from_slice(END);
         self.tx.extend_from_slice(payload);
         self.tx.extend_from_slice(b"\r\n");
