@@ -233,8 +233,8 @@ Exit status:
 /// `soquete client` options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
+    /// Server address: HOST:PORT or [IPV6]:PORT (the name is resolved when connecting).
+    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT", value_parser = parse_connect)]
     pub connect: String,
     /// Name to introduce this client with (at most 32 bytes).
     #[arg(long, value_parser = client::parse_name)]
@@ -437,6 +437,26 @@ pub enum Listen {
 const LISTEN_FORMS: &str = "expected HOST:PORT, [IPV6]:PORT or PORT, for example \
 localhost:8800, 0.0.0.0:8800 (every IPv4 address), [::]:8800 (every address) or 8800 \
 (same as 127.0.0.1:8800)";
+
+/// The forms `--connect` takes, with examples (its usage error).
+const CONNECT_FORMS: &str = "expected HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, \
+for example localhost:8800, 127.0.0.1:8800 or [::1]:8800";
+
+/// Parses `--connect`: `IP:PORT`, `[IPV6]:PORT` or `NAME:PORT`, with a port that can be
+/// connected to (not 0). The name is only checked for its form: it is resolved when
+/// connecting.
+///
+/// # Errors
+/// None of these forms, with the forms and an example.
+pub fn parse_connect(text: &str) -> Result<String, String> {
+    match parse_listen(text) {
+        // A bare port is a `--listen` shorthand, not an address to connect to.
+        Ok(_) if text.parse::<u16>().is_ok() => Err(CONNECT_FORMS.to_owned()),
+        Ok(Listen::Addr(addr)) if addr.port() != 0 => Ok(text.to_owned()),
+        Ok(Listen::Name(_, port)) if port != 0 => Ok(text.to_owned()),
+        _ => Err(CONNECT_FORMS.to_owned()),
+    }
+}
 
 /// Parses `--listen`: `IP:PORT`, `[IPV6]:PORT`, `NAME:PORT`, or a bare `PORT`, which
 /// means `127.0.0.1:PORT` (loopback, as the default: every address must be asked for).
@@ -685,6 +705,29 @@ mod tests {
             "1.2.3.4:x",
         ] {
             assert_eq!(parse(bad), Err(bad.to_owned()), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn connect_takes_an_address_with_a_port() {
+        for good in ["127.0.0.1:8800", "[::1]:1", "localhost:65535", "my-host.example_1:80"] {
+            assert_eq!(parse_connect(good), Ok(good.to_owned()));
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "8800",
+            "localhost",
+            "[::1]",
+            ":80",
+            "",
+        ] {
+            assert_eq!(
+                parse_connect(bad),
+                Err(CONNECT_FORMS.to_owned()),
+                "{bad:?} was accepted"
+            );
         }
     }
 

@@ -291,7 +291,7 @@ fn line_over_the_servers_maximum_is_not_truncated() {
         &stderr,
         "line 2 is 150 bytes, longer than the server's maximum of 100 bytes",
     );
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
 }
 
 #[test]
@@ -396,6 +396,40 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 32 bytes"));
 }
 
+#[test]
+fn connect_without_a_usable_port_is_a_usage_error() {
+    for bad in ["127.0.0.1", "127.0.0.1:99999", "localhost"] {
+        let out = soquete()
+            .args(["client", "--connect", bad])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        says(&stderr, "expected HOST:PORT");
+        says(&stderr, "for example localhost:8800");
+    }
+}
+
+#[test]
+fn one_message_is_counted_in_the_singular() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"only\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"only".to_vec()]);
+    says(&stderr, "sent 1 message, 1 acknowledged, 0 received");
+}
+
+#[test]
+fn one_line_is_counted_in_the_singular() {
+    let (addr, rx) = line_listener(b"");
+    let (code, _, stderr) = run_client(addr, &["--plain"], b"only\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"only\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements)");
+}
+
 // ------------------------------------------------------------- the stop word
 
 #[test]
@@ -409,7 +443,7 @@ fn stop_word_on_piped_input_says_where_and_what_was_left() {
         &stderr,
         "stopped at line 2, a line \"S\" (--stop-word none sends every line): 3 lines left unread",
     );
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
 }
 
 #[test]
@@ -748,7 +782,7 @@ fn real_server_full_and_shutting_down() {
     server.signal("TERM");
     let (code, _, stderr) = first.wait();
     assert_eq!(code, 1, "stderr: {stderr}");
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
     says(&stderr, "the server closed the session (server shutting down)");
     assert!(server.finish(LIMIT).success());
 }

@@ -512,7 +512,7 @@ fn resume_across_a_new_handshake_loses_and_repeats_nothing() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("sent 400 messages, 400 acknowledged, 0 received (1 reconnects, 1 sessions resumed)"),
+        stderr.contains("sent 400 messages, 400 acknowledged, 0 received (1 reconnect, 1 session resumed)"),
         "{stderr}"
     );
     let id = server.named_session_auth("resumer");
@@ -698,7 +698,7 @@ fn a_replayed_handshake_does_not_take_over_the_live_connection() {
     let (code, _, stderr) = c.wait();
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("sent 3 messages, 3 acknowledged, 0 received (1 reconnects, 1 sessions resumed)"),
+        stderr.contains("sent 3 messages, 3 acknowledged, 0 received (1 reconnect, 1 session resumed)"),
         "{stderr}"
     );
     server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));

@@ -186,6 +186,15 @@ pub fn parse_timeout(s: &str) -> Result<StdDuration, String> {
     Ok(d)
 }
 
+/// `n` and `noun`, plural unless `n` is 1: `1 line`, `0 lines`, `2 lines`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Resolves `target` and connects to the first address that answers within `timeout`.
 fn connect(target: &str, timeout: StdDuration) -> anyhow::Result<(TcpStream, SocketAddr)> {
     let addrs: Vec<SocketAddr> = target
@@ -401,12 +410,14 @@ impl Meter {
                     let secs = now.duration_since(*since).as_secs_f64().max(0.001);
                     bar.set_message(match session.mode() {
                         Mode::Binary => format!(
-                            "sent {} messages, {} acknowledged ({:.0}/s)",
-                            stats.sent,
+                            "sent {}, {} acknowledged ({:.0}/s)",
+                            count(stats.sent, "message"),
                             stats.acked,
                             stats.acked as f64 / secs
                         ),
-                        Mode::Plain => format!("sent {} lines ({:.0}/s)", stats.sent, stats.sent as f64 / secs),
+                        Mode::Plain => {
+                            format!("sent {} ({:.0}/s)", count(stats.sent, "line"), stats.sent as f64 / secs)
+                        }
                     });
                     bar.tick();
                     *next = now + PROGRESS_EVERY;
@@ -1117,18 +1128,25 @@ impl Client {
         if self.ever_established {
             let reconnects = match &self.retry {
                 Some(r) if r.reconnects > 0 => {
-                    format!(" ({} reconnects, {} sessions resumed)", r.reconnects, r.resumed)
+                    format!(
+                        " ({}, {} resumed)",
+                        count(r.reconnects, "reconnect"),
+                        count(r.resumed, "session")
+                    )
                 }
                 _ => String::new(),
             };
             match mode {
                 Mode::Binary => eprintln!(
-                    "sent {} messages, {} acknowledged, {} received{reconnects}",
-                    stats.sent, stats.acked, stats.received
+                    "sent {}, {} acknowledged, {} received{reconnects}",
+                    count(stats.sent, "message"),
+                    stats.acked,
+                    stats.received
                 ),
                 Mode::Plain => eprintln!(
-                    "sent {} lines (plain text: no acknowledgements), {} received",
-                    stats.sent, stats.received
+                    "sent {} (plain text: no acknowledgements), {} received",
+                    count(stats.sent, "line"),
+                    stats.received
                 ),
             }
         }
