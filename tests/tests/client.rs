@@ -430,6 +430,45 @@ fn one_line_is_counted_in_the_singular() {
     says(&stderr, "sent 1 line (plain text: no acknowledgements)");
 }
 
+/// A new directory for `test`'s files under the target's scratch directory.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("client-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn key_problems_are_told_once_and_plainly() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keys");
+    let key = dir.join("device.key");
+    let key = key.to_str().expect("utf-8 path");
+    let out = soquete().args(["keygen", "--out", key]).output().expect("keygen");
+    assert!(out.status.success(), "{out:?}");
+    let client = |server_key: &str| {
+        let out = soquete()
+            .args(["client", "--key", key, "--server-key", server_key])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, stderr) = client("garbage");
+    assert_eq!(code, Some(1), "{stderr}");
+    says(
+        &stderr,
+        "--server-key garbage is neither a key (soquete-pk:…) nor a file that can be read",
+    );
+
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stderr) = client("garbage");
+    assert_eq!(code, Some(1), "{stderr}");
+    says(&stderr, "secret key file has mode 0644");
+    assert_eq!(stderr.matches(&format!("{key}:")).count(), 1, "the path once: {stderr}");
+}
+
 // ------------------------------------------------------------- the stop word
 
 #[test]

@@ -375,6 +375,8 @@ fn wrong_server_key_is_detected_and_the_client_sends_nothing_but_its_handshake()
     assert_eq!(code, 3, "{stderr}");
     assert!(stderr.contains("could not prove its identity"), "{stderr}");
     assert!(stderr.contains("man in the middle"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(!last.contains('('), "one sentence, no nested parentheses: {last}");
     let refused = server.wait_for(WAIT, |l| l.contains(" refused ("));
     assert!(refused.contains("handshake failed"), "{refused}");
 

@@ -109,12 +109,19 @@ pub struct ServerNotAuthenticated {
 
 impl std::fmt::Display for ServerNotAuthenticated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.cause {
+            SecureError::Refused(secure::Alert::HandshakeFailed) => {
+                "it refused the handshake, which only the holder of that key can read".to_owned()
+            }
+            SecureError::ServerNotAuthenticated => "its answer to the handshake is not signed by that key".to_owned(),
+            ref other => format!("the handshake ended with: {other}"),
+        };
         write!(
             f,
-            "{} could not prove its identity: it does not hold the server key {} \
-             (possibly a man in the middle, or the wrong --server-key); nothing was sent \
-             but the encrypted handshake ({})",
-            self.target, self.expected, self.cause
+            "{} could not prove its identity: {how}, so it does not hold the server key {}; \
+             it is the wrong --server-key or a man in the middle, and nothing was sent but \
+             the encrypted handshake",
+            self.target, self.expected
         )
     }
 }
