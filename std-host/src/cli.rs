@@ -223,7 +223,8 @@ left. --stop-word WORD changes the word, --stop-word none sends every line.
 
 Exit status:
   0  every line was sent and acknowledged (with --plain: written, and the server
-     answered no line with ERR), and the session closed in order
+     answered no line with ERR before it closed or --timeout passed), and the
+     session closed in order
   1  anything else: cannot connect, refused, a timeout, a line too long, messages not
      acknowledged, a lost connection; the last line on stderr says what happened
   2  usage error (an unknown flag or a bad value)
@@ -244,7 +245,9 @@ pub struct ClientArgs {
     #[arg(long, default_value = "10s", value_parser = client::parse_timeout)]
     pub timeout: Duration,
     /// Speak plain text lines (for `nc -l` or any line-based server): no handshake, no
-    /// acknowledgements.
+    /// acknowledgements. After the input ends, the client shuts down its sending side
+    /// and reads the server's answer until it closes, for at most --timeout (then it
+    /// says so and ends as if it had closed).
     #[arg(long)]
     pub plain: bool,
     /// When the connection is lost, connect again (with backoff) and resume the

@@ -372,6 +372,65 @@ fn plain_mode_talks_to_a_line_based_listener() {
     );
 }
 
+/// A line-based server for one client on `127.0.0.1:0` that reads one line, answers
+/// `answer`, then closes (`close`) or keeps the connection open until the returned
+/// sender is dropped. Reports the line it read.
+fn answering_listener(answer: &'static [u8], close: bool) -> (SocketAddr, Receiver<Vec<u8>>, Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    let (hold, held) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+        let mut reader = std::io::BufReader::new(&stream);
+        let mut line = Vec::new();
+        let _ = std::io::BufRead::read_until(&mut reader, b'\n', &mut line);
+        (&stream).write_all(answer).expect("answer");
+        let _ = tx.send(line);
+        if !close {
+            let _ = held.recv_timeout(LIMIT);
+        }
+    });
+    (addr, rx, hold)
+}
+
+#[test]
+fn plain_err_answer_after_the_input_ended_is_a_failure() {
+    // The input ends at once: the ERR comes after the client's last line left.
+    let (addr, rx, _hold) = answering_listener(b"ERR not allowed\n", true);
+    let (code, stdout, stderr) = run_client(addr, &["--plain"], b"hello\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"hello\n");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements), 1 received");
+    says(&stderr, "rejected input: it answered \"ERR not allowed\"");
+    assert_eq!(stdout, "ERR not allowed\n");
+}
+
+#[test]
+fn plain_answer_is_read_until_the_server_closes() {
+    let (addr, rx, _hold) = answering_listener(b"OK\nbye", true);
+    let (code, stdout, stderr) = run_client(addr, &["--plain"], b"hello\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"hello\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements), 2 received");
+    assert_eq!(stdout, "OK\nbye\n");
+}
+
+#[test]
+fn plain_server_that_never_closes_is_noted_after_the_timeout() {
+    let (addr, rx, hold) = answering_listener(b"OK\n", false);
+    let (code, stdout, stderr) = run_client(addr, &["--plain", "--timeout", "300ms"], b"hello\n");
+    drop(hold);
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener read"), b"hello\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(
+        &stderr,
+        "did not close the connection within 300ms of the end of the input",
+    );
+    assert_eq!(stdout, "OK\n");
+}
+
 #[test]
 fn plain_text_server_gets_a_hint_to_use_plain() {
     let (addr, rx) = line_listener(b"hello\n");

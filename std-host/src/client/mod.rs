@@ -58,6 +58,9 @@ const WAKER: Token = Token(1);
 const BACKOFF_MIN: StdDuration = StdDuration::from_millis(20);
 const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
 
+/// The longest line kept of those a plain-text server sends after the input ended.
+const LATE_LINE_MAX: usize = 64 * 1024;
+
 /// How long the rest of the input is read, after the stop word, to count its lines.
 const COUNT_UNREAD_FOR: StdDuration = StdDuration::from_secs(1);
 /// Piped input still going after this long gets a progress line (stderr a terminal).
@@ -358,6 +361,11 @@ struct Client {
     stalled: Option<String>,
     /// Plain text: the server's `ERR` lines (PROTOCOL.md §7.2), how many and the first.
     rejected: Option<(u64, Vec<u8>)>,
+    /// Plain text: lines the server sent after the client's input ended.
+    late_lines: u64,
+    /// Plain text: the server had not closed the connection `--timeout` after the
+    /// client's input ended.
+    unclosed: bool,
     /// The progress line for long piped input, when stderr is a terminal.
     meter: Meter,
     out: BufWriter<Stdout>,
@@ -560,6 +568,8 @@ impl Client {
             },
             stalled: None,
             rejected: None,
+            late_lines: 0,
+            unclosed: false,
             meter,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
@@ -605,6 +615,13 @@ impl Client {
                             }
                             // The peer sees end of stream after our last frame.
                             let _ = conn.stream.shutdown(Shutdown::Write);
+                            let answer_left = self.session.mode() == Mode::Plain
+                                && finished
+                                && conn.error.is_none()
+                                && !conn.read_closed;
+                            if answer_left {
+                                self.read_plain_answer();
+                            }
                             self.flush_out();
                             return Ok(closure);
                         }
@@ -958,19 +975,8 @@ impl Client {
                     }
                 }
                 Event::Message { payload, .. } => {
-                    if mode == Mode::Plain && (payload == b"ERR" || payload.starts_with(b"ERR ")) {
-                        match &mut self.rejected {
-                            Some((n, _)) => *n += 1,
-                            None => self.rejected = Some((1, payload.to_vec())),
-                        }
-                    }
-                    let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
-                    if let Err(e) = printed {
-                        if !self.out_failed {
-                            log::warn!("cannot print messages from the server: {e}");
-                            self.out_failed = true;
-                        }
-                    }
+                    let payload = payload.to_vec();
+                    self.server_line(mode, &payload);
                 }
                 Event::Acked { seq } => log::trace!("acknowledged up to {seq}"),
                 Event::PeerClosing(code) => {
@@ -981,6 +987,84 @@ impl Client {
             }
         }
         count
+    }
+
+    /// Prints a message or line from the server; notes a plain-text `ERR` line.
+    fn server_line(&mut self, mode: Mode, payload: &[u8]) {
+        if mode == Mode::Plain && (payload == b"ERR" || payload.starts_with(b"ERR ")) {
+            match &mut self.rejected {
+                Some((n, _)) => *n += 1,
+                None => self.rejected = Some((1, payload.to_vec())),
+            }
+        }
+        let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = printed {
+            if !self.out_failed {
+                log::warn!("cannot print messages from the server: {e}");
+                self.out_failed = true;
+            }
+        }
+    }
+
+    /// Plain text, after the input ended and was written (the write side is shut
+    /// down): reads the server's lines until it closes, for at most `--timeout`, so
+    /// that an `ERR` answer to the last lines is always seen. Lines longer than
+    /// [`LATE_LINE_MAX`] are cut there.
+    fn read_plain_answer(&mut self) {
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut events = Events::with_capacity(4);
+        let mut line = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Link::Connected(conn) = &mut self.link else { return };
+            let got = match io::Read::read(&mut conn.stream, &mut buf) {
+                Ok(0) => None,
+                Ok(n) => Some(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        self.unclosed = true;
+                        break;
+                    }
+                    match self.poll.poll(&mut events, Some(left)) {
+                        Ok(()) => continue,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            log::debug!("poll failed: {e}");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("reading the server's answer: {e}");
+                    None
+                }
+            };
+            let Some(bytes) = got else {
+                conn.read_closed = true;
+                break;
+            };
+            let mut complete = Vec::new();
+            for &b in bytes {
+                if b == b'\n' {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    complete.push(std::mem::take(&mut line));
+                } else if line.len() < LATE_LINE_MAX {
+                    line.push(b);
+                }
+            }
+            for l in complete {
+                self.late_lines += 1;
+                self.server_line(Mode::Plain, &l);
+            }
+        }
+        if !line.is_empty() {
+            self.late_lines += 1;
+            self.server_line(Mode::Plain, &line);
+        }
     }
 
     /// Sends lines until the input runs dry or the session has no room; starts the
@@ -1153,7 +1237,7 @@ impl Client {
                 Mode::Plain => eprintln!(
                     "sent {} (plain text: no acknowledgements), {} received",
                     count(stats.sent, "line"),
-                    stats.received
+                    stats.received + self.late_lines
                 ),
             }
         }
@@ -1182,6 +1266,12 @@ impl Client {
                 "{target} rejected input: it answered \"{}\"{times}",
                 String::from_utf8_lossy(&answer)
             )
+        }
+        if self.unclosed {
+            eprintln!(
+                "{target} did not close the connection within {timeout} of the end of the input; \
+                 it answered no line with ERR until then"
+            );
         }
         let answer = match &self.link {
             Link::Connected(conn) => conn.first.clone(),
