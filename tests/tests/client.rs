@@ -315,7 +315,56 @@ fn server_vanishing_reports_unacknowledged_messages() {
     assert!(messages.len() >= 3);
     assert_eq!(code, 1, "stderr: {stderr}");
     says(&stderr, "sent 10 messages, 0 acknowledged");
-    says(&stderr, "10 of 10 messages not acknowledged");
+    says(
+        &stderr,
+        "closed the connection after 10 of 10 lines, 0 not sent; 10 of 10 messages not acknowledged",
+    );
+}
+
+#[test]
+fn connection_lost_mid_input_says_how_many_lines_were_not_sent() {
+    // 400 lines of 1000 bytes: more than the client holds unacknowledged, so that
+    // some lines are still unsent when the server vanishes.
+    let input: Vec<u8> = (1..=400).flat_map(|i| format!("{i:0>1000}\n").into_bytes()).collect();
+    let (addr, seen) = core_server(65536, Behaviour::Vanish(3));
+    let (code, _, stderr) = run_client(addr, &[], &input);
+    let _ = collect(&seen);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let after = last.split(" after ").nth(1).expect("after N of M lines");
+    let words: Vec<&str> = after.split([' ', ',', ';']).filter(|w| !w.is_empty()).collect();
+    let (sent, total, unsent) = match words.as_slice() {
+        [n, "of", m, "lines", k, "not", "sent", ..] => (
+            n.parse::<u64>().expect("N"),
+            m.parse::<u64>().expect("M"),
+            k.parse::<u64>().expect("K"),
+        ),
+        _ => panic!("stderr: {stderr}"),
+    };
+    assert_eq!(total, 400, "{last}");
+    assert_eq!(sent + unsent, 400, "{last}");
+    assert!(unsent > 0, "{last}");
+    says(&stderr, &format!("sent {sent} messages, 0 acknowledged"));
+    assert!(
+        last.ends_with(&format!("; {sent} of {sent} messages not acknowledged")),
+        "{last}"
+    );
+}
+
+#[test]
+fn connection_closed_during_the_handshake_says_nothing_was_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = thread::spawn(move || drop(listener.accept().expect("accept")));
+    let (code, _, stderr) = run_client(addr, &[], b"hi\n");
+    accepted.join().expect("listener");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("during the handshake: no line was sent"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("acknowledged"), "stderr: {stderr}");
 }
 
 #[test]

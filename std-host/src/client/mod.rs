@@ -1182,6 +1182,25 @@ impl Client {
         }
     }
 
+    /// How far the input got, for a connection that ended before it was all sent:
+    /// `N of M lines, K not sent` when the input was piped and has ended (within
+    /// [`COUNT_UNREAD_FOR`]), else `N lines, input not finished`.
+    fn input_left(&mut self, sent: u64) -> String {
+        let read_all = matches!(self.stop, Some(Stop::EndOfInput | Stop::Word { .. }));
+        let (n, complete) = if read_all {
+            (0, true)
+        } else if self.typed || self.stop.is_some() {
+            (0, false)
+        } else {
+            self.unsent_lines(COUNT_UNREAD_FOR)
+        };
+        if complete {
+            format!("{sent} of {} lines, {n} not sent", sent + n)
+        } else {
+            format!("{}, input not finished", count(sent, "line"))
+        }
+    }
+
     /// After the stop word, on piped input: where the input stopped and how much of it
     /// was left, so that a stray `S` line in a file does not drop the rest silently.
     fn stop_notice(&mut self) {
@@ -1328,10 +1347,14 @@ impl Client {
                     Some(e) => format!("connection to {target} lost ({e})"),
                     None => format!("{target} closed the connection"),
                 };
-                match mode {
-                    Mode::Binary => bail!("{how}: {not_acked}"),
-                    Mode::Plain => bail!("{how} after {} lines", stats.sent),
+                if !self.ever_established {
+                    bail!("{how} during the handshake: no line was sent");
                 }
+                let mut msg = format!("{how} after {}", self.input_left(stats.sent));
+                if mode == Mode::Binary && unacked > 0 {
+                    let _ = write!(msg, "; {not_acked}");
+                }
+                bail!(msg)
             }
             Closure::Orderly { code, by_peer } => {
                 let peer_closing = match self.stop {
