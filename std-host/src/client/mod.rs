@@ -1261,6 +1261,12 @@ impl Client {
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
+        // What an abort left behind, if anything: ": 3 of 5 messages not acknowledged".
+        let left = if unacked > 0 {
+            format!(": {not_acked}")
+        } else {
+            String::new()
+        };
         if let Some(failure) = self.secure_failure.take() {
             return Err(self.secure_failure_error(failure));
         }
@@ -1332,11 +1338,11 @@ impl Client {
                 bail!("timed out after {timeout} waiting for acknowledgements: {not_acked}")
             }
             Closure::Aborted(Code::IdleTimeout) => {
-                bail!("the server stopped answering (idle timeout): {not_acked}")
+                bail!("the server stopped answering (idle timeout){left}")
             }
-            Closure::Aborted(code) => bail!("session aborted ({}): {not_acked}", code.describe()),
+            Closure::Aborted(code) => bail!("session aborted ({}){left}", code.describe()),
             Closure::PeerError(code) => {
-                bail!("the server aborted the session ({}): {not_acked}", code.describe())
+                bail!("the server aborted the session ({}){left}", code.describe())
             }
             Closure::Eof => {
                 let error = match &self.link {
