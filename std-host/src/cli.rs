@@ -223,7 +223,8 @@ left. --stop-word WORD changes the word, --stop-word none sends every line.
 
 Exit status:
   0  every line was sent and acknowledged (with --plain: written, and the server
-     answered no line with ERR), and the session closed in order
+     answered no line with ERR before it closed or --timeout passed), and the
+     session closed in order
   1  anything else: cannot connect, refused, a timeout, a line too long, messages not
      acknowledged, a lost connection; the last line on stderr says what happened
   2  usage error (an unknown flag or a bad value)
@@ -233,8 +234,8 @@ Exit status:
 /// `soquete client` options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT")]
+    /// Server address: HOST:PORT or [IPV6]:PORT (the name is resolved when connecting).
+    #[arg(long, default_value = "127.0.0.1:8800", value_name = "HOST:PORT", value_parser = parse_connect)]
     pub connect: String,
     /// Name to introduce this client with (at most 32 bytes).
     #[arg(long, value_parser = client::parse_name)]
@@ -244,7 +245,9 @@ pub struct ClientArgs {
     #[arg(long, default_value = "10s", value_parser = client::parse_timeout)]
     pub timeout: Duration,
     /// Speak plain text lines (for `nc -l` or any line-based server): no handshake, no
-    /// acknowledgements.
+    /// acknowledgements. After the input ends, the client shuts down its sending side
+    /// and reads the server's answer until it closes, for at most --timeout (then it
+    /// says so and ends as if it had closed).
     #[arg(long)]
     pub plain: bool,
     /// When the connection is lost, connect again (with backoff) and resume the
@@ -437,6 +440,26 @@ pub enum Listen {
 const LISTEN_FORMS: &str = "expected HOST:PORT, [IPV6]:PORT or PORT, for example \
 localhost:8800, 0.0.0.0:8800 (every IPv4 address), [::]:8800 (every address) or 8800 \
 (same as 127.0.0.1:8800)";
+
+/// The forms `--connect` takes, with examples (its usage error).
+const CONNECT_FORMS: &str = "expected HOST:PORT or [IPV6]:PORT with a port from 1 to 65535, \
+for example localhost:8800, 127.0.0.1:8800 or [::1]:8800";
+
+/// Parses `--connect`: `IP:PORT`, `[IPV6]:PORT` or `NAME:PORT`, with a port that can be
+/// connected to (not 0). The name is only checked for its form: it is resolved when
+/// connecting.
+///
+/// # Errors
+/// None of these forms, with the forms and an example.
+pub fn parse_connect(text: &str) -> Result<String, String> {
+    match parse_listen(text) {
+        // A bare port is a `--listen` shorthand, not an address to connect to.
+        Ok(_) if text.parse::<u16>().is_ok() => Err(CONNECT_FORMS.to_owned()),
+        Ok(Listen::Addr(addr)) if addr.port() != 0 => Ok(text.to_owned()),
+        Ok(Listen::Name(_, port)) if port != 0 => Ok(text.to_owned()),
+        _ => Err(CONNECT_FORMS.to_owned()),
+    }
+}
 
 /// Parses `--listen`: `IP:PORT`, `[IPV6]:PORT`, `NAME:PORT`, or a bare `PORT`, which
 /// means `127.0.0.1:PORT` (loopback, as the default: every address must be asked for).
@@ -685,6 +708,29 @@ mod tests {
             "1.2.3.4:x",
         ] {
             assert_eq!(parse(bad), Err(bad.to_owned()), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn connect_takes_an_address_with_a_port() {
+        for good in ["127.0.0.1:8800", "[::1]:1", "localhost:65535", "my-host.example_1:80"] {
+            assert_eq!(parse_connect(good), Ok(good.to_owned()));
+        }
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "8800",
+            "localhost",
+            "[::1]",
+            ":80",
+            "",
+        ] {
+            assert_eq!(
+                parse_connect(bad),
+                Err(CONNECT_FORMS.to_owned()),
+                "{bad:?} was accepted"
+            );
         }
     }
 

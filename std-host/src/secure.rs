@@ -94,7 +94,7 @@ impl ServerAuth {
     /// # Errors
     /// A file that cannot be read or parsed, with its name.
     pub fn load(key: &std::path::Path, allowed: &std::path::Path, require: bool) -> anyhow::Result<Self> {
-        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{e}"))?;
         let list = AllowedKeys::load(allowed)?;
         Ok(ServerAuth {
             secret,
@@ -174,11 +174,16 @@ impl ClientKeys {
     /// # Errors
     /// A file that cannot be read, or a key that is not valid, naming it.
     pub fn load(key: &std::path::Path, server: &str) -> anyhow::Result<Self> {
-        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+        let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{e}"))?;
         let server = if server.starts_with(keys::PUBLIC_PREFIX) {
             keys::public_from_text(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?
         } else {
-            let text = std::fs::read_to_string(server).map_err(|e| anyhow::anyhow!("server key {server}: {e}"))?;
+            let text = std::fs::read_to_string(server).map_err(|e| {
+                anyhow::anyhow!(
+                    "--server-key {server} is neither a key ({}…) nor a file that can be read ({e})",
+                    keys::PUBLIC_PREFIX
+                )
+            })?;
             keys::public_from_text(text.trim())
                 .map_err(|e| anyhow::anyhow!("server key {server}: {e} (expected a file holding soquete-pk:…)"))?
         };

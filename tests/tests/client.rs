@@ -291,7 +291,7 @@ fn line_over_the_servers_maximum_is_not_truncated() {
         &stderr,
         "line 2 is 150 bytes, longer than the server's maximum of 100 bytes",
     );
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
 }
 
 #[test]
@@ -315,7 +315,56 @@ fn server_vanishing_reports_unacknowledged_messages() {
     assert!(messages.len() >= 3);
     assert_eq!(code, 1, "stderr: {stderr}");
     says(&stderr, "sent 10 messages, 0 acknowledged");
-    says(&stderr, "10 of 10 messages not acknowledged");
+    says(
+        &stderr,
+        "closed the connection after 10 of 10 lines, 0 not sent; 10 of 10 messages not acknowledged",
+    );
+}
+
+#[test]
+fn connection_lost_mid_input_says_how_many_lines_were_not_sent() {
+    // 400 lines of 1000 bytes: more than the client holds unacknowledged, so that
+    // some lines are still unsent when the server vanishes.
+    let input: Vec<u8> = (1..=400).flat_map(|i| format!("{i:0>1000}\n").into_bytes()).collect();
+    let (addr, seen) = core_server(65536, Behaviour::Vanish(3));
+    let (code, _, stderr) = run_client(addr, &[], &input);
+    let _ = collect(&seen);
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    let after = last.split(" after ").nth(1).expect("after N of M lines");
+    let words: Vec<&str> = after.split([' ', ',', ';']).filter(|w| !w.is_empty()).collect();
+    let (sent, total, unsent) = match words.as_slice() {
+        [n, "of", m, "lines", k, "not", "sent", ..] => (
+            n.parse::<u64>().expect("N"),
+            m.parse::<u64>().expect("M"),
+            k.parse::<u64>().expect("K"),
+        ),
+        _ => panic!("stderr: {stderr}"),
+    };
+    assert_eq!(total, 400, "{last}");
+    assert_eq!(sent + unsent, 400, "{last}");
+    assert!(unsent > 0, "{last}");
+    says(&stderr, &format!("sent {sent} messages, 0 acknowledged"));
+    assert!(
+        last.ends_with(&format!("; {sent} of {sent} messages not acknowledged")),
+        "{last}"
+    );
+}
+
+#[test]
+fn connection_closed_during_the_handshake_says_nothing_was_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = thread::spawn(move || drop(listener.accept().expect("accept")));
+    let (code, _, stderr) = run_client(addr, &[], b"hi\n");
+    accepted.join().expect("listener");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with("during the handshake: no line was sent"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("acknowledged"), "stderr: {stderr}");
 }
 
 #[test]
@@ -372,6 +421,65 @@ fn plain_mode_talks_to_a_line_based_listener() {
     );
 }
 
+/// A line-based server for one client on `127.0.0.1:0` that reads one line, answers
+/// `answer`, then closes (`close`) or keeps the connection open until the returned
+/// sender is dropped. Reports the line it read.
+fn answering_listener(answer: &'static [u8], close: bool) -> (SocketAddr, Receiver<Vec<u8>>, Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = mpsc::channel();
+    let (hold, held) = mpsc::channel::<()>();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream.set_read_timeout(Some(LIMIT)).expect("timeout");
+        let mut reader = std::io::BufReader::new(&stream);
+        let mut line = Vec::new();
+        let _ = std::io::BufRead::read_until(&mut reader, b'\n', &mut line);
+        (&stream).write_all(answer).expect("answer");
+        let _ = tx.send(line);
+        if !close {
+            let _ = held.recv_timeout(LIMIT);
+        }
+    });
+    (addr, rx, hold)
+}
+
+#[test]
+fn plain_err_answer_after_the_input_ended_is_a_failure() {
+    // The input ends at once: the ERR comes after the client's last line left.
+    let (addr, rx, _hold) = answering_listener(b"ERR not allowed\n", true);
+    let (code, stdout, stderr) = run_client(addr, &["--plain"], b"hello\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"hello\n");
+    assert_eq!(code, 1, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements), 1 received");
+    says(&stderr, "rejected input: it answered \"ERR not allowed\"");
+    assert_eq!(stdout, "ERR not allowed\n");
+}
+
+#[test]
+fn plain_answer_is_read_until_the_server_closes() {
+    let (addr, rx, _hold) = answering_listener(b"OK\nbye", true);
+    let (code, stdout, stderr) = run_client(addr, &["--plain"], b"hello\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"hello\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements), 2 received");
+    assert_eq!(stdout, "OK\nbye\n");
+}
+
+#[test]
+fn plain_server_that_never_closes_is_noted_after_the_timeout() {
+    let (addr, rx, hold) = answering_listener(b"OK\n", false);
+    let (code, stdout, stderr) = run_client(addr, &["--plain", "--timeout", "300ms"], b"hello\n");
+    drop(hold);
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener read"), b"hello\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(
+        &stderr,
+        "did not close the connection within 300ms of the end of the input",
+    );
+    assert_eq!(stdout, "OK\n");
+}
+
 #[test]
 fn plain_text_server_gets_a_hint_to_use_plain() {
     let (addr, rx) = line_listener(b"hello\n");
@@ -396,6 +504,79 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at most 32 bytes"));
 }
 
+#[test]
+fn connect_without_a_usable_port_is_a_usage_error() {
+    for bad in ["127.0.0.1", "127.0.0.1:99999", "localhost"] {
+        let out = soquete()
+            .args(["client", "--connect", bad])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        says(&stderr, "expected HOST:PORT");
+        says(&stderr, "for example localhost:8800");
+    }
+}
+
+#[test]
+fn one_message_is_counted_in_the_singular() {
+    let (addr, seen) = core_server(65536, Behaviour::Serve);
+    let (code, _, stderr) = run_client(addr, &[], b"only\n");
+    let (messages, _, _) = collect(&seen);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert_eq!(messages, [b"only".to_vec()]);
+    says(&stderr, "sent 1 message, 1 acknowledged, 0 received");
+}
+
+#[test]
+fn one_line_is_counted_in_the_singular() {
+    let (addr, rx) = line_listener(b"");
+    let (code, _, stderr) = run_client(addr, &["--plain"], b"only\n");
+    assert_eq!(rx.recv_timeout(LIMIT).expect("listener finished"), b"only\n");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    says(&stderr, "sent 1 line (plain text: no acknowledgements)");
+}
+
+/// A new directory for `test`'s files under the target's scratch directory.
+fn scratch(test: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("client-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    dir
+}
+
+#[test]
+fn key_problems_are_told_once_and_plainly() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("keys");
+    let key = dir.join("device.key");
+    let key = key.to_str().expect("utf-8 path");
+    let out = soquete().args(["keygen", "--out", key]).output().expect("keygen");
+    assert!(out.status.success(), "{out:?}");
+    let client = |server_key: &str| {
+        let out = soquete()
+            .args(["client", "--key", key, "--server-key", server_key])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, stderr) = client("garbage");
+    assert_eq!(code, Some(1), "{stderr}");
+    says(
+        &stderr,
+        "--server-key garbage is neither a key (soquete-pk:…) nor a file that can be read",
+    );
+
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (code, stderr) = client("garbage");
+    assert_eq!(code, Some(1), "{stderr}");
+    says(&stderr, "secret key file has mode 0644");
+    assert_eq!(stderr.matches(&format!("{key}:")).count(), 1, "the path once: {stderr}");
+}
+
 // ------------------------------------------------------------- the stop word
 
 #[test]
@@ -409,7 +590,7 @@ fn stop_word_on_piped_input_says_where_and_what_was_left() {
         &stderr,
         "stopped at line 2, a line \"S\" (--stop-word none sends every line): 3 lines left unread",
     );
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
 }
 
 #[test]
@@ -748,7 +929,7 @@ fn real_server_full_and_shutting_down() {
     server.signal("TERM");
     let (code, _, stderr) = first.wait();
     assert_eq!(code, 1, "stderr: {stderr}");
-    says(&stderr, "sent 1 messages, 1 acknowledged");
+    says(&stderr, "sent 1 message, 1 acknowledged");
     says(&stderr, "the server closed the session (server shutting down)");
     assert!(server.finish(LIMIT).success());
 }

@@ -104,6 +104,6 @@ fn soquete_client_prints_what_it_receives_and_counts_it() {
     drop(stdin);
     server.stdout_line(|l| l.ends_with(": back"));
     let summary = wait_line(&err, &mut seen, "client stderr", |l| l.starts_with("sent "));
-    assert_eq!(summary, "sent 1 messages, 1 acknowledged, 2 received");
+    assert_eq!(summary, "sent 1 message, 1 acknowledged, 2 received");
     assert!(client.wait().unwrap().success());
 }

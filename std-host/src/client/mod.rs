@@ -58,6 +58,9 @@ const WAKER: Token = Token(1);
 const BACKOFF_MIN: StdDuration = StdDuration::from_millis(20);
 const BACKOFF_MAX: StdDuration = StdDuration::from_secs(2);
 
+/// The longest line kept of those a plain-text server sends after the input ended.
+const LATE_LINE_MAX: usize = 64 * 1024;
+
 /// How long the rest of the input is read, after the stop word, to count its lines.
 const COUNT_UNREAD_FOR: StdDuration = StdDuration::from_secs(1);
 /// Piped input still going after this long gets a progress line (stderr a terminal).
@@ -109,12 +112,19 @@ pub struct ServerNotAuthenticated {
 
 impl std::fmt::Display for ServerNotAuthenticated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self.cause {
+            SecureError::Refused(secure::Alert::HandshakeFailed) => {
+                "it refused the handshake, which only the holder of that key can read".to_owned()
+            }
+            SecureError::ServerNotAuthenticated => "its answer to the handshake is not signed by that key".to_owned(),
+            ref other => format!("the handshake ended with: {other}"),
+        };
         write!(
             f,
-            "{} could not prove its identity: it does not hold the server key {} \
-             (possibly a man in the middle, or the wrong --server-key); nothing was sent \
-             but the encrypted handshake ({})",
-            self.target, self.expected, self.cause
+            "{} could not prove its identity: {how}, so it does not hold the server key {}; \
+             it is the wrong --server-key or a man in the middle, and nothing was sent but \
+             the encrypted handshake",
+            self.target, self.expected
         )
     }
 }
@@ -184,6 +194,15 @@ pub fn parse_timeout(s: &str) -> Result<StdDuration, String> {
         return Err("must be more than 0 (e.g. 10s, 500ms)".into());
     }
     Ok(d)
+}
+
+/// `n` and `noun`, plural unless `n` is 1: `1 line`, `0 lines`, `2 lines`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Resolves `target` and connects to the first address that answers within `timeout`.
@@ -342,6 +361,11 @@ struct Client {
     stalled: Option<String>,
     /// Plain text: the server's `ERR` lines (PROTOCOL.md §7.2), how many and the first.
     rejected: Option<(u64, Vec<u8>)>,
+    /// Plain text: lines the server sent after the client's input ended.
+    late_lines: u64,
+    /// Plain text: the server had not closed the connection `--timeout` after the
+    /// client's input ended.
+    unclosed: bool,
     /// The progress line for long piped input, when stderr is a terminal.
     meter: Meter,
     out: BufWriter<Stdout>,
@@ -401,12 +425,14 @@ impl Meter {
                     let secs = now.duration_since(*since).as_secs_f64().max(0.001);
                     bar.set_message(match session.mode() {
                         Mode::Binary => format!(
-                            "sent {} messages, {} acknowledged ({:.0}/s)",
-                            stats.sent,
+                            "sent {}, {} acknowledged ({:.0}/s)",
+                            count(stats.sent, "message"),
                             stats.acked,
                             stats.acked as f64 / secs
                         ),
-                        Mode::Plain => format!("sent {} lines ({:.0}/s)", stats.sent, stats.sent as f64 / secs),
+                        Mode::Plain => {
+                            format!("sent {} ({:.0}/s)", count(stats.sent, "line"), stats.sent as f64 / secs)
+                        }
                     });
                     bar.tick();
                     *next = now + PROGRESS_EVERY;
@@ -542,6 +568,8 @@ impl Client {
             },
             stalled: None,
             rejected: None,
+            late_lines: 0,
+            unclosed: false,
             meter,
             out: BufWriter::new(io::stdout()),
             out_failed: false,
@@ -587,6 +615,13 @@ impl Client {
                             }
                             // The peer sees end of stream after our last frame.
                             let _ = conn.stream.shutdown(Shutdown::Write);
+                            let answer_left = self.session.mode() == Mode::Plain
+                                && finished
+                                && conn.error.is_none()
+                                && !conn.read_closed;
+                            if answer_left {
+                                self.read_plain_answer();
+                            }
                             self.flush_out();
                             return Ok(closure);
                         }
@@ -940,19 +975,8 @@ impl Client {
                     }
                 }
                 Event::Message { payload, .. } => {
-                    if mode == Mode::Plain && (payload == b"ERR" || payload.starts_with(b"ERR ")) {
-                        match &mut self.rejected {
-                            Some((n, _)) => *n += 1,
-                            None => self.rejected = Some((1, payload.to_vec())),
-                        }
-                    }
-                    let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
-                    if let Err(e) = printed {
-                        if !self.out_failed {
-                            log::warn!("cannot print messages from the server: {e}");
-                            self.out_failed = true;
-                        }
-                    }
+                    let payload = payload.to_vec();
+                    self.server_line(mode, &payload);
                 }
                 Event::Acked { seq } => log::trace!("acknowledged up to {seq}"),
                 Event::PeerClosing(code) => {
@@ -963,6 +987,84 @@ impl Client {
             }
         }
         count
+    }
+
+    /// Prints a message or line from the server; notes a plain-text `ERR` line.
+    fn server_line(&mut self, mode: Mode, payload: &[u8]) {
+        if mode == Mode::Plain && (payload == b"ERR" || payload.starts_with(b"ERR ")) {
+            match &mut self.rejected {
+                Some((n, _)) => *n += 1,
+                None => self.rejected = Some((1, payload.to_vec())),
+            }
+        }
+        let printed = write_escaped(&mut self.out, payload).and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = printed {
+            if !self.out_failed {
+                log::warn!("cannot print messages from the server: {e}");
+                self.out_failed = true;
+            }
+        }
+    }
+
+    /// Plain text, after the input ended and was written (the write side is shut
+    /// down): reads the server's lines until it closes, for at most `--timeout`, so
+    /// that an `ERR` answer to the last lines is always seen. Lines longer than
+    /// [`LATE_LINE_MAX`] are cut there.
+    fn read_plain_answer(&mut self) {
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut events = Events::with_capacity(4);
+        let mut line = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let Link::Connected(conn) = &mut self.link else { return };
+            let got = match io::Read::read(&mut conn.stream, &mut buf) {
+                Ok(0) => None,
+                Ok(n) => Some(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        self.unclosed = true;
+                        break;
+                    }
+                    match self.poll.poll(&mut events, Some(left)) {
+                        Ok(()) => continue,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            log::debug!("poll failed: {e}");
+                            break;
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("reading the server's answer: {e}");
+                    None
+                }
+            };
+            let Some(bytes) = got else {
+                conn.read_closed = true;
+                break;
+            };
+            let mut complete = Vec::new();
+            for &b in bytes {
+                if b == b'\n' {
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    complete.push(std::mem::take(&mut line));
+                } else if line.len() < LATE_LINE_MAX {
+                    line.push(b);
+                }
+            }
+            for l in complete {
+                self.late_lines += 1;
+                self.server_line(Mode::Plain, &l);
+            }
+        }
+        if !line.is_empty() {
+            self.late_lines += 1;
+            self.server_line(Mode::Plain, &line);
+        }
     }
 
     /// Sends lines until the input runs dry or the session has no room; starts the
@@ -1080,6 +1182,25 @@ impl Client {
         }
     }
 
+    /// How far the input got, for a connection that ended before it was all sent:
+    /// `N of M lines, K not sent` when the input was piped and has ended (within
+    /// [`COUNT_UNREAD_FOR`]), else `N lines, input not finished`.
+    fn input_left(&mut self, sent: u64) -> String {
+        let read_all = matches!(self.stop, Some(Stop::EndOfInput | Stop::Word { .. }));
+        let (n, complete) = if read_all {
+            (0, true)
+        } else if self.typed || self.stop.is_some() {
+            (0, false)
+        } else {
+            self.unsent_lines(COUNT_UNREAD_FOR)
+        };
+        if complete {
+            format!("{sent} of {} lines, {n} not sent", sent + n)
+        } else {
+            format!("{}, input not finished", count(sent, "line"))
+        }
+    }
+
     /// After the stop word, on piped input: where the input stopped and how much of it
     /// was left, so that a stray `S` line in a file does not drop the rest silently.
     fn stop_notice(&mut self) {
@@ -1117,22 +1238,35 @@ impl Client {
         if self.ever_established {
             let reconnects = match &self.retry {
                 Some(r) if r.reconnects > 0 => {
-                    format!(" ({} reconnects, {} sessions resumed)", r.reconnects, r.resumed)
+                    format!(
+                        " ({}, {} resumed)",
+                        count(r.reconnects, "reconnect"),
+                        count(r.resumed, "session")
+                    )
                 }
                 _ => String::new(),
             };
             match mode {
                 Mode::Binary => eprintln!(
-                    "sent {} messages, {} acknowledged, {} received{reconnects}",
-                    stats.sent, stats.acked, stats.received
+                    "sent {}, {} acknowledged, {} received{reconnects}",
+                    count(stats.sent, "message"),
+                    stats.acked,
+                    stats.received
                 ),
                 Mode::Plain => eprintln!(
-                    "sent {} lines (plain text: no acknowledgements), {} received",
-                    stats.sent, stats.received
+                    "sent {} (plain text: no acknowledgements), {} received",
+                    count(stats.sent, "line"),
+                    stats.received + self.late_lines
                 ),
             }
         }
         let not_acked = format!("{unacked} of {} messages not acknowledged", stats.sent);
+        // What an abort left behind, if anything: ": 3 of 5 messages not acknowledged".
+        let left = if unacked > 0 {
+            format!(": {not_acked}")
+        } else {
+            String::new()
+        };
         if let Some(failure) = self.secure_failure.take() {
             return Err(self.secure_failure_error(failure));
         }
@@ -1157,6 +1291,12 @@ impl Client {
                 "{target} rejected input: it answered \"{}\"{times}",
                 String::from_utf8_lossy(&answer)
             )
+        }
+        if self.unclosed {
+            eprintln!(
+                "{target} did not close the connection within {timeout} of the end of the input; \
+                 it answered no line with ERR until then"
+            );
         }
         let answer = match &self.link {
             Link::Connected(conn) => conn.first.clone(),
@@ -1198,11 +1338,11 @@ impl Client {
                 bail!("timed out after {timeout} waiting for acknowledgements: {not_acked}")
             }
             Closure::Aborted(Code::IdleTimeout) => {
-                bail!("the server stopped answering (idle timeout): {not_acked}")
+                bail!("the server stopped answering (idle timeout){left}")
             }
-            Closure::Aborted(code) => bail!("session aborted ({}): {not_acked}", code.describe()),
+            Closure::Aborted(code) => bail!("session aborted ({}){left}", code.describe()),
             Closure::PeerError(code) => {
-                bail!("the server aborted the session ({}): {not_acked}", code.describe())
+                bail!("the server aborted the session ({}){left}", code.describe())
             }
             Closure::Eof => {
                 let error = match &self.link {
@@ -1213,10 +1353,14 @@ impl Client {
                     Some(e) => format!("connection to {target} lost ({e})"),
                     None => format!("{target} closed the connection"),
                 };
-                match mode {
-                    Mode::Binary => bail!("{how}: {not_acked}"),
-                    Mode::Plain => bail!("{how} after {} lines", stats.sent),
+                if !self.ever_established {
+                    bail!("{how} during the handshake: no line was sent");
                 }
+                let mut msg = format!("{how} after {}", self.input_left(stats.sent));
+                if mode == Mode::Binary && unacked > 0 {
+                    let _ = write!(msg, "; {not_acked}");
+                }
+                bail!(msg)
             }
             Closure::Orderly { code, by_peer } => {
                 let peer_closing = match self.stop {
