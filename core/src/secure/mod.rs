@@ -739,14 +739,7 @@ where
                 if let Err(e) = self.write_handshake(&mut hs, Kind::Resp, &[]) {
                     return Err(self.fail(e));
                 }
-                // Noise's split: the first cipher is client → server.
-                let (recv, send) = hs.get_ciphers();
-                self.keyed = true;
-                self.set_state(State::Transport {
-                    send,
-                    recv,
-                    confirmed: false,
-                });
+                self.server_keyed(hs);
                 Ok(())
             }
             other => {
@@ -754,6 +747,18 @@ where
                 Err(Error::WrongState)
             }
         }
+    }
+
+    /// Server: the answer is written, the transport keys are known; records may flow.
+    fn server_keyed(&mut self, hs: Handshake) {
+        // Noise's split: the first cipher is client → server.
+        let (recv, send) = hs.get_ciphers();
+        self.keyed = true;
+        self.set_state(State::Transport {
+            send,
+            recv,
+            confirmed: false,
+        });
     }
 
     /// Server: refuse the client (for its key, or for any reason before the handshake
@@ -800,14 +805,7 @@ where
             }
             State::Respond(mut hs) if !plaintext.is_empty() => {
                 let n = self.write_handshake(&mut hs, Kind::Resp, plaintext)?;
-                // Noise's split: the first cipher is client → server.
-                let (recv, send) = hs.get_ciphers();
-                self.keyed = true;
-                self.set_state(State::Transport {
-                    send,
-                    recv,
-                    confirmed: false,
-                });
+                self.server_keyed(hs);
                 Ok(n + self.seal(plaintext.get(n..).unwrap_or(&[]))?)
             }
             State::Transport { .. } => {
