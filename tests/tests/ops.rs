@@ -109,11 +109,11 @@ fn takeover_is_printed_with_the_new_address() {
     let line = server.wait_for(WAIT, |l| l.contains(" taken over "));
     assert_eq!(
         line,
-        format!("{id} {old_addr} taken over by {new_addr} after 1 messages")
+        format!("{id} {old_addr} taken over by {new_addr} after 1 message")
     );
     // The takeover comes before the session goes on from the new address.
     let resumed = server.wait_for(WAIT, |l| l.contains(" resumed after "));
-    assert_eq!(resumed, format!("{id} {new_addr} resumed after 1 messages"));
+    assert_eq!(resumed, format!("{id} {new_addr} resumed after 1 message"));
 }
 
 #[test]

@@ -158,7 +158,7 @@ fn max_clients_refuses_with_server_full() {
     server.wait_for(WAIT, |l| l.ends_with(": still here"));
     first.close();
     server.wait_for(WAIT, |l| {
-        l.contains("left (closed by peer: normal close) after 1 messages")
+        l.contains("left (closed by peer: normal close) after 1 message")
     });
 
     // Its slot is free again.
@@ -258,7 +258,7 @@ fn stop_requests_end_run_gracefully_then_at_once() {
     let exit = server.finish(WAIT);
     assert!(exit.success(), "{exit:?}");
     assert!(server.seen.iter().any(
-        |l| l.starts_with(&format!("{id} ")) && l.ends_with("left (closed: server shutting down) after 1 messages")
+        |l| l.starts_with(&format!("{id} ")) && l.ends_with("left (closed: server shutting down) after 1 message")
     ));
 
     // A second request does not wait for a session that will not close.
