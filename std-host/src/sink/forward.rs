@@ -29,6 +29,7 @@ use mio::{Token, Waker};
 
 use super::nats::{self, Client, StoredMessage};
 use super::{Mark, QUEUE_BYTES};
+use soquete_text::plural;
 
 /// Records handed over and not yet stored past which the loop stops taking messages
 /// (besides [`QUEUE_BYTES`]).
@@ -442,9 +443,9 @@ impl Forward {
                 Ok(Report::Found(_)) => {}
                 Err(_) => {
                     warn!(
-                        "NATS: {} messages not stored after {limit:?}; exiting without them \
+                        "NATS: {} not stored after {limit:?}; exiting without them \
                          (their clients were not told they were delivered)",
-                        self.records - self.stored
+                        plural(self.records - self.stored, "message")
                     );
                     // The thread may be waiting for NATS: it ends with the process.
                     self.jobs = None;
@@ -610,7 +611,8 @@ impl Publisher {
     /// NATS works again (if it did not).
     fn recovered(&mut self) {
         if let Some(since) = self.outage.take() {
-            info!(
+            // At the outage warning's level: an operator sees both or neither.
+            warn!(
                 "NATS {} back after {:.1} s",
                 self.options.server,
                 since.elapsed().as_secs_f64()
@@ -626,9 +628,10 @@ impl Publisher {
         let now = Instant::now();
         if self.outage.is_none() {
             warn!(
-                "NATS {}: {e}; acknowledgements paused, {} messages waiting, connecting again",
+                "NATS {}: {}; acknowledgements paused, {} waiting, connecting again",
                 self.options.server,
-                self.unacked.len()
+                Outage(e),
+                plural(u64::try_from(self.unacked.len()).unwrap_or(u64::MAX), "message")
             );
             self.outage = Some(now);
         } else {
@@ -658,6 +661,20 @@ impl Publisher {
                 }
             }
             Err(e) => self.lost(&e),
+        }
+    }
+}
+
+/// What a lost connection's warning says: a publish that no stream answers, right
+/// after a NATS restart, is JetStream still loading its streams.
+struct Outage<'a>(&'a nats::Error);
+
+impl fmt::Display for Outage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_not_ready() {
+            f.write_str("JetStream not ready yet (no stream answers; it may be loading after a restart)")
+        } else {
+            self.0.fmt(f)
         }
     }
 }
