@@ -16,7 +16,7 @@ use crate::{client, keys, server};
 
 /// soquete: TCP messaging with message boundaries, acknowledgements and plain-text peers.
 #[derive(Debug, Parser)]
-#[command(name = "soquete", version, about)]
+#[command(name = "soquete", version, about, after_help = TOP_HELP)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -248,6 +248,11 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
         format!("{rest}:4222")
     })
 }
+
+/// The hidden subcommands, after `soquete --help`'s list.
+const TOP_HELP: &str = "\
+Shell completions: soquete completions SHELL (bash, zsh, fish, elvish, powershell).
+Man pages: soquete man [server|client] (roff; e.g. soquete man | man -l -).";
 
 /// The console, after `soquete server --help`'s options.
 const SERVER_HELP: &str = "\

@@ -12,6 +12,10 @@ fn help_lists_both_subcommands() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("server") && text.contains("client"), "{text}");
+    assert!(
+        text.contains("soquete completions SHELL") && text.contains("soquete man"),
+        "{text}"
+    );
 }
 
 #[test]
