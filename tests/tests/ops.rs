@@ -301,7 +301,7 @@ fn out_of_descriptors_clients_are_told_server_full_without_a_spin_or_a_flood() {
 fn sigterm_closes_silent_connections_at_once() {
     let mut cmd = soquete();
     cmd.args(["server", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "soquete_host::server=debug");
+        .env("RUST_LOG", "soquete_host::server=debug,soquete::stopped=info");
     let mut server = Watched::start(cmd);
     let mut silent = plain(server.addr);
     let me = silent.local_addr().unwrap();
@@ -312,8 +312,11 @@ fn sigterm_closes_silent_connections_at_once() {
         .unwrap();
     assert!(status.success());
     // Not "1 sessions did not close in time", which comes after the grace period.
-    let end = server.stderr_line(|l| l.ends_with("] shut down") || l.contains("did not close in time"));
-    assert!(end.ends_with("] shut down"), "{end}");
+    let end = server.stderr_line(|l| l.contains("stopped (") || l.contains("did not close in time"));
+    assert!(
+        end.ends_with("stopped (SIGTERM): 0 sessions closed in order, 0 lost"),
+        "{end}"
+    );
     let mut rest = Vec::new();
     assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
 }

@@ -49,7 +49,7 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
-use soquete_text::{Format, Printer};
+use soquete_text::{plural, Format, Printer};
 
 use crate::metrics::Metrics;
 use crate::secure::{ServerAuth, Stream};
@@ -162,6 +162,11 @@ impl Default for Options {
         }
     }
 }
+
+/// The log target of the line that says the server stopped (`stopped (SIGTERM): 3
+/// sessions closed in order, 0 lost`), at the info level: a program that logs only
+/// warnings can still show it.
+pub const STOPPED_TARGET: &str = "soquete::stopped";
 
 /// How [`run`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +462,8 @@ struct Server {
     accept_failing: bool,
     /// Set once SIGINT/SIGTERM arrived: the time by which the server exits.
     shutdown_deadline: Option<Instant>,
+    /// The first stop request, and how many sessions it asked to close.
+    stopping: Option<(Request, usize)>,
 }
 
 impl Server {
@@ -588,6 +595,7 @@ impl Server {
             accept_paused_until: None,
             accept_failing: false,
             shutdown_deadline: None,
+            stopping: None,
         })
     }
 
@@ -597,12 +605,14 @@ impl Server {
             let now = time::now();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
-                    info!("shut down");
+                    self.say_stopped(0);
                     break;
                 }
                 if now >= deadline {
                     warn!("{} sessions did not close in time; exiting", self.conns.len());
+                    let lost = self.conns.len();
                     self.drop_all().map_err(Error::Output)?;
+                    self.say_stopped(lost);
                     break;
                 }
             }
@@ -1197,9 +1207,11 @@ impl Server {
                     Request::Signal(signal) => Some(signal),
                     Request::Trigger | Request::Reopen => None,
                 };
+                self.say_stopped(self.conns.len());
                 return Ok(Some(Stopped::AtOnce { signal }));
             }
             self.begin_shutdown(now)?;
+            self.stopping = Some((request, self.conns.len()));
         }
         Ok(None)
     }
@@ -1240,6 +1252,25 @@ impl Server {
             mark_dirty(&mut self.dirty, conn, *token);
         }
         Ok(())
+    }
+
+    /// The one line that says the server stopped, how, and what became of the
+    /// sessions it was serving (`lost` of them did not close in order). It goes to
+    /// the log target [`STOPPED_TARGET`], which `soquete server` shows by default.
+    fn say_stopped(&self, lost: usize) {
+        let Some((request, sessions)) = self.stopping else {
+            return;
+        };
+        let how = match request {
+            Request::Signal(signal) => shutdown::signal_name(signal),
+            Request::Trigger | Request::Reopen => "stop requested",
+        };
+        let closed = sessions.saturating_sub(lost);
+        info!(
+            target: STOPPED_TARGET,
+            "stopped ({how}): {} closed in order, {lost} lost",
+            plural(u64::try_from(closed).unwrap_or(u64::MAX), "session")
+        );
     }
 
     /// The shutdown grace period is over: every remaining session leaves now.
