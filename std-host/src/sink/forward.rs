@@ -701,6 +701,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_publish_nothing_answers_is_jetstream_not_ready() {
+        let not_ready = nats::Error::Rejected {
+            index: 1019,
+            reason: "no stream takes this subject".into(),
+        };
+        assert!(Outage(&not_ready).to_string().starts_with("JetStream not ready yet"));
+        assert!(Outage(&nats::Error::NoResponders)
+            .to_string()
+            .starts_with("JetStream not ready yet"));
+        let refused = nats::Error::Rejected {
+            index: 3,
+            reason: "maximum messages exceeded".into(),
+        };
+        assert_eq!(
+            Outage(&refused).to_string(),
+            "JetStream refused publish 3: maximum messages exceeded"
+        );
+        assert_eq!(
+            Outage(&nats::Error::Closed).to_string(),
+            nats::Error::Closed.to_string()
+        );
+    }
+
+    #[test]
     fn templates_parse_and_render() {
         let t: Template = "soquete.{name}.{token}".parse().unwrap();
         assert_eq!(t, Template::default());
