@@ -311,7 +311,7 @@ fn sigterm_closes_silent_connections_at_once() {
         .status()
         .unwrap();
     assert!(status.success());
-    // Not "1 sessions did not close in time", which comes after the grace period.
+    // Not "1 session did not close in time", which comes after the grace period.
     let end = server.stderr_line(|l| l.contains("stopped (") || l.contains("did not close in time"));
     assert!(
         end.ends_with("stopped (SIGTERM): 0 sessions closed in order, 0 lost"),

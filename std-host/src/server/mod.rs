@@ -609,7 +609,7 @@ impl Server {
                     break;
                 }
                 if now >= deadline {
-                    warn!("{} sessions did not close in time; exiting", self.conns.len());
+                    warn!("{} did not close in time; exiting", sessions(self.conns.len()));
                     let lost = self.conns.len();
                     self.drop_all().map_err(Error::Output)?;
                     self.say_stopped(lost);
@@ -848,8 +848,10 @@ impl Server {
                 }
                 Err(full) => {
                     warn!(
-                        "{}: does not read ({} messages, {} bytes waiting for it); closed",
-                        conn.peer, full.messages, full.bytes
+                        "{}: does not read ({}, {} bytes waiting for it); closed",
+                        conn.peer,
+                        plural(u64::try_from(full.messages).unwrap_or(u64::MAX), "message"),
+                        full.bytes
                     );
                     self.shared.metrics.clients_dropped_slow.inc();
                     // Said if the socket takes it; not waited for.
@@ -1192,7 +1194,10 @@ impl Server {
                 self.shared.sink.reopen();
                 if let Some(auth) = &self.shared.auth {
                     match auth.reload() {
-                        Ok(n) => info!("SIGHUP: allowed keys read again: {n} keys"),
+                        Ok(n) => info!(
+                            "SIGHUP: allowed keys read again: {}",
+                            plural(u64::try_from(n).unwrap_or(u64::MAX), "key")
+                        ),
                         Err(e) => warn!("SIGHUP: cannot read the allowed keys again, the old list stays: {e:#}"),
                     }
                 }
@@ -1200,8 +1205,8 @@ impl Server {
             }
             if self.shutdown_deadline.is_some() {
                 warn!(
-                    "second stop request: exiting without waiting for {} sessions",
-                    self.conns.len()
+                    "second stop request: exiting without waiting for {}",
+                    sessions(self.conns.len())
                 );
                 let signal = match request {
                     Request::Signal(signal) => Some(signal),
@@ -1219,7 +1224,7 @@ impl Server {
     /// Stops accepting and closes every session with SHUTDOWN; they still receive (and
     /// acknowledge) what their clients already sent.
     fn begin_shutdown(&mut self, now: Instant) -> io::Result<()> {
-        info!("shutting down: closing {} sessions", self.conns.len());
+        info!("shutting down: closing {}", sessions(self.conns.len()));
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -1258,18 +1263,18 @@ impl Server {
     /// sessions it was serving (`lost` of them did not close in order). It goes to
     /// the log target [`STOPPED_TARGET`], which `soquete server` shows by default.
     fn say_stopped(&self, lost: usize) {
-        let Some((request, sessions)) = self.stopping else {
+        let Some((request, serving)) = self.stopping else {
             return;
         };
         let how = match request {
             Request::Signal(signal) => shutdown::signal_name(signal),
             Request::Trigger | Request::Reopen => "stop requested",
         };
-        let closed = sessions.saturating_sub(lost);
+        let closed = serving.saturating_sub(lost);
         info!(
             target: STOPPED_TARGET,
             "stopped ({how}): {} closed in order, {lost} lost",
-            plural(u64::try_from(closed).unwrap_or(u64::MAX), "session")
+            sessions(closed)
         );
     }
 
@@ -1289,6 +1294,11 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// `N sessions`, `1 session`.
+fn sessions(n: usize) -> String {
+    plural(u64::try_from(n).unwrap_or(u64::MAX), "session")
 }
 
 /// Raises the soft open-file limit to the hard limit, so that the server is not held

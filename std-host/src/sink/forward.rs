@@ -321,8 +321,11 @@ impl Forward {
     pub fn start(options: Options, waker: Arc<Waker>) -> Result<Forward, nats::Error> {
         let (client, state) = connect(&options)?;
         info!(
-            "forwarding to NATS {} stream {} ({} messages), subjects {}",
-            options.server, options.stream, state.messages, options.subject
+            "forwarding to NATS {} stream {} ({}), subjects {}",
+            options.server,
+            options.stream,
+            plural(state.messages, "message"),
+            options.subject
         );
         let (jobs, job_rx) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
