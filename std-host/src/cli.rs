@@ -16,7 +16,7 @@ use crate::{client, keys, server};
 
 /// soquete: TCP messaging with message boundaries, acknowledgements and plain-text peers.
 #[derive(Debug, Parser)]
-#[command(name = "soquete", version, about)]
+#[command(name = "soquete", version, about, after_help = TOP_HELP)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -81,22 +81,25 @@ pub struct ServerArgs {
                 localhost:8800, 0.0.0.0:8800, [::]:8800 (port 0 picks a free port; the address bound is printed)"
     )]
     pub listen: Listen,
-    /// Most clients served at once; more are refused with "server full".
-    #[arg(long, default_value_t = 1024)]
+    /// Most clients served at once (at least 1); more are refused with "server full".
+    #[arg(long, default_value_t = 1024, value_parser = parse_max_clients)]
     pub max_clients: usize,
     /// Largest message a client may send, in bytes.
     #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
     pub max_message: u32,
-    /// Close a session after this long without traffic (e.g. 60s, 500ms; 0 disables).
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    /// Close a session after this long without traffic (e.g. 60s, 2m; a bare number
+    /// is seconds; at least 1s, or 0 to disable).
+    #[arg(long, default_value = "120s", value_parser = parse_idle_timeout)]
     pub idle_timeout: Duration,
     /// Plain-text clients: show a partial line (no newline yet) after this long without
-    /// input (e.g. 100ms; 0 waits for the newline or the end of the connection).
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    /// input (e.g. 100ms; a bare number is seconds; at least 1ms, or 0 to wait for the
+    /// newline or the end of the connection).
+    #[arg(long, default_value = "100ms", value_parser = parse_line_gap)]
     pub line_gap: Duration,
     /// How long a binary session whose connection was lost waits for its client to
-    /// reconnect and resume it, losing and repeating nothing (0 disables resume).
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    /// reconnect and resume it, losing and repeating nothing (e.g. 60s, 5m; a bare
+    /// number is seconds; at least 100ms, or 0 to disable resume).
+    #[arg(long, default_value = "60s", value_parser = parse_resume_window)]
     pub resume_window: Duration,
     /// Print events as JSON lines instead of text (schema in the README).
     #[arg(long)]
@@ -139,8 +142,8 @@ pub struct ServerArgs {
     pub forward_subject: crate::sink::forward::Template,
     /// With --forward: the stream's duplicate window when this server creates it: a
     /// message published again (after a NATS outage) is stored once if its first copy
-    /// is younger than this.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration, requires = "forward")]
+    /// is younger than this (e.g. 2m, 1h; a bare number is seconds; at least 1s).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duplicate_window, requires = "forward")]
     pub forward_duplicate_window: Duration,
     /// The server's secret key (from `soquete keygen`): turns on the secure mode,
     /// beside binary and plain-text peers. Needs --allowed-keys.
@@ -172,6 +175,50 @@ pub struct ServerArgs {
     pub metrics: Option<Listen>,
 }
 
+/// Parses `--max-clients`: a server that takes no client is a mistake.
+fn parse_max_clients(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (e.g. 1024)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of clients (e.g. 1024)")),
+    }
+}
+
+/// A duration of at least `min` (0 too if `zero` says what it does): shorter ones
+/// are typing mistakes (`5ms` for `5s`) that would close every session at once.
+fn duration_at_least(text: &str, min: Duration, zero: Option<&str>) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return match zero {
+            Some(_) => Ok(d),
+            None => Err(format!("must be at least {min:?}")),
+        };
+    }
+    if d < min {
+        return Err(match zero {
+            Some(what) => format!("{text:?} is too short: at least {min:?} (e.g. 30s), or 0 {what}"),
+            None => format!("{text:?} is too short: at least {min:?} (e.g. 2m)"),
+        });
+    }
+    Ok(d)
+}
+
+fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    duration_at_least(text, Duration::from_secs(1), Some("to disable"))
+}
+
+fn parse_line_gap(text: &str) -> Result<Duration, String> {
+    duration_at_least(text, Duration::from_millis(1), Some("to wait for the newline"))
+}
+
+fn parse_resume_window(text: &str) -> Result<Duration, String> {
+    duration_at_least(text, Duration::from_millis(100), Some("to disable resume"))
+}
+
+fn parse_duplicate_window(text: &str) -> Result<Duration, String> {
+    duration_at_least(text, Duration::from_secs(1), None)
+}
+
 /// Parses `--forward`: `nats://HOST:PORT`, `nats://HOST`, `HOST:PORT` or `HOST`, as
 /// `HOST:PORT` (port 4222 by default).
 ///
@@ -201,6 +248,11 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
         format!("{rest}:4222")
     })
 }
+
+/// The hidden subcommands, after `soquete --help`'s list.
+const TOP_HELP: &str = "\
+Shell completions: soquete completions SHELL (bash, zsh, fish, elvish, powershell).
+Man pages: soquete man [server|client] (roff; e.g. soquete man | man -l -).";
 
 /// The console, after `soquete server --help`'s options.
 const SERVER_HELP: &str = "\
@@ -669,6 +721,31 @@ mod tests {
         };
         assert_eq!(parse("none"), None);
         assert_eq!(parse("END"), Some("END".into()));
+    }
+
+    #[test]
+    fn server_durations_take_bare_seconds_zero_and_sane_minimums() {
+        let parse = |args: &[&str]| Cli::try_parse_from(["soquete", "server"].iter().chain(args));
+        let Command::Server(s) = parse(&["--idle-timeout", "5", "--resume-window", "0.1"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a server");
+        };
+        assert_eq!(s.idle_timeout, Duration::from_secs(5));
+        assert_eq!(s.resume_window, Duration::from_millis(100));
+        let Command::Server(s) = parse(&["--idle-timeout", "0", "--line-gap", "0", "--max-clients", "1"])
+            .unwrap()
+            .command
+        else {
+            panic!("not a server");
+        };
+        assert_eq!(
+            (s.idle_timeout, s.line_gap, s.max_clients),
+            (Duration::ZERO, Duration::ZERO, 1)
+        );
+        assert!(parse(&["--idle-timeout", "999ms"]).is_err());
+        assert!(parse(&["--max-clients", "0"]).is_err());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use soquete_host::sink::forward::{encode_name, parse_msg_id};
 use soquete_host::sink::nats::{header, Client, Options};
+use soquete_tests::watched::Watched;
 use soquete_tests::{keygen, soquete, BinClient, ClientProcess, Server, WAIT};
 
 /// Longest wait for one client or server to finish.
@@ -201,7 +202,8 @@ fn nats_killed_and_restarted_mid_stream_stores_every_line_once() {
     const CLIENTS: usize = 4;
     const LINES: usize = 10_000;
     let mut nats = Nats::start();
-    let server = Server::start(&["--forward", &nats.url()]);
+    // At the default log level: the operator's view of the outage.
+    let mut server = Watched::server(&["--forward", &nats.url()], "warn");
     let clients = start_clients(&server.addr.to_string(), CLIENTS, LINES);
 
     nats.wait_stored((CLIENTS * LINES / 4) as u64);
@@ -210,6 +212,22 @@ fn nats_killed_and_restarted_mid_stream_stores_every_line_once() {
 
     expect_all_acknowledged(clients, LINES);
     expect_exactly_once(&nats, CLIENTS, LINES);
+
+    // One warning for the outage, one line for the recovery, at the same level.
+    let paused = server.stderr_line(|l| l.contains("acknowledgements paused"));
+    let back = server.stderr_line(|l| l.contains(" back after "));
+    assert!(paused.contains("WARN"), "{paused}");
+    assert!(back.contains("WARN"), "{back}");
+    assert!(
+        !paused.contains("refused publish"),
+        "a restart is not a refusal: {paused}"
+    );
+    let again: Vec<String> = server
+        .stderr
+        .try_iter()
+        .filter(|l| l.contains("acknowledgements paused"))
+        .collect();
+    assert!(again.is_empty(), "one warning per outage: {again:?}");
 }
 
 #[test]

@@ -190,7 +190,7 @@ fn sequence_numbers_that_skip_or_go_back_get_bad_sequence() {
         assert_eq!(c.closed, Some(Closure::PeerError(Code::BadSequence)));
         let left = server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));
         assert!(
-            left.ends_with("left (aborted: bad sequence number) after 1 messages"),
+            left.ends_with("left (aborted: bad sequence number) after 1 message"),
             "{left}"
         );
     }
@@ -222,7 +222,7 @@ fn too_long_plain_line_gets_an_err_line() {
     assert_eq!(String::from_utf8_lossy(&reply), "ERR line too long (max 100 bytes)\n");
     server.wait_for(WAIT, |l| l.ends_with(": short"));
     server.wait_for(WAIT, |l| {
-        l.contains(" left (aborted: message too large) after 1 messages")
+        l.contains(" left (aborted: message too large) after 1 message")
     });
     calm_round(&mut server, "calm", 5);
 }

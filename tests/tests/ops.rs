@@ -109,11 +109,11 @@ fn takeover_is_printed_with_the_new_address() {
     let line = server.wait_for(WAIT, |l| l.contains(" taken over "));
     assert_eq!(
         line,
-        format!("{id} {old_addr} taken over by {new_addr} after 1 messages")
+        format!("{id} {old_addr} taken over by {new_addr} after 1 message")
     );
     // The takeover comes before the session goes on from the new address.
     let resumed = server.wait_for(WAIT, |l| l.contains(" resumed after "));
-    assert_eq!(resumed, format!("{id} {new_addr} resumed after 1 messages"));
+    assert_eq!(resumed, format!("{id} {new_addr} resumed after 1 message"));
 }
 
 #[test]
@@ -301,7 +301,7 @@ fn out_of_descriptors_clients_are_told_server_full_without_a_spin_or_a_flood() {
 fn sigterm_closes_silent_connections_at_once() {
     let mut cmd = soquete();
     cmd.args(["server", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "soquete_host::server=debug");
+        .env("RUST_LOG", "soquete_host::server=debug,soquete::stopped=info");
     let mut server = Watched::start(cmd);
     let mut silent = plain(server.addr);
     let me = silent.local_addr().unwrap();
@@ -311,9 +311,12 @@ fn sigterm_closes_silent_connections_at_once() {
         .status()
         .unwrap();
     assert!(status.success());
-    // Not "1 sessions did not close in time", which comes after the grace period.
-    let end = server.stderr_line(|l| l.ends_with("] shut down") || l.contains("did not close in time"));
-    assert!(end.ends_with("] shut down"), "{end}");
+    // Not "1 session did not close in time", which comes after the grace period.
+    let end = server.stderr_line(|l| l.contains("stopped (") || l.contains("did not close in time"));
+    assert!(
+        end.ends_with("stopped (SIGTERM): 0 sessions closed in order, 0 lost"),
+        "{end}"
+    );
     let mut rest = Vec::new();
     assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed without a word");
 }

@@ -97,7 +97,7 @@ fn lost_session_is_forgotten_after_the_resume_window() {
     assert!(lost.contains("may resume within 300ms"), "{lost}");
     let left = server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left ("));
     assert!(
-        left.ends_with("left (not resumed within 300ms) after 1 messages"),
+        left.ends_with("left (not resumed within 300ms) after 1 message"),
         "{left}"
     );
 
@@ -126,7 +126,7 @@ fn zero_resume_window_ends_sessions_at_once() {
         l.starts_with(&format!("{id} ")) && (l.contains(" left (") || l.contains(" lost ("))
     });
     assert!(
-        left.contains("left (connection closed by peer) after 1 messages"),
+        left.contains("left (connection closed by peer) after 1 message"),
         "{left}"
     );
     c.cut();

@@ -5,14 +5,15 @@
 //! Nothing here sleeps to synchronise: tests wait for printed lines or socket reads,
 //! every wait bounded.
 
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant as StdInstant};
 
 use soquete_core::{Closure, Code};
 use soquete_host::server::Stopped;
-use soquete_tests::{messages_of, plain, read_to_eof, BinClient as Client, Exit, Server, WAIT};
+use soquete_tests::watched::Watched;
+use soquete_tests::{messages_of, plain, read_to_eof, soquete, BinClient as Client, Exit, Server, WAIT};
 
 /// Bound of a wait for a server to work through a flood, a safety stop only.
 const DRAIN: Duration = Duration::from_secs(60);
@@ -158,7 +159,7 @@ fn max_clients_refuses_with_server_full() {
     server.wait_for(WAIT, |l| l.ends_with(": still here"));
     first.close();
     server.wait_for(WAIT, |l| {
-        l.contains("left (closed by peer: normal close) after 1 messages")
+        l.contains("left (closed by peer: normal close) after 1 message")
     });
 
     // Its slot is free again.
@@ -258,7 +259,7 @@ fn stop_requests_end_run_gracefully_then_at_once() {
     let exit = server.finish(WAIT);
     assert!(exit.success(), "{exit:?}");
     assert!(server.seen.iter().any(
-        |l| l.starts_with(&format!("{id} ")) && l.ends_with("left (closed: server shutting down) after 1 messages")
+        |l| l.starts_with(&format!("{id} ")) && l.ends_with("left (closed: server shutting down) after 1 message")
     ));
 
     // A second request does not wait for a session that will not close.
@@ -271,6 +272,64 @@ fn stop_requests_end_run_gracefully_then_at_once() {
         Exit::InProcess(Ok(Stopped::AtOnce { signal: None })) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// The real binary at the default log level, its console off.
+fn default_binary(extra: &[&str]) -> Watched {
+    let mut cmd = soquete();
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--no-console"])
+        .args(extra)
+        .env_remove("RUST_LOG");
+    Watched::start(cmd)
+}
+
+fn kill(server: &Watched, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), server.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+#[test]
+fn the_binary_says_how_it_stopped() {
+    // The line is in the log (stderr): the output stays events only.
+    let mut server = default_binary(&[]);
+    let mut clients: Vec<Client> = ["ana", "bea"].iter().map(|n| Client::connect(server.addr, n)).collect();
+    for c in &mut clients {
+        c.send(b"one");
+        c.wait("the acknowledgement", |c| c.acked == 1);
+    }
+    kill(&server, "TERM");
+    for c in &mut clients {
+        c.wait("the server's close", |c| c.closed.is_some());
+    }
+    let line = server.stderr_line(|l| l.contains("stopped ("));
+    assert!(
+        line.ends_with("stopped (SIGTERM): 2 sessions closed in order, 0 lost"),
+        "{line}"
+    );
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+    assert!(server.stdout.try_iter().all(|l| !l.contains("stopped")));
+
+    // A second request: the session that did not answer the close is lost.
+    let mut server = default_binary(&[]);
+    let deaf = Client::connect(server.addr, "deaf");
+    server.stdout_line(|l| l.contains("deaf"));
+    kill(&server, "INT");
+    // The server's close arriving says the first request was taken; the client does
+    // not answer it.
+    let deadline = StdInstant::now() + WAIT;
+    let mut byte = [0; 1];
+    while !matches!((&deaf.stream).read(&mut byte), Ok(1)) {
+        assert!(StdInstant::now() < deadline, "no close from the server");
+    }
+    kill(&server, "INT");
+    let line = server.stderr_line(|l| l.contains("stopped ("));
+    assert!(
+        line.ends_with("stopped (SIGINT): 0 sessions closed in order, 1 lost"),
+        "{line}"
+    );
 }
 
 #[test]

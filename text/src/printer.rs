@@ -231,7 +231,7 @@ impl<W: Write> Printer<W> {
         self.forget(id);
         self.start()?;
         match self.format {
-            Format::Text => writeln!(self.out, "#{id} {peer} left ({reason}) after {messages} messages"),
+            Format::Text => writeln!(self.out, "#{id} {peer} left ({reason}) after {}", count(messages)),
             Format::Json => {
                 write!(
                     self.out,
@@ -258,7 +258,8 @@ impl<W: Write> Printer<W> {
         match self.format {
             Format::Text => writeln!(
                 self.out,
-                "#{id} {peer} lost ({reason}) after {messages} messages; may resume within {window}"
+                "#{id} {peer} lost ({reason}) after {}; may resume within {window}",
+                count(messages)
             ),
             Format::Json => {
                 write!(
@@ -286,7 +287,7 @@ impl<W: Write> Printer<W> {
         self.forget(id);
         self.start()?;
         match self.format {
-            Format::Text => writeln!(self.out, "#{id} {peer} resumed after {messages} messages"),
+            Format::Text => writeln!(self.out, "#{id} {peer} resumed after {}", count(messages)),
             Format::Json => {
                 write!(
                     self.out,
@@ -305,7 +306,7 @@ impl<W: Write> Printer<W> {
         self.forget(id);
         self.start()?;
         match self.format {
-            Format::Text => writeln!(self.out, "#{id} {peer} taken over by {new} after {messages} messages"),
+            Format::Text => writeln!(self.out, "#{id} {peer} taken over by {new} after {}", count(messages)),
             Format::Json => writeln!(
                 self.out,
                 r#""event":"taken_over","id":{id},"peer":"{peer}","by":"{new}","messages":{messages}}}"#
@@ -381,6 +382,21 @@ fn write_u64<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
         }
     }
     out.write_all(&buf[at..])
+}
+
+/// `N NOUNs`, or `1 NOUN` for one: `plural(1, "message")` is `1 message`, `plural(3,
+/// "message")` is `3 messages`.
+#[must_use]
+pub fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+fn count(messages: u64) -> String {
+    plural(messages, "message")
 }
 
 #[cfg(test)]
@@ -587,7 +603,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(p.out).unwrap(),
             "listening on 127.0.0.1:8800\n#1 127.0.0.1:5 connected as \"ana\"\n#2 127.0.0.1:6 connected (plain text)\n\
-             #1 127.0.0.1:5: hi\\e\n#1 127.0.0.1:5 left (closed by peer: normal close) after 1 messages\n\
+             #1 127.0.0.1:5: hi\\e\n#1 127.0.0.1:5 left (closed by peer: normal close) after 1 message\n\
              #3 127.0.0.1:7 refused (server full)\n"
         );
     }
@@ -638,8 +654,8 @@ mod tests {
         p.message(1, "127.0.0.1:6", 2, b"b").unwrap();
         assert_eq!(
             String::from_utf8(p.out).unwrap(),
-            "#1 127.0.0.1:5: a\n#1 127.0.0.1:5 lost (connection closed by peer) after 1 messages; may resume within 60s\n\
-             #1 127.0.0.1:6 resumed after 1 messages\n#1 127.0.0.1:6: b\n"
+            "#1 127.0.0.1:5: a\n#1 127.0.0.1:5 lost (connection closed by peer) after 1 message; may resume within 60s\n\
+             #1 127.0.0.1:6 resumed after 1 message\n#1 127.0.0.1:6: b\n"
         );
     }
 }

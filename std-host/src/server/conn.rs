@@ -130,8 +130,9 @@ impl fmt::Display for Reason {
             Reason::Stalled => f.write_str("peer stopped reading"),
             Reason::Overflow(full) => write!(
                 f,
-                "did not read: {} messages ({} bytes) waiting for it",
-                full.messages, full.bytes
+                "did not read: {} ({} bytes) waiting for it",
+                soquete_text::plural(u64::try_from(full.messages).unwrap_or(u64::MAX), "message"),
+                full.bytes
             ),
         }
     }

@@ -49,7 +49,7 @@ use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use soquete_core::{Code, Config, Duration, Instant, Session};
-use soquete_text::{Format, Printer};
+use soquete_text::{plural, Format, Printer};
 
 use crate::metrics::Metrics;
 use crate::secure::{ServerAuth, Stream};
@@ -162,6 +162,11 @@ impl Default for Options {
         }
     }
 }
+
+/// The log target of the line that says the server stopped (`stopped (SIGTERM): 3
+/// sessions closed in order, 0 lost`), at the info level: a program that logs only
+/// warnings can still show it.
+pub const STOPPED_TARGET: &str = "soquete::stopped";
 
 /// How [`run`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -457,6 +462,8 @@ struct Server {
     accept_failing: bool,
     /// Set once SIGINT/SIGTERM arrived: the time by which the server exits.
     shutdown_deadline: Option<Instant>,
+    /// The first stop request, and how many sessions it asked to close.
+    stopping: Option<(Request, usize)>,
 }
 
 impl Server {
@@ -588,6 +595,7 @@ impl Server {
             accept_paused_until: None,
             accept_failing: false,
             shutdown_deadline: None,
+            stopping: None,
         })
     }
 
@@ -597,12 +605,14 @@ impl Server {
             let now = time::now();
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
-                    info!("shut down");
+                    self.say_stopped(0);
                     break;
                 }
                 if now >= deadline {
-                    warn!("{} sessions did not close in time; exiting", self.conns.len());
+                    warn!("{} did not close in time; exiting", sessions(self.conns.len()));
+                    let lost = self.conns.len();
                     self.drop_all().map_err(Error::Output)?;
+                    self.say_stopped(lost);
                     break;
                 }
             }
@@ -838,8 +848,10 @@ impl Server {
                 }
                 Err(full) => {
                     warn!(
-                        "{}: does not read ({} messages, {} bytes waiting for it); closed",
-                        conn.peer, full.messages, full.bytes
+                        "{}: does not read ({}, {} bytes waiting for it); closed",
+                        conn.peer,
+                        plural(u64::try_from(full.messages).unwrap_or(u64::MAX), "message"),
+                        full.bytes
                     );
                     self.shared.metrics.clients_dropped_slow.inc();
                     // Said if the socket takes it; not waited for.
@@ -1182,7 +1194,10 @@ impl Server {
                 self.shared.sink.reopen();
                 if let Some(auth) = &self.shared.auth {
                     match auth.reload() {
-                        Ok(n) => info!("SIGHUP: allowed keys read again: {n} keys"),
+                        Ok(n) => info!(
+                            "SIGHUP: allowed keys read again: {}",
+                            plural(u64::try_from(n).unwrap_or(u64::MAX), "key")
+                        ),
                         Err(e) => warn!("SIGHUP: cannot read the allowed keys again, the old list stays: {e:#}"),
                     }
                 }
@@ -1190,16 +1205,18 @@ impl Server {
             }
             if self.shutdown_deadline.is_some() {
                 warn!(
-                    "second stop request: exiting without waiting for {} sessions",
-                    self.conns.len()
+                    "second stop request: exiting without waiting for {}",
+                    sessions(self.conns.len())
                 );
                 let signal = match request {
                     Request::Signal(signal) => Some(signal),
                     Request::Trigger | Request::Reopen => None,
                 };
+                self.say_stopped(self.conns.len());
                 return Ok(Some(Stopped::AtOnce { signal }));
             }
             self.begin_shutdown(now)?;
+            self.stopping = Some((request, self.conns.len()));
         }
         Ok(None)
     }
@@ -1207,7 +1224,7 @@ impl Server {
     /// Stops accepting and closes every session with SHUTDOWN; they still receive (and
     /// acknowledge) what their clients already sent.
     fn begin_shutdown(&mut self, now: Instant) -> io::Result<()> {
-        info!("shutting down: closing {} sessions", self.conns.len());
+        info!("shutting down: closing {}", sessions(self.conns.len()));
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -1242,6 +1259,25 @@ impl Server {
         Ok(())
     }
 
+    /// The one line that says the server stopped, how, and what became of the
+    /// sessions it was serving (`lost` of them did not close in order). It goes to
+    /// the log target [`STOPPED_TARGET`], which `soquete server` shows by default.
+    fn say_stopped(&self, lost: usize) {
+        let Some((request, serving)) = self.stopping else {
+            return;
+        };
+        let how = match request {
+            Request::Signal(signal) => shutdown::signal_name(signal),
+            Request::Trigger | Request::Reopen => "stop requested",
+        };
+        let closed = serving.saturating_sub(lost);
+        info!(
+            target: STOPPED_TARGET,
+            "stopped ({how}): {} closed in order, {lost} lost",
+            sessions(closed)
+        );
+    }
+
     /// The shutdown grace period is over: every remaining session leaves now.
     fn drop_all(&mut self) -> io::Result<()> {
         let tokens: Vec<Token> = self.conns.keys().copied().collect();
@@ -1258,6 +1294,11 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// `N sessions`, `1 session`.
+fn sessions(n: usize) -> String {
+    plural(u64::try_from(n).unwrap_or(u64::MAX), "session")
 }
 
 /// Raises the soft open-file limit to the hard limit, so that the server is not held

@@ -48,6 +48,15 @@ pub(super) enum Request {
     Reopen,
 }
 
+/// `SIGINT`, `SIGTERM`… for the stop signals, as a user knows them.
+pub(super) fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}
+
 /// Stops a server started with [`Shutdown::trigger`]'s other half.
 #[derive(Debug)]
 pub struct Trigger {

@@ -29,6 +29,7 @@ use mio::{Token, Waker};
 
 use super::nats::{self, Client, StoredMessage};
 use super::{Mark, QUEUE_BYTES};
+use soquete_text::plural;
 
 /// Records handed over and not yet stored past which the loop stops taking messages
 /// (besides [`QUEUE_BYTES`]).
@@ -320,8 +321,11 @@ impl Forward {
     pub fn start(options: Options, waker: Arc<Waker>) -> Result<Forward, nats::Error> {
         let (client, state) = connect(&options)?;
         info!(
-            "forwarding to NATS {} stream {} ({} messages), subjects {}",
-            options.server, options.stream, state.messages, options.subject
+            "forwarding to NATS {} stream {} ({}), subjects {}",
+            options.server,
+            options.stream,
+            plural(state.messages, "message"),
+            options.subject
         );
         let (jobs, job_rx) = mpsc::channel();
         let (report_tx, reports) = mpsc::channel();
@@ -442,9 +446,9 @@ impl Forward {
                 Ok(Report::Found(_)) => {}
                 Err(_) => {
                     warn!(
-                        "NATS: {} messages not stored after {limit:?}; exiting without them \
+                        "NATS: {} not stored after {limit:?}; exiting without them \
                          (their clients were not told they were delivered)",
-                        self.records - self.stored
+                        plural(self.records - self.stored, "message")
                     );
                     // The thread may be waiting for NATS: it ends with the process.
                     self.jobs = None;
@@ -610,7 +614,8 @@ impl Publisher {
     /// NATS works again (if it did not).
     fn recovered(&mut self) {
         if let Some(since) = self.outage.take() {
-            info!(
+            // At the outage warning's level: an operator sees both or neither.
+            warn!(
                 "NATS {} back after {:.1} s",
                 self.options.server,
                 since.elapsed().as_secs_f64()
@@ -626,9 +631,10 @@ impl Publisher {
         let now = Instant::now();
         if self.outage.is_none() {
             warn!(
-                "NATS {}: {e}; acknowledgements paused, {} messages waiting, connecting again",
+                "NATS {}: {}; acknowledgements paused, {} waiting, connecting again",
                 self.options.server,
-                self.unacked.len()
+                Outage(e),
+                plural(u64::try_from(self.unacked.len()).unwrap_or(u64::MAX), "message")
             );
             self.outage = Some(now);
         } else {
@@ -662,6 +668,20 @@ impl Publisher {
     }
 }
 
+/// What a lost connection's warning says: a publish that no stream answers, right
+/// after a NATS restart, is JetStream still loading its streams.
+struct Outage<'a>(&'a nats::Error);
+
+impl fmt::Display for Outage<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_not_ready() {
+            f.write_str("JetStream not ready yet (no stream answers; it may be loading after a restart)")
+        } else {
+            self.0.fmt(f)
+        }
+    }
+}
+
 fn report_to(reports: &Sender<Report>, waker: &Waker, report: Report) {
     if reports.send(report).is_ok() {
         if let Err(e) = waker.wake() {
@@ -682,6 +702,30 @@ fn last_seq(last: Option<&StoredMessage>, token: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_publish_nothing_answers_is_jetstream_not_ready() {
+        let not_ready = nats::Error::Rejected {
+            index: 1019,
+            reason: "no stream takes this subject".into(),
+        };
+        assert!(Outage(&not_ready).to_string().starts_with("JetStream not ready yet"));
+        assert!(Outage(&nats::Error::NoResponders)
+            .to_string()
+            .starts_with("JetStream not ready yet"));
+        let refused = nats::Error::Rejected {
+            index: 3,
+            reason: "maximum messages exceeded".into(),
+        };
+        assert_eq!(
+            Outage(&refused).to_string(),
+            "JetStream refused publish 3: maximum messages exceeded"
+        );
+        assert_eq!(
+            Outage(&nats::Error::Closed).to_string(),
+            nats::Error::Closed.to_string()
+        );
+    }
 
     #[test]
     fn templates_parse_and_render() {

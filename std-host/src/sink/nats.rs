@@ -107,6 +107,19 @@ pub enum Error {
     TooLarge,
 }
 
+impl Error {
+    /// Nothing answers JetStream requests or publishes: JetStream is off, or not
+    /// ready yet (loading its streams after a restart).
+    #[must_use]
+    pub fn is_not_ready(&self) -> bool {
+        match self {
+            Error::NoResponders => true,
+            Error::Rejected { reason, .. } => reason == NO_STREAM,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -956,11 +969,14 @@ fn stored_message(answer: Result<Value, Error>) -> Result<Option<StoredMessage>,
     }))
 }
 
+/// A publish's refusal when nothing answers it (status 503).
+const NO_STREAM: &str = "no stream takes this subject";
+
 /// What a publish's reply says.
 fn pub_reply(headers: Option<&[u8]>, payload: &[u8]) -> Reply {
     if let Some(code) = headers.and_then(status) {
         if code == 503 {
-            return Reply::Refused("no stream takes this subject".into());
+            return Reply::Refused(NO_STREAM.into());
         }
         if code >= 400 {
             return Reply::Refused(format!("status {code}"));
