@@ -41,7 +41,7 @@ use crate::keys;
 use crate::pump::{self, OneRead, ReadStop, WriteStop};
 use crate::secure::{self, ClientKeys, SecureError, Stream};
 use crate::time::{self, human};
-use soquete_text::write_escaped;
+use soquete_text::{plural, write_escaped};
 
 /// Largest message accepted from the server.
 const MAX_MESSAGE: u32 = 65536;
@@ -194,15 +194,6 @@ pub fn parse_timeout(s: &str) -> Result<StdDuration, String> {
         return Err("must be more than 0 (e.g. 10s, 500ms)".into());
     }
     Ok(d)
-}
-
-/// `n` and `noun`, plural unless `n` is 1: `1 line`, `0 lines`, `2 lines`.
-fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
 }
 
 /// Resolves `target` and connects to the first address that answers within `timeout`.
@@ -426,12 +417,16 @@ impl Meter {
                     bar.set_message(match session.mode() {
                         Mode::Binary => format!(
                             "sent {}, {} acknowledged ({:.0}/s)",
-                            count(stats.sent, "message"),
+                            plural(stats.sent, "message"),
                             stats.acked,
                             stats.acked as f64 / secs
                         ),
                         Mode::Plain => {
-                            format!("sent {} ({:.0}/s)", count(stats.sent, "line"), stats.sent as f64 / secs)
+                            format!(
+                                "sent {} ({:.0}/s)",
+                                plural(stats.sent, "line"),
+                                stats.sent as f64 / secs
+                            )
                         }
                     });
                     bar.tick();
@@ -1197,7 +1192,7 @@ impl Client {
         if complete {
             format!("{sent} of {} lines, {n} not sent", sent + n)
         } else {
-            format!("{}, input not finished", count(sent, "line"))
+            format!("{}, input not finished", plural(sent, "line"))
         }
     }
 
@@ -1240,8 +1235,8 @@ impl Client {
                 Some(r) if r.reconnects > 0 => {
                     format!(
                         " ({}, {} resumed)",
-                        count(r.reconnects, "reconnect"),
-                        count(r.resumed, "session")
+                        plural(r.reconnects, "reconnect"),
+                        plural(r.resumed, "session")
                     )
                 }
                 _ => String::new(),
@@ -1249,13 +1244,13 @@ impl Client {
             match mode {
                 Mode::Binary => eprintln!(
                     "sent {}, {} acknowledged, {} received{reconnects}",
-                    count(stats.sent, "message"),
+                    plural(stats.sent, "message"),
                     stats.acked,
                     stats.received
                 ),
                 Mode::Plain => eprintln!(
                     "sent {} (plain text: no acknowledgements), {} received",
-                    count(stats.sent, "line"),
+                    plural(stats.sent, "line"),
                     stats.received + self.late_lines
                 ),
             }
