@@ -3,97 +3,13 @@
 //!
 //! Readiness is always a printed line or a socket read; nothing sleeps.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Instant;
 
+use soquete_tests::watched::Watched;
 use soquete_tests::{plain, soquete, BinClient, Server, WAIT};
-
-/// The real binary with its standard output and its log (stderr) both read line by
-/// line; killed when dropped.
-struct Watched {
-    child: Child,
-    addr: SocketAddr,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    /// Every line seen so far, of either stream, for failure messages.
-    seen: Vec<String>,
-}
-
-impl Watched {
-    /// Runs `cmd` (a `soquete server --listen 127.0.0.1:0 …` command line) and waits
-    /// for its "listening on" line.
-    fn start(mut cmd: Command) -> Watched {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn soquete server");
-        let stdout = lines_of(child.stdout.take().expect("stdout"));
-        let stderr = lines_of(child.stderr.take().expect("stderr"));
-        let mut w = Watched {
-            child,
-            addr: "0.0.0.0:0".parse().expect("addr"),
-            stdout,
-            stderr,
-            seen: Vec::new(),
-        };
-        let first = w.stdout_line(|l| l.starts_with("listening on "));
-        w.addr = first["listening on ".len()..].parse().expect("listen address");
-        w
-    }
-
-    fn stdout_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        wait_line(&self.stdout, &mut self.seen, "stdout", pred)
-    }
-
-    fn stderr_line(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        wait_line(&self.stderr, &mut self.seen, "stderr", pred)
-    }
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The next line of `lines` that satisfies `pred`, within [`WAIT`]; panics with what
-/// was seen otherwise.
-fn wait_line(lines: &Receiver<String>, seen: &mut Vec<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) if pred(&line) => return line,
-            Ok(line) => seen.push(format!("{what}: {line}")),
-            Err(_) => panic!("no matching {what} line within {WAIT:?}; saw:\n{}", seen.join("\n")),
-        }
-    }
-}
-
-/// Forwards every line of `r` to a channel (lossy UTF-8, long lines cut short).
-fn lines_of(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(r);
-        let mut buf = Vec::new();
-        while matches!(reader.read_until(b'\n', &mut buf), Ok(1..)) {
-            buf.truncate(256);
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-            buf.clear();
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
 
 #[test]
 fn takeover_is_printed_with_the_new_address() {
