@@ -788,17 +788,25 @@ impl Serving<'_> {
             last_seq: 0,
         });
         if resumable {
-            if let Some(auth) = &shared.auth {
-                let registry = &shared.registry;
-                let key = self.identity.get().map(|i| i.key);
-                let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
-                auth.bind(token, key, limit, |t| registry.get(t).is_some());
-            }
-            if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
-                shared
-                    .printer
-                    .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
-            }
+            self.keep_for_resume(token, id)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps session `token` (#`id`) for a resume: bound to this peer's key in the
+    /// secure mode, and in the registry, which may forget its oldest lost session.
+    fn keep_for_resume(&mut self, token: u64, id: u64) -> io::Result<()> {
+        let shared = &mut *self.shared;
+        if let Some(auth) = &shared.auth {
+            let registry = &shared.registry;
+            let key = self.identity.get().map(|i| i.key);
+            let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
+            auth.bind(token, key, limit, |t| registry.get(t).is_some());
+        }
+        if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
+            shared
+                .printer
+                .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
         }
         Ok(())
     }
@@ -877,17 +885,8 @@ impl Serving<'_> {
         if let Err(e) = self.session.accept(token, Some(last)) {
             warn!("{}: cannot resume session: {e}", self.peer);
         }
-        if let Some(auth) = &shared.auth {
-            // Its key from now on, as for a session opened here.
-            let registry = &shared.registry;
-            let limit = shared.max_clients.saturating_mul(8).saturating_add(128);
-            auth.bind(token, key, limit, |t| registry.get(t).is_some());
-        }
-        if let Some(gone) = shared.registry.insert(token, id, self.peer, self.token) {
-            shared
-                .printer
-                .left(gone.id, gone.peer, "not resumed: too many lost sessions", gone.messages)?;
-        }
+        // Its key from now on, as for a session opened here.
+        self.keep_for_resume(token, id)?;
         *self.state = State::Accepted(Served {
             id,
             token,
@@ -895,13 +894,13 @@ impl Serving<'_> {
             printed: last,
             last_seq: last,
         });
-        shared.active += 1;
+        self.shared.active += 1;
         info!(
             "{}: session {token:#x} resumed from the stream after message {last}",
             self.peer
         );
         let auth = self.identity.get().map(|i| i.name.as_str());
-        shared.printer.resumed_auth(id, self.peer, last, auth)
+        self.shared.printer.resumed_auth(id, self.peer, last, auth)
     }
 
     fn refuse(&mut self, code: Code) -> io::Result<()> {
