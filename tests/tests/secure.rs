@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use soquete_tests::{messages_of, plain, read_to_eof, soquete, ClientProcess, Server, WAIT};
+use soquete_tests::{keygen, messages_of, plain, read_to_eof, soquete, ClientProcess, Server, WAIT};
 
 /// Longest a client process may take in these tests.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -28,18 +28,6 @@ fn scratch(test: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// `soquete keygen --out DIR/NAME.key`; returns the key file and the public key text.
-fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let path = dir.join(format!("{name}.key"));
-    let out = soquete()
-        .args(["keygen", "--out", path.to_str().unwrap()])
-        .output()
-        .expect("run soquete keygen");
-    assert!(out.status.success(), "keygen: {out:?}");
-    let public = String::from_utf8(out.stdout).unwrap().trim_end().to_owned();
-    (path.to_str().unwrap().to_owned(), public)
 }
 
 /// A server's keys and one allowed device ("sensor-1"), plus a device not allowed.
