@@ -119,7 +119,7 @@
 )]
 #![deny(missing_docs)]
 
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 // First: its macros are visible in the modules after it.

@@ -42,6 +42,7 @@
 //! assert!(server.poll_plaintext().starts_with(&[0xfe, 0x53, 0x51, 0x54]));
 //! ```
 
+mod curve;
 mod error;
 mod handshake;
 mod keys;
@@ -50,6 +51,9 @@ mod record;
 use core::fmt;
 use core::mem;
 
+#[cfg(feature = "std")]
+pub use curve::Memo;
+pub use curve::{Curve, Ladder};
 pub use error::{Alert, Error};
 pub use keys::{PublicKey, SecretKey, KEY_LEN};
 pub use record::{detect, Detection, HEADER_LEN, MAGIC, MAX_EARLY, MAX_RECORD, MIN_RECORD, TAG_LEN};
@@ -109,18 +113,18 @@ pub enum Event {
     Established,
 }
 
-enum State {
+enum State<C: Curve> {
     /// Client: the first handshake message is not written yet (it carries the
     /// session's first bytes, [`Secure::seal`]).
-    Start(Handshake),
+    Start(Handshake<C>),
     /// Client: first message sent; waiting for the server's answer.
-    AwaitResp(Handshake),
+    AwaitResp(Handshake<C>),
     /// Server: waiting for the client's first message.
-    AwaitInit(Handshake),
+    AwaitInit(Handshake<C>),
     /// Server: the client's key is known; the application decides.
-    Decide(Handshake),
+    Decide(Handshake<C>),
     /// Server: key accepted; the answer goes out with the session's first bytes.
-    Respond(Handshake),
+    Respond(Handshake<C>),
     /// Handshake done: records in both directions.
     Transport {
         send: Cipher,
@@ -135,7 +139,7 @@ enum State {
     Busy,
 }
 
-impl State {
+impl<C: Curve> State<C> {
     fn name(&self) -> &'static str {
         match self {
             State::Start(_) => "Start",
@@ -152,9 +156,9 @@ impl State {
 
 /// One secure connection: handshake, then encrypted records. See the
 /// [module docs](self).
-pub struct Secure<R, T> {
+pub struct Secure<R, T, C: Curve = Ladder> {
     role: Role,
-    state: State,
+    state: State<C>,
     config: Config,
     /// Handshake deadline; `None` once the handshake is complete.
     deadline: Option<Instant>,
@@ -183,7 +187,7 @@ pub struct Secure<R, T> {
     tx_end: usize,
 }
 
-impl<R, T> fmt::Debug for Secure<R, T> {
+impl<R, T, C: Curve> fmt::Debug for Secure<R, T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Secure")
             .field("role", &self.role)
@@ -215,10 +219,7 @@ where
         tx: T,
         now: Instant,
     ) -> Result<Self, Error> {
-        let hs = handshake::initiator(secret, ephemeral, &server);
-        let mut s = Self::new(Role::Client, State::Start(hs), config, rx, tx, now)?;
-        s.peer = Some(server);
-        Ok(s)
+        Self::client_with(config, secret, server, ephemeral, rx, tx, now)
     }
 
     /// A server with its static key. `ephemeral` as for [`client`](Self::client).
@@ -235,11 +236,53 @@ where
         tx: T,
         now: Instant,
     ) -> Result<Self, Error> {
-        let hs = handshake::responder(secret, ephemeral);
+        Self::server_with(config, secret, ephemeral, rx, tx, now)
+    }
+}
+
+impl<R, T, C> Secure<R, T, C>
+where
+    R: AsRef<[u8]> + AsMut<[u8]>,
+    T: AsRef<[u8]> + AsMut<[u8]>,
+    C: Curve,
+{
+    /// [`Secure::client`] with the X25519 of `C` (another [`Curve`] than the default
+    /// [`Ladder`]): `Secure::<_, _, C>::client_with(…)`.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] if `rx` or `tx` is shorter than [`MIN_BUFFER_LEN`].
+    pub fn client_with(
+        config: Config,
+        secret: &SecretKey,
+        server: PublicKey,
+        ephemeral: [u8; KEY_LEN],
+        rx: R,
+        tx: T,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let hs = handshake::initiator::<C>(secret, ephemeral, &server);
+        let mut s = Self::new(Role::Client, State::Start(hs), config, rx, tx, now)?;
+        s.peer = Some(server);
+        Ok(s)
+    }
+
+    /// [`Secure::server`] with the X25519 of `C`: `Secure::<_, _, C>::server_with(…)`.
+    ///
+    /// # Errors
+    /// [`Error::BufferTooSmall`] if `rx` or `tx` is shorter than [`MIN_BUFFER_LEN`].
+    pub fn server_with(
+        config: Config,
+        secret: &SecretKey,
+        ephemeral: [u8; KEY_LEN],
+        rx: R,
+        tx: T,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let hs = handshake::responder::<C>(secret, ephemeral);
         Self::new(Role::Server, State::AwaitInit(hs), config, rx, tx, now)
     }
 
-    fn new(role: Role, state: State, config: Config, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
+    fn new(role: Role, state: State<C>, config: Config, rx: R, tx: T, now: Instant) -> Result<Self, Error> {
         if rx.as_ref().len() < MIN_BUFFER_LEN || tx.as_ref().len() < MIN_BUFFER_LEN {
             return Err(Error::BufferTooSmall);
         }
@@ -316,7 +359,7 @@ where
             .min(MAX_RECORD)
     }
 
-    fn set_state(&mut self, next: State) {
+    fn set_state(&mut self, next: State<C>) {
         log_at!(
             trace,
             "secure {}: {} -> {}",
@@ -658,7 +701,7 @@ where
     /// where the early data is and the peer's `max_record`.
     fn read_handshake(
         &mut self,
-        hs: &mut Handshake,
+        hs: &mut Handshake<C>,
         body: core::ops::Range<usize>,
         keys_len: usize,
     ) -> Result<(core::ops::Range<usize>, usize), Error> {
@@ -750,7 +793,7 @@ where
     }
 
     /// Server: the answer is written, the transport keys are known; records may flow.
-    fn server_keyed(&mut self, hs: Handshake) {
+    fn server_keyed(&mut self, hs: Handshake<C>) {
         // Noise's split: the first cipher is client → server.
         let (recv, send) = hs.get_ciphers();
         self.keyed = true;
@@ -855,7 +898,7 @@ where
 
     /// Writes the magic and a handshake message carrying up to [`MAX_EARLY`] bytes of
     /// `plaintext`; returns how many.
-    fn write_handshake(&mut self, hs: &mut Handshake, kind: Kind, plaintext: &[u8]) -> Result<usize, Error> {
+    fn write_handshake(&mut self, hs: &mut Handshake<C>, kind: Kind, plaintext: &[u8]) -> Result<usize, Error> {
         let early = plaintext.len().min(MAX_EARLY);
         let overhead = match kind {
             Kind::Init => INIT_OVERHEAD,
