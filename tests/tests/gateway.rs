@@ -7,7 +7,7 @@
 //! Bounded: a fixed number of lines; every wait has a limit.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use soquete_host::sink::forward::{encode_name, parse_msg_id};
 use soquete_host::sink::nats::{header, Client, Options};
 use soquete_tests::watched::Watched;
-use soquete_tests::{keygen, soquete, BinClient, ClientProcess, Server, WAIT};
+use soquete_tests::{keygen, plain, soquete, BinClient, ClientProcess, Server, WAIT};
 
 /// Longest wait for one client or server to finish.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -511,4 +511,71 @@ fn an_authenticated_session_resumes_on_another_server_under_its_name_exactly_onc
         assert_eq!(auth.as_deref(), Some("sensor-1"), "{text}");
         assert_eq!(subject, &format!("soquete.sensor-1.{token:016x}"));
     }
+}
+
+#[test]
+fn a_secure_session_does_not_resume_from_the_stream_for_a_peer_without_its_key() {
+    let keys = Keys::new();
+    let nats = Nats::start();
+    let url = nats.url();
+    let args = [
+        "--forward",
+        &url,
+        "--key",
+        &keys.server,
+        "--allowed-keys",
+        &keys.allowed,
+        "--json",
+    ];
+    let mut first = Server::start(&args);
+    let mut owner = ClientProcess::start(
+        &first.addr.to_string(),
+        &[
+            "--key",
+            &keys.device,
+            "--server-key",
+            &keys.server_pub,
+            "--name",
+            "owner",
+        ],
+        LIMIT,
+    );
+    let _ = owner.write(b"first\n".to_vec());
+    let json = |l: &str| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line");
+    // The token is in the stream (the `Nats-Msg-Id` of each message).
+    nats.wait_stored(1);
+    let stored = stored(&nats);
+    assert_eq!(stored[0].1.as_deref(), Some("sensor-1"));
+    let token = stored[0].3;
+    // The server dies; a second one knows the session only from the stream.
+    first.signal("KILL");
+    let _ = first.finish(LIMIT);
+    let (code, _, stderr) = owner.wait();
+    assert_ne!(code, 0, "{stderr}");
+    let mut second = Server::start(&args);
+
+    // A binary peer that is not secure asks to resume there, with the token and the
+    // owner's name (so that its subject is the session's: the server finds the
+    // session's last message, and in it whose session it is).
+    let mut hello = vec![0xfe, 0x53, 0x51, 0x54, 0x01, 0, 0, 0, 27 + 5];
+    hello.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0x75, 0x30]);
+    hello.extend_from_slice(&token.to_be_bytes());
+    hello.extend_from_slice(&[0; 8]);
+    hello.push(5);
+    hello.extend_from_slice(b"owner");
+    let mut peer = plain(second.addr);
+    peer.write_all(&hello).expect("send HELLO");
+    let mut welcome = [0u8; 4 + 5 + 26];
+    peer.read_exact(&mut welcome).expect("WELCOME");
+    assert_eq!(welcome[4], 0x02, "WELCOME: {welcome:02x?}");
+    assert_eq!(welcome[10] & 1, 0, "not resumed");
+    assert_ne!(welcome[15..23], token.to_be_bytes(), "another session's token");
+    let connected = json(&second.wait_for(LIMIT, |l| l.contains(r#""event":"connected""#)));
+    assert_eq!(connected["name"], "owner", "{connected}");
+    assert!(connected.get("auth").is_none(), "{connected}");
+    assert!(
+        !second.seen.iter().any(|l| l.contains(r#""event":"resumed""#)),
+        "{:?}",
+        second.seen
+    );
 }

@@ -17,6 +17,7 @@ use super::relay::{self, Outbox};
 use super::Shared;
 use crate::pump::{self, Endpoint, ReadStop, WriteStop};
 use crate::secure::{Identity, Stream};
+use crate::sink::forward::Found;
 
 /// Most bytes read from one connection per loop iteration, so that a fast sender
 /// cannot starve the others.
@@ -468,18 +469,12 @@ impl Conn {
     ///
     /// # Errors
     /// Only a failure to print.
-    pub fn resume_stored(
-        &mut self,
-        shared: &mut Shared,
-        token: u64,
-        last: u64,
-        now: Instant,
-    ) -> io::Result<Option<TakeOver>> {
+    pub fn resume_stored(&mut self, shared: &mut Shared, found: Found, now: Instant) -> io::Result<Option<TakeOver>> {
         if self.state != State::Handshake || self.session.is_closed() {
             return Ok(None);
         }
         let (_, mut serving) = self.split(shared, now);
-        serving.resume_stored(token, last)?;
+        serving.resume_stored(found)?;
         serving.drain()?;
         Ok(serving.take_over)
     }
@@ -722,7 +717,7 @@ impl Serving<'_> {
                     }
                 }
                 Event::Message { seq, payload } => {
-                    let auth = self.identity.get().map(|i| i.name.as_str());
+                    let auth = self.identity.get();
                     let (id, session, again) = match self.state {
                         // Sent again after a resume, printed before the sink wrote it
                         // and the server could acknowledge it: printed once.
@@ -852,12 +847,29 @@ impl Serving<'_> {
         shared.printer.resumed_auth(entry.id, self.peer, messages, auth)
     }
 
-    fn resume_stored(&mut self, token: u64, last: u64) -> io::Result<()> {
+    fn resume_stored(&mut self, found: Found) -> io::Result<()> {
+        let Found { token, last, owner, .. } = found;
         let shared = &mut *self.shared;
         if shared.shutting_down {
             return self.refuse(Code::Shutdown);
         }
         let key = self.identity.get().map(|i| i.key);
+        if !owner.admits(key) {
+            // Opened by another key (or without one, or with one): not this peer's,
+            // on this server or any other. A new session, as for a token not known.
+            info!(
+                "{}: session {token:#x} was opened by another peer; starting a new one",
+                self.peer
+            );
+            if shared.active >= shared.max_clients {
+                return self.refuse(Code::ServerFull);
+            }
+            let id = shared.next_id();
+            let auth = self.identity.get().map(|i| i.name.as_str());
+            let (name, mode) = (self.session.client_name(), self.session.mode());
+            shared.printer.connected_auth(id, self.peer, name, mode, auth)?;
+            return self.accept_new(id);
+        }
         if shared.registry.get(token).is_some() && shared.auth.as_ref().is_some_and(|a| !a.may_resume(token, key)) {
             // Known here, and opened by another key (or none): not this peer's.
             return self.refuse(Code::UnknownSession);

@@ -52,7 +52,7 @@ use soquete_core::{Code, Config, Duration, Instant, Session};
 use soquete_text::{plural, Format, Printer};
 
 use crate::metrics::Metrics;
-use crate::secure::{ServerAuth, Stream};
+use crate::secure::{Identity, ServerAuth, Stream};
 pub use crate::sink::forward::Options as Forwarding;
 use crate::sink::forward::{Forward, Found};
 use crate::sink::nats;
@@ -259,7 +259,7 @@ impl Shared {
     }
 
     /// Takes message `seq` of session `id` (token `session`, 0 for plain text; `auth`:
-    /// a secure peer's authenticated name) from connection `conn`: printed, or forwarded. It is confirmed once its line is
+    /// a secure peer's authenticated name and key) from connection `conn`: printed, or forwarded. It is confirmed once its line is
     /// written or JetStream has stored it. `again`: sent again after a resume and
     /// printed before (not printed twice; forwarded again, JetStream keeps one copy).
     #[allow(clippy::too_many_arguments)]
@@ -269,7 +269,7 @@ impl Shared {
         id: u64,
         peer: std::net::SocketAddr,
         name: &str,
-        auth: Option<&str>,
+        auth: Option<&Identity>,
         session: u64,
         seq: u64,
         payload: &[u8],
@@ -285,6 +285,7 @@ impl Shared {
             return Ok(());
         }
         if !again {
+            let auth = auth.map(|a| a.name.as_str());
             self.printer.message_auth(id, peer, name, auth, session, seq, payload)?;
         }
         let pending = self.printer.get_ref().len();
@@ -748,7 +749,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(&found.conn) else {
             return Ok(());
         };
-        let take_over = conn.resume_stored(&mut self.shared, found.token, found.last, now)?;
+        let take_over = conn.resume_stored(&mut self.shared, found, now)?;
         mark_dirty(&mut self.dirty, conn, found.conn);
         if conn.readable && !conn.queued {
             conn.queued = true;

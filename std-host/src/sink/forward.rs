@@ -15,7 +15,8 @@
 //!
 //! The thread also answers the loop's look-ups: the last sequence number stored for a
 //! session, from the last message on the session's subject (so any server forwarding
-//! to the stream can resume any session).
+//! to the stream can resume any session), and who opened it: a secure peer's messages
+//! carry its key (`Soquete-Key`), and a session resumes only for the same key.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -27,8 +28,12 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::{Token, Waker};
 
-use super::nats::{self, Client, StoredMessage};
+use soquete_core::secure::PublicKey;
+
+use super::nats::{self, header, Client, StoredMessage};
 use super::{Mark, QUEUE_BYTES};
+use crate::keys;
+use crate::secure::Identity;
 use soquete_text::plural;
 
 /// Records handed over and not yet stored past which the loop stops taking messages
@@ -36,9 +41,10 @@ use soquete_text::plural;
 pub const QUEUE_RECORDS: usize = 64 * 1024;
 /// Bytes a record counts for besides its payload (subject, id, headers).
 const RECORD_OVERHEAD: u64 = 96;
-/// Room for a publish's headers (`NATS/1.0`, `Nats-Msg-Id: ` and the id, and
-/// `Soquete-Auth: ` with an authenticated name of up to 32 bytes).
-const HEADERS_LEN: usize = 128;
+/// Room for a publish's headers: `NATS/1.0` (10 bytes with its line end),
+/// `Nats-Msg-Id: ` and the id (13 + 37), `Soquete-Auth: ` with an authenticated name
+/// of up to 32 bytes (16 + 32), `Soquete-Key: ` and a key (15 + 55), the end (4).
+const HEADERS_LEN: usize = 182;
 /// First pause before connecting again after NATS went away; it doubles up to
 /// [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -243,8 +249,8 @@ pub fn parse_msg_id(id: &str) -> Option<(u64, u64)> {
 struct Record {
     subject: String,
     msg_id: String,
-    /// The authenticated name of a secure peer, for its `Soquete-Auth` header.
-    auth: Option<String>,
+    /// A secure peer's name and key, for its `Soquete-Auth` and `Soquete-Key` headers.
+    auth: Option<Identity>,
     payload: Vec<u8>,
 }
 
@@ -265,6 +271,35 @@ pub struct Found {
     pub token: u64,
     /// The highest sequence number of the session stored in the stream (0: none).
     pub last: u64,
+    /// Who opened the session, as its last stored message says.
+    pub owner: Owner,
+}
+
+/// Who opened a session, from its last message in the stream: a session resumes
+/// from the stream only for the peer that opened it (PROTOCOL.md §10.5), on any
+/// server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Nothing of the session is stored.
+    Nobody,
+    /// A peer that was not secure (no `Soquete-Key` header).
+    Clear,
+    /// A secure peer with this key.
+    Key(PublicKey),
+    /// A `Soquete-Key` header that is not a key: nobody may resume it.
+    Unreadable,
+}
+
+impl Owner {
+    /// Whether a peer with `key` (`None`: not secure) may resume the session.
+    pub fn admits(self, key: Option<PublicKey>) -> bool {
+        match self {
+            Owner::Nobody => true,
+            Owner::Clear => key.is_none(),
+            Owner::Key(owner) => key == Some(owner),
+            Owner::Unreadable => false,
+        }
+    }
 }
 
 enum Job {
@@ -367,13 +402,13 @@ impl Forward {
     }
 
     /// Queues message `seq` of session `token` from client `name` (authenticated as
-    /// `auth`, recorded in a `Soquete-Auth` header), taken on connection `conn`:
-    /// confirmed once JetStream has stored it.
-    pub fn publish(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64, seq: u64, payload: &[u8]) {
+    /// `auth`, recorded in the `Soquete-Auth` and `Soquete-Key` headers), taken on
+    /// connection `conn`: confirmed once JetStream has stored it.
+    pub fn publish(&mut self, conn: Token, name: &str, auth: Option<&Identity>, token: u64, seq: u64, payload: &[u8]) {
         self.batch.push(Record {
-            subject: self.template.subject(name, auth, token),
+            subject: self.template.subject(name, auth.map(|a| a.name.as_str()), token),
             msg_id: msg_id(token, seq),
-            auth: auth.map(str::to_owned),
+            auth: auth.cloned(),
             payload: payload.to_vec(),
         });
         self.records += 1;
@@ -566,7 +601,13 @@ impl Publisher {
         };
         let was_idle = client.in_flight() == 0;
         while let Some(record) = self.unacked.get(self.sent) {
-            client.publish_auth(&record.subject, &record.msg_id, record.auth.as_deref(), &record.payload)?;
+            let key = record.auth.as_ref().map(|a| keys::public_to_text(&a.key));
+            let auth = record
+                .auth
+                .as_ref()
+                .zip(key.as_deref())
+                .map(|(a, key)| (a.name.as_str(), key));
+            client.publish_auth(&record.subject, &record.msg_id, auth, &record.payload)?;
             self.sent += 1;
         }
         if was_idle {
@@ -574,11 +615,12 @@ impl Publisher {
         }
         while let Some(lookup) = self.lookups.front() {
             let last = client.last_on_subject(&self.options.stream, &lookup.subject)?;
-            let last = last_seq(last.as_ref(), lookup.token);
+            let (last, owner) = stored_state(last.as_ref(), lookup.token);
             let found = Found {
                 conn: lookup.conn,
                 token: lookup.token,
                 last,
+                owner,
             };
             debug!("NATS: session {:#x} stored up to {last}", lookup.token);
             self.lookups.pop_front();
@@ -691,12 +733,21 @@ fn report_to(reports: &Sender<Report>, waker: &Waker, report: Report) {
 }
 
 /// The sequence number of session `token` in the last message on its subject (0 if
-/// none, or if it was not published by a soquete server).
-fn last_seq(last: Option<&StoredMessage>, token: u64) -> u64 {
-    last.and_then(StoredMessage::msg_id)
-        .and_then(parse_msg_id)
-        .filter(|(t, _)| *t == token)
-        .map_or(0, |(_, seq)| seq)
+/// none, or if it was not published by a soquete server), and who opened the session.
+fn stored_state(last: Option<&StoredMessage>, token: u64) -> (u64, Owner) {
+    let Some((message, seq)) = last.and_then(|m| {
+        m.msg_id()
+            .and_then(parse_msg_id)
+            .filter(|(t, _)| *t == token)
+            .map(|(_, seq)| (m, seq))
+    }) else {
+        return (0, Owner::Nobody);
+    };
+    let owner = match header(&message.headers, "Soquete-Key") {
+        None => Owner::Clear,
+        Some(text) => keys::public_from_text(text).map_or(Owner::Unreadable, Owner::Key),
+    };
+    (seq, owner)
 }
 
 #[cfg(test)]
@@ -786,16 +837,36 @@ mod tests {
     }
 
     #[test]
-    fn last_seq_needs_the_sessions_own_id() {
-        let msg = |id: &str| StoredMessage {
+    fn the_stored_state_needs_the_sessions_own_id_and_says_who_opened_it() {
+        let msg = |id: &str, extra: &str| StoredMessage {
             subject: "s".into(),
             seq: 9,
-            headers: format!("NATS/1.0\r\nNats-Msg-Id: {id}\r\n\r\n").into_bytes(),
+            headers: format!("NATS/1.0\r\nNats-Msg-Id: {id}{extra}\r\n\r\n").into_bytes(),
             data: Vec::new(),
         };
-        assert_eq!(last_seq(Some(&msg(&msg_id(7, 41))), 7), 41);
-        assert_eq!(last_seq(Some(&msg(&msg_id(8, 41))), 7), 0);
-        assert_eq!(last_seq(Some(&msg("other")), 7), 0);
-        assert_eq!(last_seq(None, 7), 0);
+        assert_eq!(stored_state(Some(&msg(&msg_id(7, 41), "")), 7), (41, Owner::Clear));
+        assert_eq!(stored_state(Some(&msg(&msg_id(8, 41), "")), 7), (0, Owner::Nobody));
+        assert_eq!(stored_state(Some(&msg("other", "")), 7), (0, Owner::Nobody));
+        assert_eq!(stored_state(None, 7), (0, Owner::Nobody));
+
+        let key = PublicKey::from_bytes([7; 32]);
+        let with_key = format!("\r\nSoquete-Auth: ana\r\nSoquete-Key: {}", keys::public_to_text(&key));
+        assert_eq!(
+            stored_state(Some(&msg(&msg_id(7, 3), &with_key)), 7),
+            (3, Owner::Key(key))
+        );
+        let bad = "\r\nSoquete-Key: soquete-pk:nonsense";
+        assert_eq!(stored_state(Some(&msg(&msg_id(7, 3), bad)), 7), (3, Owner::Unreadable));
+    }
+
+    #[test]
+    fn a_session_resumes_only_for_the_peer_that_opened_it() {
+        let a = PublicKey::from_bytes([1; 32]);
+        let b = PublicKey::from_bytes([2; 32]);
+        assert!(Owner::Nobody.admits(None) && Owner::Nobody.admits(Some(a)));
+        assert!(Owner::Clear.admits(None) && !Owner::Clear.admits(Some(a)));
+        assert!(Owner::Key(a).admits(Some(a)));
+        assert!(!Owner::Key(a).admits(Some(b)) && !Owner::Key(a).admits(None));
+        assert!(!Owner::Unreadable.admits(None) && !Owner::Unreadable.admits(Some(a)));
     }
 }

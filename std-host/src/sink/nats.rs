@@ -526,8 +526,9 @@ impl Client {
         self.publish_auth(subject, msg_id, None, payload)
     }
 
-    /// [`Client::publish`] with, for `auth`, a header `Soquete-Auth: AUTH` as well:
-    /// the authenticated name of the peer the message came from.
+    /// [`Client::publish`] with, for `auth` = (name, key), the headers `Soquete-Auth:
+    /// NAME` and `Soquete-Key: KEY` as well: the authenticated name and the public key
+    /// of the peer the message came from.
     ///
     /// # Errors
     /// As [`Client::publish`]; a message id or name with a line break is refused.
@@ -535,7 +536,7 @@ impl Client {
         &mut self,
         subject: &str,
         msg_id: &str,
-        auth: Option<&str>,
+        auth: Option<(&str, &str)>,
         payload: &[u8],
     ) -> Result<u64, Error> {
         if self.in_flight.len() >= self.opts.max_in_flight {
@@ -545,8 +546,9 @@ impl Client {
         let index = self.stored + self.in_flight.len() as u64;
         const HEAD: &[u8] = b"NATS/1.0\r\nNats-Msg-Id: ";
         const AUTH: &[u8] = b"\r\nSoquete-Auth: ";
+        const KEY: &[u8] = b"\r\nSoquete-Key: ";
         const END: &[u8] = b"\r\n\r\n";
-        let auth_len = auth.map_or(0, |a| AUTH.len() + a.len());
+        let auth_len = auth.map_or(0, |(name, key)| AUTH.len() + name.len() + KEY.len() + key.len());
         let header_len = HEAD.len() + msg_id.len() + auth_len + END.len();
         let total = header_len + payload.len();
         if total > self.max_message {
@@ -555,16 +557,20 @@ impl Client {
         if subject.is_empty() || subject.contains(|c: char| c.is_ascii_whitespace()) {
             return Err(Error::Protocol("subject empty or with white space"));
         }
-        if msg_id.contains(['\r', '\n']) || auth.is_some_and(|a| a.contains(['\r', '\n'])) {
+        if msg_id.contains(['\r', '\n'])
+            || auth.is_some_and(|(name, key)| name.contains(['\r', '\n']) || key.contains(['\r', '\n']))
+        {
             return Err(Error::Protocol("message id or name with a line break"));
         }
         // Written straight into the send buffer: no allocation per message.
         write!(self.tx, "HPUB {subject} {}{index} {header_len} {total}\r\n", self.inbox)?;
         self.tx.extend_from_slice(HEAD);
         self.tx.extend_from_slice(msg_id.as_bytes());
-        if let Some(auth) = auth {
+        if let Some((name, key)) = auth {
             self.tx.extend_from_slice(AUTH);
-            self.tx.extend_from_slice(auth.as_bytes());
+            self.tx.extend_from_slice(name.as_bytes());
+            self.tx.extend_from_slice(KEY);
+            self.tx.extend_from_slice(key.as_bytes());
         }
         self.tx.extend_from_slice(END);
         self.tx.extend_from_slice(payload);
