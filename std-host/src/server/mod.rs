@@ -721,9 +721,6 @@ impl Server {
             let Some(conn) = self.conns.get_mut(&mark.conn) else {
                 continue;
             };
-            if conn.session.mode() == soquete_core::Mode::Binary {
-                self.shared.metrics.acknowledgements_sent.inc();
-            }
             let take_over = conn.confirm(&mut self.shared, mark.seq, now).map_err(Error::Output)?;
             // The session may take the rest of what it has read, and ACKs go out.
             if conn.readable && !conn.queued {
