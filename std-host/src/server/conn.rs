@@ -516,6 +516,13 @@ impl Conn {
             return Ok(None);
         }
         if let State::Accepted(served) = &mut self.state {
+            // One confirmation may cover several messages (the sink's marks).
+            if self.session.mode() == Mode::Binary {
+                shared
+                    .metrics
+                    .acknowledgements_sent
+                    .inc_by(seq.saturating_sub(served.last_seq));
+            }
             served.last_seq = served.last_seq.max(seq);
         }
         self.drain(shared, now)

@@ -241,12 +241,23 @@ pub(crate) struct Shared {
     /// Messages received this iteration, to relay: the sender's connection and the
     /// message as the others get it.
     relayed: Vec<(Token, Arc<[u8]>)>,
+    /// Messages (and their payload bytes) received since the metrics were last
+    /// updated: added to the shared counters once per hand-over, not with an atomic
+    /// operation per message.
+    received: (u64, u64),
 }
 
 impl Shared {
     /// Hands what was printed to the sink's writer, and the messages to forward to
     /// the publisher.
     fn submit(&mut self) {
+        // Counted before the lines go out, so that whoever has seen a line (or its
+        // acknowledgement) finds its message in the metrics.
+        let (messages, bytes) = std::mem::take(&mut self.received);
+        if messages > 0 {
+            self.metrics.messages_received.inc_by(messages);
+            self.metrics.message_bytes_received.inc_by(bytes);
+        }
         self.sink.submit(self.printer.get_mut());
         if let Some(forward) = &mut self.forward {
             forward.submit();
@@ -318,8 +329,8 @@ impl Shared {
 
     /// A client's message was printed: counted, and kept for the relay.
     fn on_message(&mut self, from: Token, id: u64, name: &str, payload: &[u8]) {
-        self.metrics.messages_received.inc();
-        self.metrics.message_bytes_received.inc_by(payload.len() as u64);
+        self.received.0 += 1;
+        self.received.1 += payload.len() as u64;
         if self.relay {
             self.relayed.push((from, relay::relayed(id, name, payload)));
         }
@@ -579,6 +590,7 @@ impl Server {
                 metrics,
                 relay: options.relay,
                 relayed: Vec::new(),
+                received: (0, 0),
             },
             console,
             tx_len,
@@ -722,9 +734,6 @@ impl Server {
             let Some(conn) = self.conns.get_mut(&mark.conn) else {
                 continue;
             };
-            if conn.session.mode() == soquete_core::Mode::Binary {
-                self.shared.metrics.acknowledgements_sent.inc();
-            }
             let take_over = conn.confirm(&mut self.shared, mark.seq, now).map_err(Error::Output)?;
             // The session may take the rest of what it has read, and ACKs go out.
             if conn.readable && !conn.queued {
@@ -1374,6 +1383,7 @@ mod tests {
             metrics: Metrics::default(),
             relay: false,
             relayed: Vec::new(),
+            received: (0, 0),
         };
         let a = shared.session_token();
         let b = shared.session_token();

@@ -97,7 +97,9 @@ enum Report {
     Failed(io::Error),
 }
 
-/// A message whose line ends at byte offset `end`: confirmed once that much is written.
+/// A message whose line ends at byte offset `end`: confirmed once that much is written,
+/// and with it the connection's earlier messages (a session confirms up to a sequence
+/// number, PROTOCOL.md §4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mark {
     end: u64,
@@ -169,8 +171,20 @@ impl Sink {
 
     /// The message `seq` of connection `conn` ends where the `pending` bytes not yet
     /// submitted end (its line was just appended).
+    ///
+    /// A message that follows one of the same connection in the bytes not yet
+    /// submitted takes that one's mark: both go to the writer in the same chunk, so
+    /// one report confirms both, and one confirmation (up to the later `seq`) covers
+    /// both. A read of many messages then costs one mark, not one each.
     pub fn mark(&mut self, pending: usize, conn: Token, seq: u64) {
         let end = self.base + pending as u64;
+        if let Some(last) = self.marks.back_mut() {
+            if last.conn == conn && last.end > self.base && last.seq < seq {
+                last.end = end;
+                last.seq = seq;
+                return;
+            }
+        }
         self.marks.push_back(Mark { end, conn, seq });
     }
 
@@ -446,6 +460,37 @@ mod tests {
             [(Token(7), 1), (Token(7), 2)]
         );
         assert_eq!(sink.backlog(0), 0);
+    }
+
+    #[test]
+    fn a_connection_s_messages_in_one_chunk_share_a_mark_and_others_do_not() {
+        let (mut poll, mut sink, written) = sink(false);
+        let mut buf = Vec::new();
+        for (conn, seq) in [(7, 1), (7, 2), (8, 1), (7, 3), (7, 4)] {
+            buf.extend_from_slice(b"line\n");
+            sink.mark(buf.len(), Token(conn), seq);
+        }
+        assert_eq!(sink.marks.len(), 3);
+        sink.submit(&mut buf);
+        // After a submit, the next message of the same connection is in another chunk.
+        buf.extend_from_slice(b"next\n");
+        sink.mark(buf.len(), Token(7), 5);
+        assert_eq!(sink.marks.len(), 4);
+
+        assert_eq!(written.recv().unwrap(), b"line\n".repeat(5));
+        woken(&mut poll);
+        let mut out = Vec::new();
+        sink.confirmed(&mut out).unwrap();
+        assert_eq!(
+            out.iter().map(|m| (m.conn, m.seq)).collect::<Vec<_>>(),
+            [(Token(7), 2), (Token(8), 1), (Token(7), 4)]
+        );
+        sink.submit(&mut buf);
+        assert_eq!(written.recv().unwrap(), b"next\n");
+        woken(&mut poll);
+        out.clear();
+        sink.confirmed(&mut out).unwrap();
+        assert_eq!(out.iter().map(|m| (m.conn, m.seq)).collect::<Vec<_>>(), [(Token(7), 5)]);
     }
 
     #[test]
