@@ -14,6 +14,7 @@
 mod chart;
 mod cpu;
 mod echo;
+mod handshakes;
 mod jetstream;
 mod load;
 mod proto;
@@ -58,6 +59,15 @@ enum Command {
     Jetstream(JetstreamArgs),
     /// Draw a run's table as an SVG chart (messages/s and server CPU per message).
     Chart(ChartArgs),
+    /// Secure responder handshakes per second of CPU on one core, for each X25519.
+    Handshakes(HandshakesArgs),
+}
+
+#[derive(Debug, Args)]
+struct HandshakesArgs {
+    /// Handshakes per round (five rounds per row).
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +201,7 @@ fn main() -> ExitCode {
         Command::RefServer(a) => refserver::run(a.listen, a.max_message, secs(a.max_seconds)),
         Command::Jetstream(a) => jetstream_cmd(a),
         Command::Chart(a) => chart::write(&a.results, &a.out),
+        Command::Handshakes(a) => handshakes::run(a.count),
         Command::SessionSize => {
             session_size();
             Ok(())

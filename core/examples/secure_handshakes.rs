@@ -4,11 +4,8 @@
 //!
 //!   cargo run --release -p soquete-core --features noise --example secure_handshakes
 //!   cargo run --release -p soquete-core --features noise-tables --example secure_handshakes
-//!   cargo run --release -p soquete-core --features noise-tables,std --example secure_handshakes
 //!
-//! (`noise-tables`: the ephemeral public key from the precomputed base point table;
-//! `std`: a second run with the device's key remembered, `secure::Memo`, as the host
-//! server does once it has accepted a key: three X25519 per handshake instead of four.)
+//! (`noise-tables`: the ephemeral public key from the precomputed base point table.)
 //!
 //! The rates are per second of this thread's CPU time (Linux schedstat), so that other
 //! load on the machine does not count; wall-clock time is printed beside them.
@@ -18,7 +15,7 @@
 
 use std::time::{Duration, Instant as StdInstant};
 
-use soquete_core::secure::{Config, Curve, Event, Ladder, SecretKey, Secure};
+use soquete_core::secure::{Config, Event, SecretKey, Secure};
 use soquete_core::Instant;
 
 const HANDSHAKES: usize = 4000;
@@ -46,46 +43,6 @@ fn seed(i: usize, tag: u8) -> [u8; 32] {
     let mut k = [tag; 32];
     k[..8].copy_from_slice(&(i as u64).to_le_bytes());
     k
-}
-
-/// Responder handshakes over `inits`, with the X25519 of `C`; prints the rate.
-fn responder<C: Curve>(server_key: &SecretKey, inits: &[Vec<u8>], label: &str) {
-    let now = Instant::ZERO;
-    let welcome = [0x24u8; 35];
-    let start = StdInstant::now();
-    let cpu0 = cpu_time();
-    let mut done = 0;
-    for (i, init) in inits.iter().enumerate() {
-        let mut s = Secure::<[u8; 2048], [u8; 2048], C>::server_with(
-            Config::DEFAULT,
-            server_key,
-            seed(i, 2),
-            [0; 2048],
-            [0; 2048],
-            now,
-        )
-        .expect("buffers");
-        s.handle_input(now, init).expect("init");
-        assert!(matches!(s.poll_event(), Some(Event::ClientKey(_))));
-        s.accept().expect("accept");
-        let plain = s.poll_plaintext().len();
-        s.advance_plaintext(plain).expect("plaintext");
-        s.seal(&welcome).expect("resp");
-        assert!(!s.poll_transmit().is_empty());
-        done += 1;
-        if start.elapsed() > LIMIT {
-            break;
-        }
-    }
-    let cpu = spent(cpu0, start);
-    let wall = start.elapsed();
-    println!(
-        "responder handshakes{label}: {done} in {:.3} s CPU ({:.3} s wall) = {:.0} per CPU second on one core, {:.1} us each (target >= 3,000/s)",
-        cpu.as_secs_f64(),
-        wall.as_secs_f64(),
-        done as f64 / cpu.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / done as f64
-    );
 }
 
 fn main() {
@@ -127,13 +84,33 @@ fn main() {
         })
         .collect();
 
-    responder::<Ladder>(&server_key, &inits, "");
-    #[cfg(feature = "std")]
-    {
-        // The server keeps the static–static X25519 of a device it has accepted.
-        soquete_core::secure::Memo::remember(&server_key, &client_key.public_key());
-        responder::<soquete_core::secure::Memo>(&server_key, &inits, ", device key remembered (Memo)");
+    let start = StdInstant::now();
+    let cpu0 = cpu_time();
+    let mut done = 0;
+    for (i, init) in inits.iter().enumerate() {
+        let mut s =
+            Layer::server(Config::DEFAULT, &server_key, seed(i, 2), [0; 2048], [0; 2048], now).expect("buffers");
+        s.handle_input(now, init).expect("init");
+        assert!(matches!(s.poll_event(), Some(Event::ClientKey(_))));
+        s.accept().expect("accept");
+        let plain = s.poll_plaintext().len();
+        s.advance_plaintext(plain).expect("plaintext");
+        s.seal(&welcome).expect("resp");
+        assert!(!s.poll_transmit().is_empty());
+        done += 1;
+        if start.elapsed() > LIMIT {
+            break;
+        }
     }
+    let cpu = spent(cpu0, start);
+    let wall = start.elapsed();
+    println!(
+        "responder handshakes: {done} in {:.3} s CPU ({:.3} s wall) = {:.0} per CPU second on one core, {:.1} us each (target >= 3,000/s)",
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        done as f64 / cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / done as f64
+    );
 
     // Records: 1 KiB plaintext sealed by one side and opened by the other.
     let mut c = Layer::client(
