@@ -778,6 +778,12 @@ impl Server {
                         None => info!("console: end of input; the server goes on"),
                     }
                     self.console = None;
+                    // Sessions opened from now on need no room for console lines
+                    // (a server under a service manager, stdin /dev/null: 3 KB less
+                    // per connection).
+                    if !self.shared.relay {
+                        self.tx_len = TX_LEN;
+                    }
                 }
             }
         }
