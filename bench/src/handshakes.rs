@@ -63,7 +63,7 @@ pub fn run(count: usize) -> anyhow::Result<()> {
     println!(
         "responder handshakes, {ROUNDS} rounds of {count} per row taking turns (median round), per second of this thread's CPU time:"
     );
-    Memo::remember(&server, &device.public_key());
+    X25519::remember(&server, &device.public_key());
     let mut rows: [(&str, Vec<Duration>); 4] = [
         ("ladder", Vec::new()),
         ("fast", Vec::new()),

@@ -64,6 +64,13 @@
 //! * `async` (off by default) — `io_async`, a driver over
 //!   [`embedded_io_async`](https://docs.rs/embedded-io-async)`::{Read, Write}` tied to
 //!   no executor and no timer; adds the `embedded-io-async` dependency.
+//! * `noise` (off by default) — `secure`, the authenticated and encrypted layer
+//!   (PROTOCOL.md §10): Noise IK through `noise-protocol`, X25519, ChaCha20-Poly1305
+//!   and BLAKE2s from RustCrypto.
+//! * `noise-tables` (implies `noise`; for hosts) — the ephemeral public key from a
+//!   precomputed base point table: faster, about 30 KB more.
+//! * `std` (for hosts) — with `noise`, `secure::Memo`: the static–static X25519 of
+//!   remembered pairs of keys kept in a map, one X25519 fewer per handshake.
 //!
 //! # Acknowledgement
 //!

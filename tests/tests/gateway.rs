@@ -554,25 +554,29 @@ fn a_secure_session_does_not_resume_from_the_stream_for_a_peer_without_its_key()
     assert_ne!(code, 0, "{stderr}");
     let mut second = Server::start(&args);
 
-    // A binary peer that is not secure asks to resume there, with the token and the
-    // owner's name (so that its subject is the session's: the server finds the
-    // session's last message, and in it whose session it is).
-    let mut hello = vec![0xfe, 0x53, 0x51, 0x54, 0x01, 0, 0, 0, 27 + 5];
-    hello.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0x75, 0x30]);
-    hello.extend_from_slice(&token.to_be_bytes());
-    hello.extend_from_slice(&[0; 8]);
-    hello.push(5);
-    hello.extend_from_slice(b"owner");
-    let mut peer = plain(second.addr);
-    peer.write_all(&hello).expect("send HELLO");
-    let mut welcome = [0u8; 4 + 5 + 26];
-    peer.read_exact(&mut welcome).expect("WELCOME");
-    assert_eq!(welcome[4], 0x02, "WELCOME: {welcome:02x?}");
-    assert_eq!(welcome[10] & 1, 0, "not resumed");
-    assert_ne!(welcome[15..23], token.to_be_bytes(), "another session's token");
-    let connected = json(&second.wait_for(LIMIT, |l| l.contains(r#""event":"connected""#)));
-    assert_eq!(connected["name"], "owner", "{connected}");
-    assert!(connected.get("auth").is_none(), "{connected}");
+    // Binary peers that are not secure ask to resume there with the token: under the
+    // owner's name (the session's own subject) and under another (whose subject holds
+    // nothing): the server finds the session's last message either way, and in it
+    // whose session it is.
+    for name in ["owner", "mallory"] {
+        let mut hello = vec![0xfe, 0x53, 0x51, 0x54, 0x01, 0, 0, 0, 27 + name.len() as u8];
+        hello.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0x75, 0x30]);
+        hello.extend_from_slice(&token.to_be_bytes());
+        hello.extend_from_slice(&[0; 8]);
+        hello.push(name.len() as u8);
+        hello.extend_from_slice(name.as_bytes());
+        let mut peer = plain(second.addr);
+        peer.write_all(&hello).expect("send HELLO");
+        let mut welcome = [0u8; 4 + 5 + 26];
+        peer.read_exact(&mut welcome).expect("WELCOME");
+        assert_eq!(welcome[4], 0x02, "{name}: WELCOME: {welcome:02x?}");
+        assert_eq!(welcome[10] & 1, 0, "{name}: not resumed");
+        assert_ne!(welcome[15..23], token.to_be_bytes(), "{name}: another session's token");
+        let connected = json(&second.wait_for(LIMIT, |l| {
+            l.contains(r#""event":"connected""#) && l.contains(&format!(r#""name":"{name}""#))
+        }));
+        assert!(connected.get("auth").is_none(), "{connected}");
+    }
     assert!(
         !second.seen.iter().any(|l| l.contains(r#""event":"resumed""#)),
         "{:?}",

@@ -41,12 +41,10 @@ mod memo {
     use core::marker::PhantomData;
     use std::collections::BTreeMap;
     use std::sync::RwLock;
+    use std::vec::Vec;
 
     use super::{Curve, Ladder, KEY_LEN};
     use crate::secure::{PublicKey, SecretKey};
-
-    /// At most this many pairs are kept (about 100 bytes each).
-    pub const CAPACITY: usize = 1 << 20;
 
     type Pair = ([u8; KEY_LEN], [u8; KEY_LEN]);
 
@@ -61,36 +59,61 @@ mod memo {
     /// every later handshake between the two skips one X25519 of four.
     ///
     /// The map is a cache of values derived from the secret key, no more secret than
-    /// the key itself. A look-up takes longer for a remembered pair than for another,
-    /// which tells an observer no more than the handshake's outcome already does
-    /// (whether the device's key is allowed).
+    /// the key itself. A handshake is one X25519 faster when it meets a remembered
+    /// pair, and a peer can make it meet one: someone who knows a device's public key
+    /// and sends it as its ephemeral key can tell from the server's timing whether the
+    /// server remembers that device (it has connected since the server started or last
+    /// changed its allowed keys). Without the memo a forged handshake tells nothing of
+    /// the kind.
     #[derive(Debug)]
     pub struct Memo<C = Ladder>(PhantomData<C>);
 
-    impl Memo {
-        /// Computes X25519(`secret`, `peer`) once and keeps it. `false` if the map is
-        /// full ([`CAPACITY`] pairs); the handshake then computes it every time.
+    impl<C: Curve> Memo<C> {
+        /// Computes X25519(`secret`, `peer`) once, with `C`, and keeps it. `false` if
+        /// the map is full ([`Memo::CAPACITY`] pairs); the handshake then computes it
+        /// every time.
         pub fn remember(secret: &SecretKey, peer: &PublicKey) -> bool {
             let pair = (*secret.public_key().as_bytes(), *peer.as_bytes());
-            if Self::kept(&pair).is_some() {
+            if Memo::kept(&pair).is_some() {
                 return true;
             }
-            let shared = Ladder::x25519(secret.as_bytes(), &pair.0, &pair.1);
+            let shared = C::x25519(secret.as_bytes(), &pair.0, &pair.1);
             let Ok(mut map) = KEPT.write() else {
                 return false;
             };
-            if map.len() >= CAPACITY {
+            if map.len() >= Memo::CAPACITY {
                 return false;
             }
             map.insert(pair, shared);
             true
         }
+    }
+
+    impl Memo {
+        /// At most this many pairs are kept (about 150 bytes each with the map's own).
+        pub const CAPACITY: usize = 1 << 20;
 
         /// Keeps only the pairs of `own` key whose peer `keep` answers `true` for
-        /// (after the allowed keys have changed); pairs of other own keys stay.
+        /// (after the allowed keys have changed); pairs of other own keys stay. `keep`
+        /// runs without the map locked.
         pub fn retain(own: &PublicKey, mut keep: impl FnMut(&PublicKey) -> bool) {
+            let peers: Vec<[u8; KEY_LEN]> = match KEPT.read() {
+                Ok(map) => map
+                    .keys()
+                    .filter(|(ours, _)| ours == own.as_bytes())
+                    .map(|(_, peer)| *peer)
+                    .collect(),
+                Err(_) => return,
+            };
+            let gone: Vec<Pair> = peers
+                .into_iter()
+                .filter(|peer| !keep(&PublicKey::from_bytes(*peer)))
+                .map(|peer| (*own.as_bytes(), peer))
+                .collect();
             if let Ok(mut map) = KEPT.write() {
-                map.retain(|(ours, peer), _| ours != own.as_bytes() || keep(&PublicKey::from_bytes(*peer)));
+                for pair in &gone {
+                    map.remove(pair);
+                }
             }
         }
 
@@ -189,8 +212,8 @@ pub(crate) mod tests {
             // Nothing remembered: the memo is the ladder.
             assert_eq!(handshake::<Memo>(&server, &client), (init.clone(), resp.clone(), 8));
 
-            assert!(Memo::remember(&server, &client.public_key()));
-            assert!(Memo::remember(&client, &server.public_key()));
+            assert!(<Memo>::remember(&server, &client.public_key()));
+            assert!(<Memo>::remember(&client, &server.public_key()));
             assert!(Memo::is_kept(&server.public_key(), &client.public_key()));
             assert_eq!(handshake::<Memo>(&server, &client), (init.clone(), resp.clone(), 6));
 
@@ -206,7 +229,7 @@ pub(crate) mod tests {
             let own = SecretKey::from_bytes([0x61; 32]);
             let keep = SecretKey::from_bytes([0x62; 32]).public_key();
             let drop = SecretKey::from_bytes([0x63; 32]).public_key();
-            assert!(Memo::remember(&own, &keep) && Memo::remember(&own, &drop));
+            assert!(<Memo>::remember(&own, &keep) && <Memo>::remember(&own, &drop));
             assert!(Memo::len() >= 2);
             Memo::retain(&own.public_key(), |peer| *peer == keep);
             assert!(Memo::is_kept(&own.public_key(), &keep));

@@ -706,8 +706,7 @@ impl Serving<'_> {
                             && shared.registry.enabled()
                             && shared.active < shared.max_clients =>
                         {
-                            let auth = self.identity.get().map(|i| i.name.as_str());
-                            shared.lookup(self.token, name, auth, token);
+                            shared.lookup(self.token, token);
                             None
                         }
                         Some(_) => Some(Verdict::Resume(token)),

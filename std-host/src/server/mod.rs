@@ -304,12 +304,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Forwarding: a binary client (`auth`: its authenticated name) resumes session
-    /// `token` that this server does not know. Asks the publisher for the session's
-    /// last stored message; the answer comes to [`Server::on_found`].
-    fn lookup(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64) {
+    /// Forwarding: a binary client resumes session `token` that this server does not
+    /// know. Asks the publisher for the session's last stored message; the answer
+    /// comes to [`Server::on_found`].
+    fn lookup(&mut self, conn: Token, token: u64) {
         if let Some(forward) = &mut self.forward {
-            forward.lookup(conn, name, auth, token);
+            forward.lookup(conn, token);
         }
     }
 

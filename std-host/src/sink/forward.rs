@@ -190,6 +190,24 @@ impl Template {
         out
     }
 
+    /// The subjects of every message of session `token`, whatever name it was sent
+    /// under: the template with `*` for `{name}` and `{auth}`. A resume looks there,
+    /// so that a peer cannot hide a session's owner by calling itself otherwise.
+    pub fn session_filter(&self, token: u64) -> String {
+        let mut out = String::new();
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.push('.');
+            }
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Name | Part::Auth => out.push('*'),
+                Part::Token => out.push_str(&format!("{token:016x}")),
+            }
+        }
+        out
+    }
+
     /// The subjects of all messages: the template with `*` for each field, as the
     /// stream takes them.
     pub fn filter(&self) -> String {
@@ -421,11 +439,11 @@ impl Forward {
         self.marks.push_back((mark, self.bytes));
     }
 
-    /// Asks for the last sequence number stored for session `token` of client
-    /// `name` (authenticated as `auth`: the subject is the one its messages have);
+    /// Asks for the last sequence number stored for session `token`, and who opened
+    /// it, from its last message under any name (see [`Template::session_filter`]);
     /// the answer comes through [`Forward::found`].
-    pub fn lookup(&mut self, conn: Token, name: &str, auth: Option<&str>, token: u64) {
-        let subject = self.template.subject(name, auth, token);
+    pub fn lookup(&mut self, conn: Token, token: u64) {
+        let subject = self.template.session_filter(token);
         if let Some(jobs) = &self.jobs {
             let _ = jobs.send(Job::Lookup(Lookup { conn, token, subject }));
         }
