@@ -67,10 +67,10 @@ fn grown_buffer_is_released_on_a_silent_connection() {
     big.push(b'\n');
     peer.write_all(&big).unwrap();
     server.stdout_line(|l| l.starts_with(&format!("#1 {me}: xxxx")));
-    let grown = server.stderr_line(|l| l.contains(&format!("{me}: receive buffer 4096 -> ")));
+    let grown = server.stderr_line(|l| l.contains(&format!("{me}: receive buffer 3072 -> ")));
     // The peer now stays silent: only a timer can release the buffer.
     let released =
-        server.stderr_line(|l| l.contains(&format!("{me}: receive buffer ")) && l.ends_with("-> 4096 bytes"));
+        server.stderr_line(|l| l.contains(&format!("{me}: receive buffer ")) && l.ends_with("-> 3072 bytes"));
     let size = |l: &str| -> String { l.split("receive buffer ").nth(1).unwrap().to_string() };
     assert_eq!(
         size(&grown).split(" -> ").nth(1),

@@ -29,7 +29,7 @@ pub(super) type ServerSession = Session<Vec<u8>, Vec<u8>>;
 /// Receive buffer of a new connection. It grows to the size of a larger frame when
 /// one arrives (at most `min_rx_len(--max-message)`), and shrinks back once large
 /// frames have stopped for [`RX_SHRINK_AFTER`], so that idle connections stay small.
-pub(super) const RX_START: usize = 4096;
+pub(super) const RX_START: usize = 3072;
 /// How long a new connection may stay silent while connection slots run short before
 /// it is closed: much less than the handshake timeout, so that sockets that never
 /// speak cannot hold the server's slots for long. (With room to spare, a person at
