@@ -23,6 +23,8 @@ type RefSession = Session<Vec<u8>, Vec<u8>>;
 struct Client {
     stream: TcpStream,
     session: RefSession,
+    /// Reads stop at a short one, as `soquete server`'s do.
+    drained: pump::Drained,
 }
 
 /// Serves until `max_time` has passed.
@@ -63,7 +65,11 @@ pub fn run(listen: SocketAddr, max_message: u32, max_time: Duration) -> anyhow::
                     let i = clients.iter().position(Option::is_none).unwrap_or(clients.len());
                     poll.registry()
                         .register(&mut stream, Token(i + 1), Interest::READABLE | Interest::WRITABLE)?;
-                    let client = Client { stream, session };
+                    let client = Client {
+                        stream,
+                        session,
+                        drained: pump::Drained::edge_triggered(),
+                    };
                     if i == clients.len() {
                         clients.push(Some(client));
                     } else if let Some(slot) = clients.get_mut(i) {
@@ -75,6 +81,11 @@ pub fn run(listen: SocketAddr, max_message: u32, max_time: Duration) -> anyhow::
             let Some(entry) = ev.token().0.checked_sub(1).and_then(|i| clients.get_mut(i)) else {
                 continue;
             };
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                if let Some(c) = entry.as_mut() {
+                    c.drained.event(ev.is_read_closed() || ev.is_error());
+                }
+            }
             let keep = entry.as_mut().is_some_and(|c| serve(c, now, &mut next_token));
             if !keep {
                 if let Some(mut c) = entry.take() {
@@ -92,7 +103,11 @@ fn serve(c: &mut Client, now: soquete_core::Instant, next_token: &mut u64) -> bo
         session: &mut c.session,
         next_token,
     };
-    match pump::read(&mut c.stream, &mut accepting, now, usize::MAX).stop {
+    let mut socket = pump::EdgeRead {
+        state: &mut c.drained,
+        socket: &mut c.stream,
+    };
+    match pump::read(&mut socket, &mut accepting, now, usize::MAX).stop {
         ReadStop::Eof => c.session.handle_eof(now),
         ReadStop::Failed(_) => return false,
         ReadStop::WouldBlock | ReadStop::Budget | ReadStop::Full | ReadStop::Stopped => {}

@@ -143,6 +143,73 @@ where
     ReadOutcome { bytes, stop }
 }
 
+/// Saves the read that would fail with `WouldBlock` on a socket under edge-triggered
+/// readiness, as nginx does with `EPOLLET`.
+///
+/// With epoll in edge-triggered mode (how mio registers sockets on Linux), a read of a
+/// TCP socket that returns fewer bytes than it had room for has emptied the socket's
+/// receive queue: bytes that arrive later raise a new readiness event. So after such a
+/// short read the next read can answer `WouldBlock` without asking the kernel, until
+/// [`Drained::event`] reports new readiness. Where the peer's end (or an error) was
+/// signalled, the socket is read until it says so, as the short read may have left the
+/// end unread. Off (every read asks the kernel) unless [`Drained::edge_triggered`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Drained {
+    on: bool,
+    drained: bool,
+}
+
+impl Drained {
+    /// For a socket registered with mio: on where mio's readiness is edge-triggered
+    /// epoll (Linux, Android), off elsewhere.
+    pub fn edge_triggered() -> Self {
+        Drained {
+            on: cfg!(any(target_os = "linux", target_os = "android")),
+            drained: false,
+        }
+    }
+
+    /// The socket was reported readable; `ended` if the event also said the peer
+    /// finished sending, hung up or failed (from then on every read asks the kernel).
+    pub fn event(&mut self, ended: bool) {
+        self.drained = false;
+        if ended {
+            self.on = false;
+        }
+    }
+
+    /// Reads `socket` into `buf`, or answers `WouldBlock` if the last read emptied it
+    /// and no event came since.
+    ///
+    /// # Errors
+    /// As the socket's `read`, and `WouldBlock` as above.
+    pub fn read<S: Read + ?Sized>(&mut self, socket: &mut S, buf: &mut [u8]) -> io::Result<usize> {
+        if self.drained && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = socket.read(buf)?;
+        if self.on && n > 0 && n < buf.len() {
+            self.drained = true;
+        }
+        Ok(n)
+    }
+}
+
+/// A socket read through its [`Drained`] state, for [`read()`].
+#[derive(Debug)]
+pub struct EdgeRead<'a, S: ?Sized> {
+    /// The socket's state.
+    pub state: &'a mut Drained,
+    /// The socket.
+    pub socket: &'a mut S,
+}
+
+impl<S: Read + ?Sized> Read for EdgeRead<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.state.read(self.socket, buf)
+    }
+}
+
 /// Why [`write()`] returned.
 #[derive(Debug)]
 pub enum WriteStop {
@@ -395,5 +462,121 @@ mod tests {
             read(&mut a, &mut OneRead(&mut client), now, usize::MAX);
             while client.poll_event(now).is_some() {}
         }
+    }
+
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn after_a_short_read_the_next_waits_for_an_event_unless_the_end_was_signalled() {
+        let mut s = script([Step::Data(b"ab"), Step::Data(b"cd"), Step::Data(b"ef"), Step::Eof]);
+        let mut e = bytes(16, b"");
+        let mut state = Drained::edge_triggered();
+        let mut edge = EdgeRead {
+            state: &mut state,
+            socket: &mut s,
+        };
+        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        // "cd" is still in the socket: the read after the short one was not made.
+        assert!(matches!(r.stop, ReadStop::WouldBlock), "{r:?}");
+        assert_eq!(&e.buf[..e.filled], b"ab");
+        assert_eq!(s.0.len(), 3);
+
+        state.event(false);
+        let mut edge = EdgeRead {
+            state: &mut state,
+            socket: &mut s,
+        };
+        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        assert!(matches!(r.stop, ReadStop::WouldBlock), "{r:?}");
+        assert_eq!(&e.buf[..e.filled], b"abcd");
+
+        // The event said the peer finished: read on to the end despite short reads.
+        state.event(true);
+        let mut edge = EdgeRead {
+            state: &mut state,
+            socket: &mut s,
+        };
+        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        assert!(matches!(r.stop, ReadStop::Eof), "{r:?}");
+        assert_eq!(&e.buf[..e.filled], b"abcdef");
+    }
+
+    #[test]
+    fn a_full_read_is_not_a_drained_socket() {
+        let mut s = script([Step::Data(b"abcd"), Step::Data(b"ef")]);
+        let mut e = bytes(4, b"");
+        let mut state = Drained::edge_triggered();
+        let r = read(
+            &mut EdgeRead {
+                state: &mut state,
+                socket: &mut s,
+            },
+            &mut e,
+            Instant::ZERO,
+            usize::MAX,
+        );
+        assert!(matches!(r.stop, ReadStop::Full), "{r:?}");
+        e.filled = 0;
+        let r = read(
+            &mut EdgeRead {
+                state: &mut state,
+                socket: &mut s,
+            },
+            &mut e,
+            Instant::ZERO,
+            usize::MAX,
+        );
+        assert_eq!(&e.buf[..e.filled], b"ef", "{r:?}");
+    }
+
+    /// Real sockets under mio: bytes sent after a short read raise an event, and an end
+    /// that arrives with the last bytes is read, so nothing is left unread.
+    #[test]
+    fn edge_triggered_reads_miss_neither_later_bytes_nor_the_end() {
+        use mio::{Events, Interest, Poll, Token};
+        use std::time::{Duration, Instant as Clock};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, _) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let mut socket = mio::net::TcpStream::from_std(socket);
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut socket, Token(1), Interest::READABLE)
+            .unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut state = Drained::edge_triggered();
+        let mut e = bytes(64, b"");
+
+        // Waits for events (10 s at most) and reads after each, as the server does,
+        // until `done` holds for what was read.
+        let mut run = |e: &mut Bytes, done: &dyn Fn(&Bytes, &ReadStop) -> bool| {
+            let deadline = Clock::now() + Duration::from_secs(10);
+            loop {
+                let left = deadline.saturating_duration_since(Clock::now());
+                assert!(!left.is_zero(), "no event for what was sent: {:?}", &e.buf[..e.filled]);
+                poll.poll(&mut events, Some(left)).unwrap();
+                for event in events.iter() {
+                    state.event(event.is_read_closed() || event.is_error());
+                    let mut edge = EdgeRead {
+                        state: &mut state,
+                        socket: &mut socket,
+                    };
+                    let r = read(&mut edge, e, Instant::ZERO, usize::MAX);
+                    if done(e, &r.stop) {
+                        return;
+                    }
+                }
+            }
+        };
+
+        peer.write_all(b"first").unwrap();
+        run(&mut e, &|e, _| e.filled == 5);
+        peer.write_all(b" second").unwrap();
+        run(&mut e, &|e, _| e.filled == 12);
+        peer.write_all(b" last").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        run(&mut e, &|_, stop| matches!(stop, ReadStop::Eof));
+        assert_eq!(&e.buf[..e.filled], b"first second last");
     }
 }

@@ -33,6 +33,7 @@ use soquete_core::secure::{self, Curve, Detection, Event, PublicKey, SecretKey, 
 use soquete_core::Instant;
 
 use crate::keys::{self, AllowedKeys};
+use crate::pump;
 use crate::time;
 
 pub use soquete_core::secure::{Alert, Error as SecureError};
@@ -301,6 +302,8 @@ pub struct Stream {
     socket: TcpStream,
     mode: Mode,
     identity: Rc<OnceCell<Identity>>,
+    /// Skips the read that would block after a short one (see [`pump::Drained`]).
+    drained: pump::Drained,
 }
 
 impl fmt::Debug for Stream {
@@ -336,6 +339,7 @@ impl Stream {
                 end: 0,
             },
             identity: Rc::new(OnceCell::new()),
+            drained: pump::Drained::default(),
         }
     }
 
@@ -351,6 +355,7 @@ impl Stream {
                     len: 0,
                 },
                 identity: Rc::new(OnceCell::new()),
+                drained: pump::Drained::default(),
             },
             None => Stream::clear(socket),
         }
@@ -387,6 +392,7 @@ impl Stream {
                 refusal_taken: false,
             })),
             identity: Rc::new(OnceCell::new()),
+            drained: pump::Drained::default(),
         })
     }
 
@@ -416,6 +422,18 @@ impl Stream {
             }
             let _ = write_out(&mut self.socket, &mut layer.secure);
         }
+    }
+
+    /// Registered with mio: reads of the socket stop at a short one (see
+    /// [`pump::Drained`]); report each readable event with [`Stream::readable`].
+    pub fn edge_triggered(&mut self) {
+        self.drained = pump::Drained::edge_triggered();
+    }
+
+    /// mio reported the socket readable; `ended` if the event also said the peer
+    /// finished sending, hung up or failed.
+    pub fn readable(&mut self, ended: bool) {
+        self.drained.event(ended);
     }
 
     /// The socket itself, for what bypasses the layer (reading and dropping a closed
@@ -624,7 +642,7 @@ impl Read for Stream {
                     *start += n;
                     return Ok(n);
                 }
-                self.socket.read(buf)
+                self.drained.read(&mut self.socket, buf)
             }
             Mode::Secure(layer) => loop {
                 let plain = layer.secure.poll_plaintext();
@@ -662,7 +680,7 @@ impl Read for Stream {
                         Err(e) => Err(layer_error(e)),
                     };
                 }
-                match self.socket.read(&mut layer.staging) {
+                match self.drained.read(&mut self.socket, &mut layer.staging) {
                     Ok(0) => layer.eof = true,
                     Ok(n) => {
                         layer.start = 0;

@@ -652,6 +652,7 @@ impl Server {
                             continue;
                         };
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            conn.stream.readable(event.is_read_closed() || event.is_error());
                             conn.readable = true;
                             if !conn.queued {
                                 conn.queued = true;
@@ -1027,7 +1028,8 @@ impl Server {
             return;
         }
         debug!("{peer}: connected");
-        let stream = Stream::server(stream, self.shared.auth.clone());
+        let mut stream = Stream::server(stream, self.shared.auth.clone());
+        stream.edge_triggered();
         self.shared.metrics.connections_accepted.inc();
         let mut conn = Conn::new(stream, token, peer, session, rx_len, now);
         conn.dirty = true;
