@@ -8,6 +8,9 @@
 //! * `fast`: AWS-LC's X25519 (`soquete_host::secure::Fast`), four;
 //! * `fast+memo`: what `soquete server` runs (`soquete_host::secure::X25519`), three.
 //!
+//! As in `soquete server`, AWS-LC's parsed form of the server's static key is kept
+//! (`Fast::keep`) for both `fast` rows.
+//!
 //! Every row also computes the server's ephemeral public key from the base point table
 //! (`noise-tables`). Rates are per second of this thread's CPU time (Linux schedstat),
 //! so that other load on the machine does not count; the rows take turns, five
@@ -63,7 +66,9 @@ pub fn run(count: usize) -> anyhow::Result<()> {
     println!(
         "responder handshakes, {ROUNDS} rounds of {count} per row taking turns (median round), per second of this thread's CPU time:"
     );
+    // As `soquete server` does: the device's key remembered, the server's kept parsed.
     X25519::remember(&server, &device.public_key());
+    Fast::keep(&server);
     let mut rows: [(&str, Vec<Duration>); 4] = [
         ("ladder", Vec::new()),
         ("fast", Vec::new()),

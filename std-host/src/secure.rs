@@ -56,21 +56,86 @@ pub const MAX_HANDSHAKES: usize = 256;
 
 /// X25519 on the host: AWS-LC's, about twice as fast as the core's portable ladder
 /// here (same function, RFC 7748; `tests` compare the two on random and edge inputs).
+///
+/// AWS-LC takes a secret key as a parsed key, and parsing one computes its public key
+/// (a base point multiplication, a fifth of an X25519 here). Two kinds of secret are
+/// parsed once instead of at every use: a static key given to [`Fast::keep`] (the
+/// server's, a client's own), kept for the process; and the ephemeral key of the
+/// handshake in progress, which the handshake uses twice (`ee`, then `se` or `es`),
+/// kept between its two uses only (the next X25519 with another key drops it).
 #[derive(Debug)]
 pub enum Fast {}
+
+/// Static keys kept parsed ([`Fast::keep`]), found by their bytes.
+static PARSED: std::sync::RwLock<Vec<([u8; KEY_LEN], aws_lc_rs::agreement::PrivateKey)>> =
+    std::sync::RwLock::new(Vec::new());
+
+thread_local! {
+    /// The last key parsed for a single use, until its second use.
+    static LAST: RefCell<Option<([u8; KEY_LEN], aws_lc_rs::agreement::PrivateKey)>> = const { RefCell::new(None) };
+}
+
+impl Fast {
+    /// Static keys kept parsed at most; [`Fast::keep`] keeps no more.
+    pub const KEEP_MAX: usize = 16;
+
+    /// Parses `secret` once for every later X25519 with it. `false` if
+    /// [`Fast::KEEP_MAX`] keys are kept already (it is then parsed at every use).
+    pub fn keep(secret: &SecretKey) -> bool {
+        use aws_lc_rs::agreement::{PrivateKey, X25519};
+        let Ok(mut kept) = PARSED.write() else {
+            return false;
+        };
+        if kept.iter().any(|(k, _)| k == secret.as_bytes()) {
+            return true;
+        }
+        if kept.len() >= Fast::KEEP_MAX {
+            return false;
+        }
+        let Ok(key) = PrivateKey::from_private_key(&X25519, secret.as_bytes()) else {
+            return false;
+        };
+        kept.push((*secret.as_bytes(), key));
+        true
+    }
+
+    /// Whether `secret` is kept parsed.
+    pub fn is_kept(secret: &SecretKey) -> bool {
+        PARSED
+            .read()
+            .is_ok_and(|kept| kept.iter().any(|(k, _)| k == secret.as_bytes()))
+    }
+}
 
 impl Curve for Fast {
     fn x25519(secret: &[u8; KEY_LEN], _public: &[u8; KEY_LEN], peer: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
         use aws_lc_rs::agreement::{agree, PrivateKey, UnparsedPublicKey, X25519};
+        // Keys are found by their secret bytes (our own keys: no peer's input is
+        // compared with them), so that a wrong `public` cannot pick another key.
         // AWS-LC refuses a result of all zeros (a low-order peer key); the all-zero
         // output says the same to the handshake, which refuses it.
+        let agree_with = |key: &PrivateKey| {
+            agree(key, UnparsedPublicKey::new(&X25519, peer), (), |shared| {
+                <[u8; KEY_LEN]>::try_from(shared).map_err(|_| ())
+            })
+            .unwrap_or([0; KEY_LEN])
+        };
+        if let Ok(kept) = PARSED.read() {
+            if let Some((_, key)) = kept.iter().find(|(k, _)| k == secret) {
+                return agree_with(key);
+            }
+        }
+        // The second use of the last key parsed: it is dropped after this one.
+        let last = LAST.with_borrow_mut(|last| last.take_if(|(k, _)| k == secret));
+        if let Some((_, key)) = last {
+            return agree_with(&key);
+        }
         let Ok(key) = PrivateKey::from_private_key(&X25519, secret) else {
             return [0; KEY_LEN];
         };
-        agree(&key, UnparsedPublicKey::new(&X25519, peer), (), |shared| {
-            <[u8; KEY_LEN]>::try_from(shared).map_err(|_| ())
-        })
-        .unwrap_or([0; KEY_LEN])
+        let shared = agree_with(&key);
+        LAST.with_borrow_mut(|last| *last = Some((*secret, key)));
+        shared
     }
 }
 
@@ -120,6 +185,7 @@ impl ServerAuth {
     /// A file that cannot be read or parsed, with its name.
     pub fn load(key: &std::path::Path, allowed: &std::path::Path, require: bool) -> anyhow::Result<Self> {
         let secret = keys::read_secret(key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Fast::keep(&secret);
         let list = AllowedKeys::load(allowed)?;
         Ok(ServerAuth {
             secret,
@@ -368,6 +434,7 @@ impl Stream {
     pub fn client(socket: TcpStream, keys: &ClientKeys) -> io::Result<Self> {
         // The static–static X25519 once per process, not once per connection.
         X25519::remember(&keys.secret, &keys.server);
+        Fast::keep(&keys.secret);
         let secure = Secure::<_, _, X25519>::client_with(
             secure::Config::DEFAULT,
             &keys.secret,
@@ -832,6 +899,27 @@ mod tests {
         }
         // Most of these points are of low order: the all-zero output came up.
         assert!(zeros > 0);
+    }
+
+    #[test]
+    fn keys_parsed_once_give_the_same_results() {
+        use soquete_core::secure::SecretKey;
+        // A kept static key, and the last key parsed reused once, in any order.
+        let kept = SecretKey::from_bytes([0x21; KEY_LEN]);
+        assert!(Fast::keep(&kept));
+        assert!(Fast::keep(&kept), "keeping a key again is no error");
+        assert!(Fast::is_kept(&kept));
+        assert!(!Fast::is_kept(&SecretKey::from_bytes([0x22; KEY_LEN])));
+        let (a, b) = ([0x23; KEY_LEN], [0x24; KEY_LEN]);
+        let calls = [a, a, a, b, a, *kept.as_bytes(), b, b, *kept.as_bytes(), a];
+        for (i, secret) in calls.into_iter().enumerate() {
+            let peer = [u8::try_from(i).unwrap() + 9; KEY_LEN];
+            assert_eq!(both(secret, peer).0, both(secret, peer).1, "call {i}");
+            assert_eq!(
+                Fast::x25519(&secret, &[0; KEY_LEN], &peer),
+                Ladder::x25519(&secret, &[0; KEY_LEN], &peer)
+            );
+        }
     }
 
     proptest! {
