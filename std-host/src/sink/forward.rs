@@ -175,25 +175,32 @@ impl Template {
     /// The subject of a message of session `token` from client `name`, authenticated
     /// as `auth` (a secure peer's authenticated name).
     pub fn subject(&self, name: &str, auth: Option<&str>, token: u64) -> String {
-        let mut out = String::new();
-        for (i, part) in self.parts.iter().enumerate() {
-            if i > 0 {
-                out.push('.');
-            }
-            match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Name => encode_name_into(name.as_bytes(), &mut out),
-                Part::Auth => encode_name_into(auth.unwrap_or_default().as_bytes(), &mut out),
-                Part::Token => out.push_str(&format!("{token:016x}")),
-            }
-        }
-        out
+        self.render(|part, out| match part {
+            Part::Name => encode_name_into(name.as_bytes(), out),
+            Part::Auth => encode_name_into(auth.unwrap_or_default().as_bytes(), out),
+            Part::Token | Part::Literal(_) => out.push_str(&format!("{token:016x}")),
+        })
     }
 
     /// The subjects of every message of session `token`, whatever name it was sent
     /// under: the template with `*` for `{name}` and `{auth}`. A resume looks there,
     /// so that a peer cannot hide a session's owner by calling itself otherwise.
     pub fn session_filter(&self, token: u64) -> String {
+        self.render(|part, out| match part {
+            Part::Name | Part::Auth => out.push('*'),
+            Part::Token | Part::Literal(_) => out.push_str(&format!("{token:016x}")),
+        })
+    }
+
+    /// The subjects of all messages: the template with `*` for each field, as the
+    /// stream takes them.
+    pub fn filter(&self) -> String {
+        self.render(|_, out| out.push('*'))
+    }
+
+    /// The template's tokens joined by dots: literals as they are, each field as
+    /// `field` writes it (it is never given a literal).
+    fn render(&self, mut field: impl FnMut(&Part, &mut String)) -> String {
         let mut out = String::new();
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
@@ -201,25 +208,10 @@ impl Template {
             }
             match part {
                 Part::Literal(s) => out.push_str(s),
-                Part::Name | Part::Auth => out.push('*'),
-                Part::Token => out.push_str(&format!("{token:016x}")),
+                Part::Name | Part::Auth | Part::Token => field(part, &mut out),
             }
         }
         out
-    }
-
-    /// The subjects of all messages: the template with `*` for each field, as the
-    /// stream takes them.
-    pub fn filter(&self) -> String {
-        let tokens: Vec<&str> = self
-            .parts
-            .iter()
-            .map(|p| match p {
-                Part::Literal(s) => s.as_str(),
-                Part::Name | Part::Auth | Part::Token => "*",
-            })
-            .collect();
-        tokens.join(".")
     }
 }
 
