@@ -464,38 +464,30 @@ mod tests {
         }
     }
 
+    fn read_edge(state: &mut Drained, socket: &mut Script, e: &mut Bytes) -> ReadOutcome {
+        read(&mut EdgeRead { state, socket }, e, Instant::ZERO, usize::MAX)
+    }
+
     #[test]
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn after_a_short_read_the_next_waits_for_an_event_unless_the_end_was_signalled() {
         let mut s = script([Step::Data(b"ab"), Step::Data(b"cd"), Step::Data(b"ef"), Step::Eof]);
         let mut e = bytes(16, b"");
         let mut state = Drained::edge_triggered();
-        let mut edge = EdgeRead {
-            state: &mut state,
-            socket: &mut s,
-        };
-        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        let r = read_edge(&mut state, &mut s, &mut e);
         // "cd" is still in the socket: the read after the short one was not made.
         assert!(matches!(r.stop, ReadStop::WouldBlock), "{r:?}");
         assert_eq!(&e.buf[..e.filled], b"ab");
         assert_eq!(s.0.len(), 3);
 
         state.event(false);
-        let mut edge = EdgeRead {
-            state: &mut state,
-            socket: &mut s,
-        };
-        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        let r = read_edge(&mut state, &mut s, &mut e);
         assert!(matches!(r.stop, ReadStop::WouldBlock), "{r:?}");
         assert_eq!(&e.buf[..e.filled], b"abcd");
 
         // The event said the peer finished: read on to the end despite short reads.
         state.event(true);
-        let mut edge = EdgeRead {
-            state: &mut state,
-            socket: &mut s,
-        };
-        let r = read(&mut edge, &mut e, Instant::ZERO, usize::MAX);
+        let r = read_edge(&mut state, &mut s, &mut e);
         assert!(matches!(r.stop, ReadStop::Eof), "{r:?}");
         assert_eq!(&e.buf[..e.filled], b"abcdef");
     }
@@ -505,26 +497,10 @@ mod tests {
         let mut s = script([Step::Data(b"abcd"), Step::Data(b"ef")]);
         let mut e = bytes(4, b"");
         let mut state = Drained::edge_triggered();
-        let r = read(
-            &mut EdgeRead {
-                state: &mut state,
-                socket: &mut s,
-            },
-            &mut e,
-            Instant::ZERO,
-            usize::MAX,
-        );
+        let r = read_edge(&mut state, &mut s, &mut e);
         assert!(matches!(r.stop, ReadStop::Full), "{r:?}");
         e.filled = 0;
-        let r = read(
-            &mut EdgeRead {
-                state: &mut state,
-                socket: &mut s,
-            },
-            &mut e,
-            Instant::ZERO,
-            usize::MAX,
-        );
+        let r = read_edge(&mut state, &mut s, &mut e);
         assert_eq!(&e.buf[..e.filled], b"ef", "{r:?}");
     }
 
