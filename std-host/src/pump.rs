@@ -153,6 +153,11 @@ where
 /// [`Drained::event`] reports new readiness. Where the peer's end (or an error) was
 /// signalled, the socket is read until it says so, as the short read may have left the
 /// end unread. Off (every read asks the kernel) unless [`Drained::edge_triggered`].
+///
+/// TCP urgent data also ends a read short (Linux stops at the urgent mark with bytes
+/// still queued). soquete's peers never send it; a peer that does has already broken
+/// its own stream (the urgent byte is taken out of band), and the bytes after the mark
+/// wait for its next segment (at the latest its answer to the session's PING).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Drained {
     on: bool,

@@ -61,8 +61,9 @@ pub const MAX_HANDSHAKES: usize = 256;
 /// (a base point multiplication, a fifth of an X25519 here). Two kinds of secret are
 /// parsed once instead of at every use: a static key given to [`Fast::keep`] (the
 /// server's, a client's own), kept for the process; and the ephemeral key of the
-/// handshake in progress, which the handshake uses twice (`ee`, then `se` or `es`),
-/// kept between its two uses only (the next X25519 with another key drops it).
+/// handshake in progress, which the handshake uses twice (`ee` and `se` on a server,
+/// `es` and `ee` on a client), kept between its two uses only (the second use, the
+/// next X25519 with another key, or the end of the handshake drops it).
 #[derive(Debug)]
 pub enum Fast {}
 
@@ -97,6 +98,18 @@ impl Fast {
         };
         kept.push((*secret.as_bytes(), key));
         true
+    }
+
+    /// Drops this thread's key parsed for a second use, if any: a handshake that
+    /// ended before that use (refused, failed, abandoned) leaves no ephemeral key behind.
+    pub fn forget() {
+        LAST.with_borrow_mut(|last| *last = None);
+    }
+
+    /// Whether this thread holds `secret` parsed for its second use.
+    #[cfg(test)]
+    fn holds(secret: &[u8; KEY_LEN]) -> bool {
+        LAST.with_borrow(|last| last.as_ref().is_some_and(|(k, _)| k == secret))
     }
 
     /// Whether `secret` is kept parsed.
@@ -348,10 +361,13 @@ struct Layer {
 }
 
 impl Layer {
+    /// The server's handshake is over, done or failed.
     fn uncount(&mut self) {
         if let (true, Some(auth)) = (self.counted, &self.auth) {
             auth.in_progress.set(auth.in_progress.get().saturating_sub(1));
             self.counted = false;
+            // A failed handshake may leave its ephemeral key parsed.
+            Fast::forget();
         }
     }
 }
@@ -359,6 +375,8 @@ impl Layer {
 impl Drop for Layer {
     fn drop(&mut self) {
         self.uncount();
+        // A client's handshake abandoned between its two uses of its ephemeral key.
+        Fast::forget();
     }
 }
 
@@ -433,8 +451,8 @@ impl Stream {
     /// No random bytes for the ephemeral key.
     pub fn client(socket: TcpStream, keys: &ClientKeys) -> io::Result<Self> {
         // The static–static X25519 once per process, not once per connection.
-        X25519::remember(&keys.secret, &keys.server);
         Fast::keep(&keys.secret);
+        X25519::remember(&keys.secret, &keys.server);
         let secure = Secure::<_, _, X25519>::client_with(
             secure::Config::DEFAULT,
             &keys.secret,
@@ -920,6 +938,20 @@ mod tests {
                 Ladder::x25519(&secret, &[0; KEY_LEN], &peer)
             );
         }
+    }
+
+    #[test]
+    fn a_key_parsed_for_one_use_is_held_until_its_second_use_or_forgotten() {
+        let (a, b, peer) = ([0x31; KEY_LEN], [0x32; KEY_LEN], [9; KEY_LEN]);
+        Fast::x25519(&a, &[0; KEY_LEN], &peer);
+        assert!(Fast::holds(&a));
+        Fast::x25519(&a, &[0; KEY_LEN], &peer);
+        assert!(!Fast::holds(&a), "the second use drops it");
+        Fast::x25519(&a, &[0; KEY_LEN], &peer);
+        Fast::x25519(&b, &[0; KEY_LEN], &peer);
+        assert!(!Fast::holds(&a) && Fast::holds(&b), "another key replaces it");
+        Fast::forget();
+        assert!(!Fast::holds(&b));
     }
 
     proptest! {
