@@ -413,7 +413,7 @@ fn pubkey(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 /// `soquete server`: until SIGINT/SIGTERM, printing to standard output.
 fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
-    let listener = args.listen.bind()?;
+    let listener = args.listen.bind("--listen")?;
     let shutdown = server::Shutdown::on_signals().context("cannot handle signals")?;
     let (output, what) = match &args.output {
         Some(path) => (
@@ -426,7 +426,7 @@ fn serve(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         None => (server::Output::from(io::stdout()), "standard output".to_string()),
     };
     let metrics = match &args.metrics {
-        Some(listen) => Some(listen.bind().context("cannot listen for --metrics")?),
+        Some(listen) => Some(listen.bind("--metrics")?),
         None => None,
     };
     let console: Option<Box<dyn io::Read + Send>> = if args.no_console || in_background() {
@@ -554,20 +554,20 @@ impl Listen {
     ///
     /// # Errors
     /// The name does not resolve, or no address can be bound.
-    pub fn bind(&self) -> anyhow::Result<std::net::TcpListener> {
+    pub fn bind(&self, flag: &str) -> anyhow::Result<std::net::TcpListener> {
         let addrs: Vec<SocketAddr> = match self {
             Listen::Addr(addr) => vec![*addr],
             Listen::Name(host, port) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port))
                 .with_context(|| format!("cannot listen on {self}: the name does not resolve"))?
                 .collect(),
         };
-        bind_first(&addrs, self)
+        bind_first(&addrs, self, flag)
     }
 }
 
 /// A listening socket ([`server::bind`]) on the first of `addrs` that can be bound;
-/// `what` is the `--listen` value they come from, for messages.
-fn bind_first(addrs: &[SocketAddr], what: &Listen) -> anyhow::Result<std::net::TcpListener> {
+/// `what` is the value they come from and `flag` the option that gave it, for messages.
+fn bind_first(addrs: &[SocketAddr], what: &Listen, flag: &str) -> anyhow::Result<std::net::TcpListener> {
     let mut failed = None;
     for (i, addr) in addrs.iter().enumerate() {
         match server::bind(*addr) {
@@ -581,7 +581,7 @@ fn bind_first(addrs: &[SocketAddr], what: &Listen) -> anyhow::Result<std::net::T
         }
     }
     let Some((addr, e)) = failed else {
-        anyhow::bail!("cannot listen on {what}: the name resolves to no address");
+        anyhow::bail!("cannot listen on {what} ({flag}): the name resolves to no address");
     };
     let hint = match e.kind() {
         io::ErrorKind::AddrInUse => "is another server running there? ",
@@ -590,7 +590,7 @@ fn bind_first(addrs: &[SocketAddr], what: &Listen) -> anyhow::Result<std::net::T
         _ => "",
     };
     Err(anyhow::Error::new(e))
-        .with_context(|| format!("cannot listen on {addr}: {hint}Choose another address with --listen"))
+        .with_context(|| format!("cannot listen on {addr} ({flag}): {hint}Choose another address with {flag}"))
 }
 
 /// `soquete completions SHELL`.
@@ -821,7 +821,7 @@ mod tests {
 
     #[test]
     fn listen_binds_a_name_and_says_where() {
-        let listener = Listen::Name("localhost".into(), 0).bind().unwrap();
+        let listener = Listen::Name("localhost".into(), 0).bind("--listen").unwrap();
         assert!(listener.local_addr().unwrap().ip().is_loopback());
     }
 
@@ -831,17 +831,17 @@ mod tests {
         let busy = taken.local_addr().unwrap();
         let what = Listen::Name("example".into(), busy.port());
         let free: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let listener = bind_first(&[busy, free], &what).unwrap();
+        let listener = bind_first(&[busy, free], &what, "--listen").unwrap();
         let bound = listener.local_addr().unwrap();
         assert_ne!(bound, busy);
         assert!(bound.ip().is_loopback());
 
-        let err = bind_first(&[busy, busy], &what).unwrap_err();
+        let err = bind_first(&[busy, busy], &what, "--listen").unwrap_err();
         assert!(
             format!("{err:#}").contains(&format!("cannot listen on {busy}")),
             "{err:#}"
         );
-        let err = bind_first(&[], &what).unwrap_err();
+        let err = bind_first(&[], &what, "--listen").unwrap_err();
         assert!(format!("{err:#}").contains("resolves to no address"), "{err:#}");
     }
 
@@ -849,9 +849,9 @@ mod tests {
     fn listen_reports_an_address_in_use() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();
-        let err = Listen::Addr(addr).bind().unwrap_err();
+        let err = Listen::Addr(addr).bind("--metrics").unwrap_err();
         assert!(
-            format!("{err:#}").contains("is another server running there?"),
+            format!("{err:#}").contains("is another server running there? Choose another address with --metrics"),
             "{err:#}"
         );
     }

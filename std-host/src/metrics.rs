@@ -208,6 +208,9 @@ fn reason(code: Code) -> ReasonLabels {
 /// The thread cannot be started.
 pub fn serve(listener: TcpListener, metrics: Metrics) -> io::Result<()> {
     let metrics = Arc::new(metrics);
+    // The listener may come non-blocking (bound as the server's is); this thread
+    // waits in accept.
+    listener.set_nonblocking(false)?;
     thread::Builder::new().name("soquete metrics".into()).spawn(move || {
         for stream in listener.incoming() {
             match stream {

@@ -113,7 +113,7 @@ impl Server {
         let CliCommand::Server(args) = Cli::try_parse_from(argv).expect("server flags").command else {
             panic!("not a server command line");
         };
-        let listener = args.listen.bind().expect("bind 127.0.0.1:0");
+        let listener = args.listen.bind("--listen").expect("bind 127.0.0.1:0");
         let (shutdown, trigger) = Shutdown::trigger().expect("stop trigger");
         let options = args.options();
         let (to_test, lines) = mpsc::channel();

@@ -128,3 +128,33 @@ fn other_methods_are_refused() {
     s.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 405 "), "{response}");
 }
+
+#[test]
+fn the_endpoint_waits_quietly_for_scrapes() {
+    // The metrics listener once came non-blocking, and its thread logged a failed
+    // accept ten times a second for the whole run.
+    let mut server = Watched::server(
+        &["--metrics", "127.0.0.1:0"],
+        "soquete_host=warn,soquete_host::server=info,soquete::stopped=info",
+    );
+    let line = server.stderr_line(|l| l.contains("metrics on http://"));
+    let addr: SocketAddr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, _, _) = scrape(addr);
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
+    let (status, _, _) = scrape(addr);
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.stderr_line(|l| l.contains("stopped (SIGTERM)"));
+    let noise: Vec<_> = server.seen.iter().filter(|l| l.contains("metrics:")).collect();
+    assert!(noise.is_empty(), "{noise:?}");
+}
