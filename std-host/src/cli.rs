@@ -122,9 +122,10 @@ pub struct ServerArgs {
     /// retried.
     #[arg(long, value_name = "URL", value_parser = parse_nats_url)]
     pub forward: Option<String>,
-    /// With --forward: the JetStream stream, created (file storage) if it does not
-    /// exist, checked to take the subjects if it does.
-    #[arg(long, value_name = "NAME", default_value = "SOQUETE", requires = "forward")]
+    /// With --forward: the JetStream stream (a name without whitespace, '.', '*', '>',
+    /// '/' or '\'), created (file storage) if it does not exist, checked to take the
+    /// subjects if it does.
+    #[arg(long, value_name = "NAME", default_value = "SOQUETE", requires = "forward", value_parser = parse_stream_name)]
     pub forward_stream: String,
     /// With --forward: each message's subject. Tokens separated by dots, each literal
     /// or a field: {token} (the session token, 16 hex digits; required), {name}
@@ -217,6 +218,27 @@ fn parse_resume_window(text: &str) -> Result<Duration, String> {
 
 fn parse_duplicate_window(text: &str) -> Result<Duration, String> {
     duration_at_least(text, Duration::from_secs(1), None)
+}
+
+/// Checks `--forward-stream` as JetStream checks a stream's name: 1 to 255 bytes,
+/// printable, none of whitespace, `.`, `*`, `>`, `/` and `\\` (the name is a token
+/// of the API's subjects and a directory name).
+///
+/// # Errors
+/// A name JetStream would not take, saying why.
+pub fn parse_stream_name(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 255 {
+        return Err(format!("{text:?}: a stream name has 1 to 255 bytes"));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+    {
+        return Err(format!(
+            "{text:?}: a stream name cannot contain {c:?} (nor whitespace, '.', '*', '>', '/', '\\')"
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses `--forward`: `nats://HOST:PORT`, `nats://HOST`, `HOST:PORT` or `HOST`, as
@@ -658,6 +680,28 @@ mod tests {
         ] {
             assert!(parse_nats_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stream_names_are_checked_as_jetstream_does() {
+        for good in ["SOQUETE", "dev-2_a", "ÉTÉ"] {
+            assert_eq!(parse_stream_name(good).unwrap(), good);
+        }
+        for bad in [
+            "",
+            "bad.name",
+            "bad name",
+            "a*",
+            "a>",
+            "a/b",
+            "a\\b",
+            "tab\there",
+            &"x".repeat(256),
+        ] {
+            assert!(parse_stream_name(bad).is_err(), "{bad}");
+        }
+        let err = parse_stream_name("bad.name").unwrap_err();
+        assert!(err.contains("cannot contain '.'"), "{err}");
     }
 
     #[test]
