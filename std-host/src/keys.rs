@@ -25,6 +25,9 @@ use soquete_core::secure::{PublicKey, SecretKey, KEY_LEN};
 /// What starts a public key in its text form.
 pub const PUBLIC_PREFIX: &str = "soquete-pk:";
 
+/// Why a public key file is not a secret key file.
+const PUBLIC_NOT_SECRET: &str = "it holds a public key (soquete-pk:…), not the secret key that soquete keygen wrote";
+
 /// The first line of a secret key file.
 pub const SECRET_HEADER: &str = "soquete secret key v1";
 
@@ -119,15 +122,9 @@ impl fmt::Display for KeyFileError {
     }
 }
 
-impl std::error::Error for KeyFileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            KeyFileError::Random(e) => Some(e),
-            KeyFileError::Io(_, e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source`: the messages above already end with the cause, which a chain printed
+/// with `{:#}` would repeat.
+impl std::error::Error for KeyFileError {}
 
 /// A new secret key: 32 bytes from the operating system's CSPRNG.
 ///
@@ -149,6 +146,9 @@ pub fn secret_to_file_text(key: &SecretKey) -> String {
 /// # Errors
 /// The reason, when the text is not [`secret_to_file_text`]'s form.
 pub fn secret_from_file_text(text: &str) -> Result<SecretKey, &'static str> {
+    if text.trim_start().starts_with(PUBLIC_PREFIX) {
+        return Err(PUBLIC_NOT_SECRET);
+    }
     let mut lines = text.lines();
     if lines.next() != Some(SECRET_HEADER) {
         return Err("the first line is not \"soquete secret key v1\"");
@@ -197,6 +197,10 @@ pub fn read_secret(path: &Path) -> Result<SecretKey, KeyFileError> {
     let io_err = |e| KeyFileError::Io(path.to_path_buf(), e);
     let mode = fs::metadata(path).map_err(io_err)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
+        // A public key file given by mistake: say so rather than ask to chmod it.
+        if fs::read_to_string(path).is_ok_and(|text| text.trim_start().starts_with(PUBLIC_PREFIX)) {
+            return Err(KeyFileError::Format(path.to_path_buf(), PUBLIC_NOT_SECRET));
+        }
         return Err(KeyFileError::TooOpen(path.to_path_buf(), mode));
     }
     let text = fs::read_to_string(path).map_err(io_err)?;
@@ -444,6 +448,23 @@ mod tests {
         // A public key pasted in place of the secret one.
         let public = public_to_text(&key(1));
         assert!(secret_from_file_text(&format!("{SECRET_HEADER}\n{public}\n")).is_err());
+        // A public key file given for the secret one, whatever its mode.
+        assert_eq!(
+            secret_from_file_text(&format!("{public}\n")).err(),
+            Some(PUBLIC_NOT_SECRET)
+        );
+        let dir = std::env::temp_dir().join(format!("soquete-keys-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.pub");
+        fs::write(&path, format!("{public}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret(&path).unwrap_err().to_string();
+        assert!(err.ends_with(PUBLIC_NOT_SECRET), "{err}");
+        // The cause of a failed read is said once, with `{:#}` too.
+        let missing = dir.join("missing.key");
+        let err = format!("{:#}", anyhow::Error::new(read_secret(&missing).unwrap_err()));
+        assert_eq!(err.matches("No such file").count(), 1, "{err}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
