@@ -66,6 +66,10 @@ pub enum ManPage {
     Server,
     /// soquete-client(1).
     Client,
+    /// soquete-keygen(1).
+    Keygen,
+    /// soquete-pubkey(1).
+    Pubkey,
 }
 
 /// `soquete server` options.
@@ -274,7 +278,7 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
 /// The hidden subcommands, after `soquete --help`'s list.
 const TOP_HELP: &str = "\
 Shell completions: soquete completions SHELL (bash, zsh, fish, elvish, powershell).
-Man pages: soquete man [server|client] (roff; e.g. soquete man | man -l -).";
+Man pages: soquete man [server|client|keygen|pubkey] (roff; e.g. soquete man | man -l -).";
 
 /// The console, after `soquete server --help`'s options.
 const SERVER_HELP: &str = "\
@@ -635,6 +639,8 @@ fn print_man(page: Option<ManPage>) -> anyhow::Result<ExitCode> {
             let name = match page {
                 ManPage::Server => "server",
                 ManPage::Client => "client",
+                ManPage::Keygen => "keygen",
+                ManPage::Pubkey => "pubkey",
             };
             cli.find_subcommand(name)
                 .cloned()

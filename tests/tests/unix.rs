@@ -110,4 +110,16 @@ fn man_pages_document_the_subcommands() {
         client.contains("\\-\\-connect") && client.contains("Exit status"),
         "{client}"
     );
+    // Every page the main page names can be printed (soquete-keygen(1) once could not).
+    let named: Vec<&str> = main
+        .split("soquete\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)").map(|(name, _)| name))
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase()))
+        .collect();
+    assert!(named.len() >= 4, "{named:?}");
+    for name in named {
+        let page = stdout_of(&["man", name]);
+        assert!(page.contains(&format!(".TH soquete-{name} 1")), "{name}: {page}");
+    }
 }
