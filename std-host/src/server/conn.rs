@@ -266,6 +266,18 @@ impl Conn {
         .min()
     }
 
+    /// Closing a connection that has sent nothing before its handshake timeout: tells
+    /// it `ERR handshake timeout` (what the timeout itself would say to a peer that
+    /// has not spoken), if its socket takes the line now, so that a person at `nc`
+    /// learns why.
+    pub fn tell_silent(&mut self) {
+        let socket = self.stream.socket_mut();
+        if let Err(e) = socket.write(super::limits::SILENT) {
+            debug!("{}: cannot tell a silent connection: {e}", self.peer);
+        }
+        let _ = socket.shutdown(std::net::Shutdown::Write);
+    }
+
     /// True while the connection has not sent a byte.
     pub fn is_silent(&self) -> bool {
         self.state == State::Handshake && self.session.stats().bytes_in == 0

@@ -21,6 +21,10 @@ use mio::net::{TcpListener, TcpStream};
 /// an `ERR` line; a binary client reads it as a refusal).
 pub(super) const FULL: &[u8] = b"ERR server full\n";
 
+/// What a connection closed for its silence is told (PROTOCOL.md §9.4): the handshake
+/// timeout's line, as it has not spoken.
+pub(super) const SILENT: &[u8] = b"ERR handshake timeout\n";
+
 /// Connections at most in the handshake for `max_clients`: an eighth of it, at least
 /// 16 and at most 256.
 pub(super) fn handshake_limit(max_clients: usize) -> usize {

@@ -991,11 +991,12 @@ impl Server {
         let Some(token) = oldest else {
             return false;
         };
-        if let Some(conn) = self.conns.get(&token) {
+        if let Some(conn) = self.conns.get_mut(&token) {
             debug!(
                 "{}: sent nothing, and {} connections are in the handshake; closed",
                 conn.peer, self.handshakes
             );
+            conn.tell_silent();
         }
         self.remove(token);
         self.handshakes = self.handshakes.saturating_sub(1);
@@ -1068,6 +1069,7 @@ impl Server {
                         conn.peer,
                         time::human_core(conn::SILENT_TIMEOUT)
                     );
+                    conn.tell_silent();
                     self.remove(token);
                     continue;
                 }
