@@ -89,6 +89,8 @@ fn scrape_counts_what_the_clients_did() {
         ("soquete_sessions_total{mode=\"binary\"}", 1.0),
         ("soquete_sessions_total{mode=\"plain\"}", 1.0),
         ("soquete_sessions_open", 2.0),
+        // All three handshakes are over (two accepted, one refused).
+        ("soquete_handshakes_open", 0.0),
         ("soquete_messages_received_total", 4.0),
         ("soquete_message_bytes_received_total", 7.0),
         ("soquete_acknowledgements_sent_total", 3.0),

@@ -164,6 +164,9 @@ pub(super) struct Conn {
     pub readable: bool,
     /// In the read queue.
     pub queued: bool,
+    /// Counted among the connections in the handshake (`Server::handshakes`): set at
+    /// accept, cleared once the state leaves `Handshake` or the connection goes.
+    pub counted: bool,
     /// In this iteration's list of connections to write and check.
     pub dirty: bool,
     /// The deadline this connection has in the timer heap, if any.
@@ -221,6 +224,7 @@ impl Conn {
             eof: false,
             readable: false,
             queued: false,
+            counted: false,
             dirty: false,
             scheduled: None,
             silent_until: now + SILENT_TIMEOUT,

@@ -910,7 +910,7 @@ impl Server {
             return;
         }
         self.accept_paused_until = None;
-        self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
+        self.recount_handshakes();
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 self.accept_pending = false;
@@ -934,8 +934,10 @@ impl Server {
                         limits::refuse(stream);
                         continue;
                     }
-                    self.add_conn(stream, peer, now);
-                    self.handshakes += 1;
+                    if let Some(conn) = self.add_conn(stream, peer, now) {
+                        conn.counted = true;
+                        self.handshakes += 1;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.accept_pending = false;
@@ -999,11 +1001,22 @@ impl Server {
             conn.tell_silent();
         }
         self.remove(token);
-        self.handshakes = self.handshakes.saturating_sub(1);
         true
     }
 
-    fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) {
+    /// Counts the connections in the handshake again (each connection's `counted`
+    /// follows its state).
+    fn recount_handshakes(&mut self) {
+        let mut n = 0;
+        for conn in self.conns.values_mut() {
+            conn.counted = conn.state == State::Handshake;
+            n += usize::from(conn.counted);
+        }
+        self.handshakes = n;
+    }
+
+    /// Starts serving an accepted connection; `None` if it cannot be.
+    fn add_conn(&mut self, mut stream: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Option<&mut Conn> {
         // Acknowledgements are small and should leave at once.
         if let Err(e) = stream.set_nodelay(true) {
             debug!("{peer}: cannot set TCP_NODELAY: {e}");
@@ -1014,7 +1027,7 @@ impl Server {
             Ok(s) => s,
             Err(e) => {
                 warn!("{peer}: cannot start a session: {e}");
-                return;
+                return None;
             }
         };
         session.set_explicit_ack(MAX_UNCONFIRMED);
@@ -1026,7 +1039,7 @@ impl Server {
             .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         {
             warn!("{peer}: cannot watch the connection: {e}");
-            return;
+            return None;
         }
         debug!("{peer}: connected");
         let mut stream = Stream::server(stream, self.shared.auth.clone());
@@ -1036,6 +1049,7 @@ impl Server {
         conn.dirty = true;
         self.dirty.push(token);
         self.conns.insert(token, conn);
+        self.conns.get_mut(&token)
     }
 
     /// Runs every due timer.
@@ -1044,8 +1058,8 @@ impl Server {
         // connections must make room.
         let due = self.timers.peek().is_some_and(|Reverse((t, _))| *t <= now);
         if due && self.handshakes >= self.handshake_limit / 2 {
-            // Counted at the last accept: some may have completed since.
-            self.handshakes = self.conns.values().filter(|c| c.state == State::Handshake).count();
+            // Some may have completed since they were last looked at.
+            self.recount_handshakes();
         }
         let slots_short =
             self.conns.len() >= (self.shared.max_clients / 2).max(1) || self.handshakes >= self.handshake_limit / 2;
@@ -1102,6 +1116,10 @@ impl Server {
             return Ok(());
         };
         conn.dirty = false;
+        if conn.counted && conn.state != State::Handshake {
+            conn.counted = false;
+            self.handshakes = self.handshakes.saturating_sub(1);
+        }
         if !conn.is_lingering() && conn.error.is_none() {
             // Messages for the client go in as the session has room (acknowledged
             // ones leave it, or in plain text, written ones).
@@ -1196,6 +1214,9 @@ impl Server {
 
     fn remove(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
+            if conn.counted {
+                self.handshakes = self.handshakes.saturating_sub(1);
+            }
             meter(&self.shared.metrics, &mut conn);
             self.queued = self.queued.saturating_sub(conn.outbox.len());
             if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
