@@ -33,7 +33,7 @@
 //!
 //! # Cargo features
 //!
-//! `server`, `plain`, `detect` and `log` are on by default; a firmware that counts its
+//! `server`, `plain`, `detect`, `explicit-ack` and `log` are on by default; a firmware that counts its
 //! flash turns them off (`default-features = false`) and adds back what it uses. None
 //! changes the wire protocol. `bench/footprint.sh` measures a client built without any
 //! of them.
