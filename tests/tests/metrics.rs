@@ -35,6 +35,16 @@ fn scrape(addr: SocketAddr) -> (String, String, HashMap<String, f64>) {
     (status, content_type, samples)
 }
 
+/// The endpoint's address, from the server's "metrics on http://…/metrics" line.
+fn metrics_addr(server: &mut Watched) -> SocketAddr {
+    let line = server.stderr_line(|l| l.contains("metrics on http://"));
+    line.split("http://")
+        .nth(1)
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// Scrapes until `name` reaches `value` (the loop counts asynchronously to the
 /// clients' view); fails after [`WAIT`].
 fn until(addr: SocketAddr, name: &str, value: f64) -> HashMap<String, f64> {
@@ -54,14 +64,7 @@ fn scrape_counts_what_the_clients_did() {
         &["--metrics", "127.0.0.1:0", "--max-clients", "2"],
         "soquete_host::server=info",
     );
-    let line = server.stderr_line(|l| l.contains("metrics on http://"));
-    let metrics: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let metrics = metrics_addr(&mut server);
 
     let (status, content_type, before) = scrape(metrics);
     assert_eq!(status, "HTTP/1.1 200 OK");
@@ -117,12 +120,7 @@ fn scrape_counts_what_the_clients_did() {
 #[test]
 fn other_methods_are_refused() {
     let mut server = Watched::server(&["--metrics", "127.0.0.1:0"], "soquete_host::server=info");
-    let line = server.stderr_line(|l| l.contains("metrics on http://"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap();
+    let addr = metrics_addr(&mut server);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     s.write_all(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
@@ -140,14 +138,7 @@ fn the_endpoint_waits_quietly_for_scrapes() {
         &["--metrics", "127.0.0.1:0"],
         "soquete_host=warn,soquete_host::server=info,soquete::stopped=info",
     );
-    let line = server.stderr_line(|l| l.contains("metrics on http://"));
-    let addr: SocketAddr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.strip_suffix("/metrics"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = metrics_addr(&mut server);
     let (status, _, _) = scrape(addr);
     assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
     let (status, _, _) = scrape(addr);
