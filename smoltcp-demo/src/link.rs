@@ -34,8 +34,31 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// True when nothing is injected and nothing captured (the seed alone changes
+    /// nothing).
+    pub fn is_none(&self) -> bool {
+        let Faults {
+            drop_chance,
+            corrupt_chance,
+            size_limit,
+            tx_rate_limit,
+            rx_rate_limit,
+            shaping_interval_ms: _,
+            seed: _,
+            pcap,
+        } = self;
+        *drop_chance == 0
+            && *corrupt_chance == 0
+            && *size_limit == 0
+            && *tx_rate_limit == 0
+            && *rx_rate_limit == 0
+            && pcap.is_none()
+    }
+
     /// Wraps `device` in capture and fault injection. `loopback` captures transmitted
-    /// packets only (on a loopback every packet would otherwise appear twice).
+    /// packets only (on a loopback every packet would otherwise appear twice). The
+    /// fault injector holds a packet in a 1,536-byte buffer and lowers the MTU to that:
+    /// a link without faults or capture is better used as it is ([`Faults::is_none`]).
     ///
     /// # Errors
     /// The pcap file cannot be created.
@@ -116,5 +139,35 @@ impl<D: Device> Device for Checked<D> {
             _ => Self::MTU,
         };
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::{Loopback, Medium};
+
+    #[test]
+    fn the_fault_injector_lowers_a_raw_links_mtu_so_runs_without_faults_skip_it() {
+        let raw = Checked::raw(Loopback::new(Medium::Ethernet));
+        assert_eq!(raw.capabilities().max_transmission_unit, 65535);
+        let wrapped = Faults::default().wrap(raw, true).unwrap();
+        assert_eq!(wrapped.capabilities().max_transmission_unit, 1536);
+
+        assert!(Faults {
+            seed: 7,
+            ..Faults::default()
+        }
+        .is_none());
+        assert!(!Faults {
+            drop_chance: 1,
+            ..Faults::default()
+        }
+        .is_none());
+        assert!(!Faults {
+            pcap: Some("x.pcap".into()),
+            ..Faults::default()
+        }
+        .is_none());
     }
 }
