@@ -34,8 +34,9 @@ pub struct Cli {
     /// Loopback: link layer of the loopback device.
     #[arg(long, value_enum, default_value_t = LinkMedium::Ip, conflicts_with = "tap")]
     pub medium: LinkMedium,
-    /// Loopback: each TCP socket's receive and transmit buffer, in bytes: 4096 (a
-    /// firmware's) or 65536 (smoltcp's loopback benchmark's).
+    /// Loopback: each TCP socket's receive and transmit buffer, and each session's
+    /// transmit buffer, in bytes: 4096 (a firmware's) or 65536 (smoltcp's loopback
+    /// benchmark's).
     #[arg(long, default_value_t = 4096, conflicts_with = "tap")]
     pub socket_buffers: u32,
     /// Loopback: smoltcp's Loopback device as it is (65,535-byte MTU, no checksums),

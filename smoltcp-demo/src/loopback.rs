@@ -51,7 +51,8 @@ pub struct Config {
     pub faults: Faults,
     /// Give up when the virtual clock passes this.
     pub time_limit: Duration,
-    /// Each TCP socket's receive and transmit buffers: [`node::SOCKET_RX`] (the
+    /// Each TCP socket's receive and transmit buffers, and each session's transmit
+    /// buffer (the messages it may have unacknowledged): [`node::SOCKET_RX`] (the
     /// firmware's) or [`LARGE_SOCKET_BUFFERS`] (smoltcp's loopback benchmark's).
     pub socket_buffers: usize,
     /// smoltcp's `Loopback` as it is (65,535-byte MTU, no checksums) instead of an
@@ -312,7 +313,7 @@ fn drive<W: Write, const BUF: usize, D: Device>(config: &Config, mut device: D, 
         max_sessions: Some(u64::from(config.clients)),
         session: session_config(),
     };
-    let mut node = Node::new(
+    let mut node: Node<_, _, BUF> = Node::new(
         iface,
         device,
         &mut storage,

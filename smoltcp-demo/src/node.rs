@@ -36,9 +36,12 @@ pub const SOCKET_RX: usize = 4096;
 pub const SOCKET_TX: usize = 4096;
 
 /// The sessions, with their buffers inline, as a firmware holds them in a static.
-pub type DemoSession = Session<[u8; SESSION_RX], [u8; SESSION_TX]>;
+///
+/// `TX` other than [`SESSION_TX`] is for comparing with smoltcp's own benchmark at its
+/// buffer sizes.
+pub type DemoSession<const TX: usize = SESSION_TX> = Session<[u8; SESSION_RX], [u8; TX]>;
 
-const _: () = assert!(SESSION_RX >= DemoSession::min_rx_len(MAX_MESSAGE));
+const _: () = assert!(SESSION_RX >= DemoSession::<SESSION_TX>::min_rx_len(MAX_MESSAGE));
 
 /// The session settings of the demo: the core's defaults with [`MAX_MESSAGE`].
 pub const fn session_config() -> soquete_core::Config {
@@ -93,7 +96,7 @@ impl Ram {
     /// The demo's figures.
     pub const fn per_connection() -> Ram {
         Ram {
-            session: size_of::<DemoSession>(),
+            session: size_of::<DemoSession<SESSION_TX>>(),
             session_buffers: SESSION_RX + SESSION_TX,
             socket: size_of::<tcp::Socket<'static>>(),
             socket_buffers: size_of::<SocketBuffers>(),
@@ -280,11 +283,11 @@ enum Phase {
 
 /// One TCP socket and the session on it.
 #[derive(Debug)]
-struct Conn {
+struct Conn<const STX: usize> {
     handle: SocketHandle,
     role: Role,
     phase: Phase,
-    session: Option<DemoSession>,
+    session: Option<DemoSession<STX>>,
     /// The number `soquete server` would print for this session.
     id: u64,
     peer: Option<IpEndpoint>,
@@ -398,16 +401,16 @@ pub struct Options<W: Write> {
 }
 
 /// An interface, its device, and the sockets with their sessions.
-pub struct Node<'a, D: Device, W: Write> {
+pub struct Node<'a, D: Device, W: Write, const STX: usize = SESSION_TX> {
     iface: Interface,
     device: D,
     sockets: SocketSet<'a>,
-    conns: Vec<Conn>,
+    conns: Vec<Conn<STX>>,
     app: App<W>,
     session_config: soquete_core::Config,
 }
 
-impl<D: Device, W: Write> fmt::Debug for Node<'_, D, W> {
+impl<D: Device, W: Write, const STX: usize> fmt::Debug for Node<'_, D, W, STX> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
             .field("conns", &self.conns)
@@ -416,7 +419,7 @@ impl<D: Device, W: Write> fmt::Debug for Node<'_, D, W> {
     }
 }
 
-impl<'a, D: Device, W: Write> Node<'a, D, W> {
+impl<'a, D: Device, W: Write, const STX: usize> Node<'a, D, W, STX> {
     /// One socket per role, each on its own `buffers` slot; clients start connecting.
     ///
     /// # Errors
@@ -585,8 +588,8 @@ impl<'a, D: Device, W: Write> Node<'a, D, W> {
 }
 
 /// Moves one connection along; true if anything moved.
-fn service<W: Write>(
-    conn: &mut Conn,
+fn service<W: Write, const STX: usize>(
+    conn: &mut Conn<STX>,
     socket: &mut tcp::Socket<'_>,
     app: &mut App<W>,
     config: &soquete_core::Config,
@@ -648,8 +651,8 @@ fn service<W: Write>(
 
 /// Before a session: listens, notices an established connection (and starts a session
 /// on it) or a failed one. True if something changed.
-fn open_session<W: Write>(
-    conn: &mut Conn,
+fn open_session<W: Write, const STX: usize>(
+    conn: &mut Conn<STX>,
     socket: &mut tcp::Socket<'_>,
     app: &mut App<W>,
     config: &soquete_core::Config,
@@ -702,11 +705,9 @@ fn open_session<W: Write>(
                         Role::Server { .. } => {
                             conn.id = app.next_id;
                             app.next_id += 1;
-                            Session::server(*config, [0; SESSION_RX], [0; SESSION_TX], now)
+                            Session::server(*config, [0; SESSION_RX], [0; STX], now)
                         }
-                        Role::Client { name, .. } => {
-                            Session::client(*config, name, [0; SESSION_RX], [0; SESSION_TX], now)
-                        }
+                        Role::Client { name, .. } => Session::client(*config, name, [0; SESSION_RX], [0; STX], now),
                     };
                     conn.session = Some(session.map_err(Error::Session)?);
                     conn.phase = Phase::Live;
@@ -720,11 +721,11 @@ fn open_session<W: Write>(
 
 /// Takes every event the session has (which also releases delivered messages, so
 /// their acknowledgement can go out). True if there was any.
-fn handle_events<W: Write>(
+fn handle_events<W: Write, const STX: usize>(
     id: u64,
     peer: Option<IpEndpoint>,
     client: &mut Option<u32>,
-    session: &mut DemoSession,
+    session: &mut DemoSession<STX>,
     app: &mut App<W>,
     now: Instant,
 ) -> Result<bool, Error> {
@@ -763,7 +764,7 @@ fn handle_events<W: Write>(
 
 /// Client: queues messages while the session takes them; closes once all are sent and
 /// acknowledged. True if anything was queued.
-fn feed(session: &mut DemoSession, source: &mut Source, now: Instant) -> bool {
+fn feed<const STX: usize>(session: &mut DemoSession<STX>, source: &mut Source, now: Instant) -> bool {
     if !session.is_open() {
         return false;
     }

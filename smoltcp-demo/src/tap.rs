@@ -154,7 +154,7 @@ pub fn run<W: Write>(config: &TapConfig, out: W) -> Result<TapOutcome, Error> {
         max_sessions,
         session: node::session_config(),
     };
-    let mut node = Node::new(iface, device, &mut storage, &mut buffers, roles, options)?;
+    let mut node: Node<_, _> = Node::new(iface, device, &mut storage, &mut buffers, roles, options)?;
     if let TapRole::Server { port, .. } = config.role {
         node.printer()
             .listening(IpEndpoint::new(config.address.address(), port))
