@@ -9,7 +9,9 @@
 #       the same two directions, through the Linux kernel's TCP stack.
 #   - the secure image (cargo feature `secure`), both networks:
 #       firmware secure client -> secure_responder (the core's example: the secure
-#       layer and a server session), with keys made for the run.
+#       layer and a server session), with keys made for the run;
+#   - the secure image against `soquete server --key --allowed-keys --require-auth`,
+#       with keys that `soquete keygen` made, given in their text forms.
 # Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
 # count; the host program's exit status, and the messages it printed or had
 # acknowledged, in order. One PASS or FAIL line per case, with count and time. More
@@ -22,7 +24,8 @@
 # namespace it creates (soquete-qemu-PID, 10.78.0.0/24), which it removes on exit.
 #
 # Environment: MESSAGES (per case, default 10000), SOQUETE_BIN (the host binary; built
-# in release mode when unset), QEMU_TIMEOUT (seconds per QEMU run, default 60).
+# in release mode when unset), QEMU_TIMEOUT (seconds per QEMU run, default 60),
+# SOQUETE_TAP=no (skip the TAP cases, as without root).
 set -uo pipefail
 
 MESSAGES=${MESSAGES:-10000}
@@ -248,6 +251,58 @@ secure_case() {
     fi
 }
 
+# secure_host_case NAME BOARD KERNEL: on the user network, the secure client sends
+# MESSAGES messages to `soquete server` requiring authentication. Both keys come from
+# `soquete keygen`: the device's as its key file's base64 line, the server's as
+# `soquete-pk:…`, the forms a user has at hand.
+secure_host_case() {
+    local name=$1 board=$2 kernel=$3 out=$work/$1
+    if ! "$SOQUETE_BIN" keygen --out "$out.server.key" >"$out.server.pub" 2>"$out.keygen-err" ||
+        ! "$SOQUETE_BIN" keygen --out "$out.device.key" >"$out.device.pub" 2>>"$out.keygen-err"; then
+        echo "FAIL $name: soquete keygen"
+        show "$out.keygen-err"
+        failed=1
+        return
+    fi
+    echo "$(cat "$out.device.pub") sensor-$board" >"$out.allowed"
+    "$SOQUETE_BIN" server --listen 127.0.0.1:0 --key "$out.server.key" --allowed-keys "$out.allowed" \
+        --require-auth >"$out.server" 2>"$out.server-err" &
+    local server=$!
+    pids+=("$server")
+    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
+        echo "FAIL $name: soquete server did not start"
+        show "$out.server-err"
+        failed=1
+        return
+    fi
+    local port start
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+    start=$(date +%s.%N)
+    run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
+        -serial none -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+        -append "role=secure-client messages=$MESSAGES $user_net connect=10.0.2.2:$port name=$name time=$FW_TIME key=$(sed -n 2p "$out.device.key") server-key=$(cat "$out.server.pub")" \
+        >"$out.fw" 2>"$out.fw-err"
+    local fw_rc=$? secs
+    secs=$(elapsed "$start")
+    wait_for "$out.server" " left (" 10 "$server"
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    local got
+    got=$(grep -c '^#1 [0-9.]*:[0-9]*: [0-9]*$' "$out.server")
+    sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+    if [ "$fw_rc" -eq 0 ] &&
+        grep -q "^PASS secure client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
+        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
+        grep -q "connected as \"$name\" (authenticated as \"sensor-$board\")" "$out.server" &&
+        grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
+        echo "PASS $name: firmware secure client -> soquete server --require-auth, keys from soquete keygen: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
+    else
+        echo "FAIL $name: firmware secure client -> soquete server --require-auth: QEMU exit $fw_rc, server printed $got of $MESSAGES"
+        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
+        failed=1
+    fi
+}
+
 # secure_refused NAME WHAT SERVER_KEY ALLOW OPTION FW_PATTERN SERVER_PATTERN...: on
 # mps2-an386's user network, a secure client that must fail (QEMU exit 1) having sent
 # no message and, since no record of it ever authenticated at the server, not even
@@ -310,6 +365,9 @@ for entry in "${secure_boards[@]}"; do
     fi
 done
 
+read -r board kernel <<<"${secure_boards[0]}"
+secure_host_case "secure-$board-soquete-server" "$board" "$kernel"
+
 # The secure client must refuse to talk to anyone but the server whose key it has.
 # After a refusal the responder counts what the client still sends until it closes.
 secure_refused secure-mps2-an386-wrong-key "a wrong server key" "$stranger_public" "$device_public" "" \
@@ -340,18 +398,24 @@ else
     failed=1
 fi
 
-name=$board-bad-parameter out=$work/$name
-run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
-    -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
-    -append "role=client messages=ten" >"$out.fw" 2>"$out.fw-err"
-fw_rc=$?
-if [ "$fw_rc" -eq 1 ] && grep -q '^bad parameter "messages=ten"' "$out.fw"; then
-    echo "PASS $name: the firmware refuses a bad parameter (QEMU exit 1)"
-else
-    echo "FAIL $name: QEMU exit $fw_rc for messages=ten"
-    show "$out.fw" "$out.fw-err"
-    failed=1
-fi
+# Refused words: a count that is not a number; a name longer than a HELLO carries
+# (33 bytes).
+bad_parameter() {
+    local name=$1 kernel=$2 word=$3 out=$work/$1
+    run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
+        -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
+        -append "role=client $word" >"$out.fw" 2>"$out.fw-err"
+    fw_rc=$?
+    if [ "$fw_rc" -eq 1 ] && grep -q "^bad parameter \"$word\"; parameters (-append \"...\"): role=" "$out.fw"; then
+        echo "PASS $name: the firmware refuses \"$word\" (QEMU exit 1)"
+    else
+        echo "FAIL $name: QEMU exit $fw_rc for \"$word\""
+        show "$out.fw" "$out.fw-err"
+        failed=1
+    fi
+}
+bad_parameter "$board-bad-parameter" "$kernel" messages=ten
+bad_parameter "$board-long-name" "$kernel" name=abcdefghijklmnopqrstuvwxyz0123456
 
 name=$board-user-missing out=$work/$name
 hport=$(free_port)

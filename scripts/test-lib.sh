@@ -4,10 +4,12 @@
 # the network namespace it may create) and `work` (its scratch folder) first, and
 # appends the PIDs of its background jobs to `pids`.
 
-# tap_unavailable: prints why a TAP device in a namespace cannot be made here; prints
-# nothing when it can.
+# tap_unavailable: prints why a TAP device in a namespace cannot be made here (or is
+# not wanted: SOQUETE_TAP=no); prints nothing when it can.
 tap_unavailable() {
-    if [ "$(id -u)" -ne 0 ]; then
+    if [ "${SOQUETE_TAP:-}" = no ]; then
+        echo "SOQUETE_TAP=no"
+    elif [ "$(id -u)" -ne 0 ]; then
         echo "needs root (network namespace and TAP device)"
     elif [ ! -c /dev/net/tun ]; then
         echo "/dev/net/tun is missing (no TUN/TAP support)"

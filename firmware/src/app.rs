@@ -135,7 +135,7 @@ impl Summary {
 }
 
 /// Where the connection is.
-// One of these, on the stack; there is no heap to box the session's 480 bytes into.
+// One of these, on the stack; there is no heap to box the session's ~500 bytes of state into.
 #[allow(clippy::large_enum_variant)]
 enum Phase {
     /// Client: connecting. Server: listening.

@@ -6,12 +6,12 @@
 //! | `messages` | 1000 | how many messages, numbered `1` to `messages` (the payload is the number in decimal) |
 //! | `connect` | `10.0.2.2:8800` | client: the `soquete server` (QEMU's user network reaches the host's 127.0.0.1 as 10.0.2.2) |
 //! | `listen` | 8800 | server: the TCP port |
-//! | `name` | `firmware` | client: the session's name |
+//! | `name` | `firmware` | client: the session's name, at most 32 bytes |
 //! | `ip` | `10.0.2.15/24` | the firmware's address (QEMU's user network gives out 10.0.2.15) |
 //! | `gateway` | `10.0.2.2` | default route, or `none` |
 //! | `time` | 60 | give up (exit status 1) after this many seconds |
-//! | `key` | — | `secure-client`: the device's static secret key, 64 hex digits |
-//! | `server-key` | — | `secure-client`: the server's static public key, 64 hex digits |
+//! | `key` | — | `secure-client`: the device's static secret key: the base64 line of a `soquete keygen` key file, or 64 hex digits |
+//! | `server-key` | — | `secure-client`: the server's static public key: `soquete-pk:…` as `soquete pubkey` prints it, or 64 hex digits |
 //!
 //! The first word of the command line is the program's path, and is skipped.
 
@@ -70,15 +70,34 @@ impl Default for Params<'_> {
     }
 }
 
-/// One line to print when the command line has a word the firmware does not take.
-#[cfg(not(feature = "secure"))]
-pub const USAGE: &str = "parameters (-append \"...\"): role=client|server messages=N connect=IP:PORT \
-                         listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS";
-/// One line to print when the command line has a word the firmware does not take.
-#[cfg(feature = "secure")]
-pub const USAGE: &str = "parameters (-append \"...\"): role=client|server|secure-client messages=N \
-                         connect=IP:PORT listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS \
-                         key=HEX server-key=HEX";
+/// The roles this image takes, for [`USAGE`].
+pub const ROLES: &str = match (cfg!(feature = "server"), cfg!(feature = "secure")) {
+    (true, true) => "client|server|secure-client",
+    (true, false) => "client|server",
+    (false, true) => "client|secure-client",
+    (false, false) => "client",
+};
+
+/// The parameters besides `role`, for [`USAGE`].
+const REST: &str = if cfg!(feature = "secure") {
+    "messages=N connect=IP:PORT listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS \
+     key=BASE64|HEX server-key=soquete-pk:BASE64|HEX"
+} else {
+    "messages=N connect=IP:PORT listen=PORT name=NAME ip=IP/LEN gateway=IP|none time=SECS"
+};
+
+/// What to print when the command line has a word the firmware does not take: the
+/// parameters of this image (its roles depend on its features).
+pub struct Usage;
+
+/// The usage line.
+pub const USAGE: Usage = Usage;
+
+impl core::fmt::Display for Usage {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "parameters (-append \"...\"): role={ROLES} {REST}")
+    }
+}
 
 impl<'a> Params<'a> {
     /// Parses a semihosting command line (program path first).
@@ -98,7 +117,8 @@ impl<'a> Params<'a> {
                 ("messages", v) => params.messages = v.parse().map_err(|_| word)?,
                 ("connect", v) => params.connect = endpoint(v).ok_or(word)?,
                 ("listen", v) => params.listen = v.parse().map_err(|_| word)?,
-                ("name", v) => params.name = v,
+                // What a HELLO can carry (PROTOCOL.md §3.2).
+                ("name", v) if v.len() <= soquete_core::wire::MAX_NAME_LEN => params.name = v,
                 ("ip", v) => params.ip = cidr(v).ok_or(word)?,
                 ("gateway", "none") => params.gateway = None,
                 ("gateway", v) => params.gateway = Some(v.parse().map_err(|_| word)?),
@@ -109,9 +129,9 @@ impl<'a> Params<'a> {
                     keys.0 = Some(word);
                 }
                 #[cfg(feature = "secure")]
-                ("key", v) => keys.1 = Some(hex32(v).ok_or(word)?),
+                ("key", v) => keys.1 = Some(key32(v, "").ok_or(word)?),
                 #[cfg(feature = "secure")]
-                ("server-key", v) => keys.2 = Some(hex32(v).ok_or(word)?),
+                ("server-key", v) => keys.2 = Some(key32(v, "soquete-pk:").ok_or(word)?),
                 _ => return Err(word),
             }
         }
@@ -141,6 +161,25 @@ fn cidr(s: &str) -> Option<Ipv4Cidr> {
     let (ip, len) = s.split_once('/')?;
     let len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
     Some(Ipv4Cidr::new(Ipv4Addr::from_str(ip).ok()?, len))
+}
+
+/// A key's 32 bytes: `prefix` and standard base64 with padding (44 characters; the
+/// forms of `soquete keygen` and `soquete pubkey`, PROTOCOL.md §10.2), or 64 hex
+/// digits.
+#[cfg(feature = "secure")]
+fn key32(s: &str, prefix: &str) -> Option<[u8; 32]> {
+    use base64::Engine as _;
+    if let Some(b64) = s.strip_prefix(prefix).filter(|b| b.len() == 44) {
+        let mut out = [0u8; 32];
+        // Room for 33 bytes: the decoder wants room for every 3-byte group.
+        let mut buf = [0u8; 33];
+        let n = base64::engine::general_purpose::STANDARD
+            .decode_slice(b64, &mut buf)
+            .ok()?;
+        out.copy_from_slice(buf.get(..n).filter(|b| b.len() == 32)?);
+        return Some(out);
+    }
+    hex32(s)
 }
 
 /// 32 bytes from 64 hex digits.

@@ -223,3 +223,28 @@ fn readme_samples_are_what_the_programs_print() {
         differ.join("\n")
     );
 }
+
+/// The README's blocking poll loop is the text that `smoltcp-demo/examples/poll_loop.rs`
+/// compiles (between its `README: poll-loop` markers, one level of indentation less).
+#[test]
+fn readme_poll_loop_is_the_compiled_example() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root.join("smoltcp-demo/examples/poll_loop.rs")).unwrap();
+    let begin = "// README: poll-loop begin\n";
+    let start = example.find(begin).expect("the begin marker") + begin.len();
+    let end = example.find("    // README: poll-loop end").expect("the end marker");
+    let compiled: String = example[start..end]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+
+    let heading = readme.find("### The blocking poll loop").expect("the section");
+    let open = heading + readme[heading..].find("```rust\n").expect("its code block") + "```rust\n".len();
+    let close = open + readme[open..].find("```\n").expect("the block's end");
+    assert_eq!(
+        &readme[open..close],
+        compiled,
+        "the README's poll loop differs from smoltcp-demo/examples/poll_loop.rs"
+    );
+}
