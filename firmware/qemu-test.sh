@@ -254,7 +254,8 @@ secure_case() {
 # secure_host_case NAME BOARD KERNEL: on the user network, the secure client sends
 # MESSAGES messages to `soquete server` requiring authentication. Both keys come from
 # `soquete keygen`: the device's as its key file's base64 line, the server's as
-# `soquete-pk:…`, the forms a user has at hand.
+# `soquete-pk:…`, the forms a user has at hand. NAME is also the session's name: at
+# most 32 bytes.
 secure_host_case() {
     local name=$1 board=$2 kernel=$3 out=$work/$1
     if ! "$SOQUETE_BIN" keygen --out "$out.server.key" >"$out.server.pub" 2>"$out.keygen-err" ||
@@ -366,7 +367,7 @@ for entry in "${secure_boards[@]}"; do
 done
 
 read -r board kernel <<<"${secure_boards[0]}"
-secure_host_case "secure-$board-soquete-server" "$board" "$kernel"
+secure_host_case "secure-$board-soquete" "$board" "$kernel"
 
 # The secure client must refuse to talk to anyone but the server whose key it has.
 # After a refusal the responder counts what the client still sends until it closes.
@@ -401,7 +402,7 @@ fi
 # Refused words: a count that is not a number; a name longer than a HELLO carries
 # (33 bytes).
 bad_parameter() {
-    local name=$1 kernel=$2 word=$3 out=$work/$1
+    local name=$1 board=$2 kernel=$3 word=$4 out=$work/$1 fw_rc
     run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
         -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
         -append "role=client $word" >"$out.fw" 2>"$out.fw-err"
@@ -414,8 +415,8 @@ bad_parameter() {
         failed=1
     fi
 }
-bad_parameter "$board-bad-parameter" "$kernel" messages=ten
-bad_parameter "$board-long-name" "$kernel" name=abcdefghijklmnopqrstuvwxyz0123456
+bad_parameter "$board-bad-parameter" "$board" "$kernel" messages=ten
+bad_parameter "$board-long-name" "$board" "$kernel" name=abcdefghijklmnopqrstuvwxyz0123456
 
 name=$board-user-missing out=$work/$name
 hport=$(free_port)

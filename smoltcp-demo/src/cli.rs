@@ -40,7 +40,8 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096, conflicts_with = "tap")]
     pub socket_buffers: u32,
     /// Loopback: smoltcp's Loopback device as it is (65,535-byte MTU, no checksums),
-    /// as in smoltcp's loopback benchmark, instead of an Ethernet-like link.
+    /// as in smoltcp's loopback benchmark, instead of an Ethernet-like link. With
+    /// --pcap or a fault flag, smoltcp's fault injector holds the MTU at 1,536 bytes.
     #[arg(long, conflicts_with_all = ["tap", "corrupt_chance"])]
     pub raw_link: bool,
     /// Give up after this long (virtual time in loopback mode, real time with --tap;

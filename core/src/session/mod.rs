@@ -545,10 +545,7 @@ where
     /// [`Error::NotOpen`] before the handshake completes or after the end;
     /// [`Error::Closing`] once either side started closing; [`Error::TooLarge`] if the
     /// peer would not accept it or `tx` could never hold it; [`Error::Full`] when `tx`
-    /// has no room now (retry after [`Event::Acked`]: a full `tx` takes messages again
-    /// once the acknowledged bytes at its front are a third of those it still holds,
-    /// so that making room moves at most three bytes per byte freed);
-    /// [`Error::Newline`] for a
+    /// has no room now (retry after [`Event::Acked`]); [`Error::Newline`] for a
     /// plain-text message containing `\n`.
     pub fn send(&mut self, payload: &[u8]) -> Result<u64, Error> {
         match self.state {

@@ -4,15 +4,6 @@
 use crate::wire::frame::peek_header;
 use crate::wire::{Frame, HEADER_LEN};
 
-/// Compaction moves at most this many bytes per byte it frees. Without a bound, a
-/// large buffer that stays nearly full (a window of messages in flight) would move all
-/// it holds for every message acknowledged: a 64 KiB `tx` moved 63 KiB per 1 KB
-/// message, a third of the smoltcp demo's time. With it a full queue takes new
-/// messages again once the acknowledged bytes at its front are a third of those it
-/// still holds (about a quarter of the buffer), and each byte sent is moved at most
-/// three times.
-const COMPACT_RATIO: usize = 3;
-
 /// The caller's transmit buffer, `buf[start..end]` in use:
 ///
 /// ```text
@@ -63,15 +54,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         self.sent < self.end
     }
 
-    /// Room for `need` more bytes at the end, compacting first if that makes room
-    /// at a bounded cost (see [`COMPACT_RATIO`]); `None` when there is none yet.
-    /// [`TxQueue::commit`] then counts them.
+    /// Room for `need` more bytes at the end, compacting first if that makes room;
+    /// `None` when there is none. [`TxQueue::commit`] then counts them.
     pub(super) fn slot(&mut self, need: usize) -> Option<&mut [u8]> {
-        let short = self.end.saturating_add(need).saturating_sub(self.capacity());
-        let live = self.end - self.start;
-        // Compact only when it makes the room and moves at most COMPACT_RATIO times
-        // the bytes it frees.
-        if short > 0 && self.start >= short && live <= COMPACT_RATIO.saturating_mul(self.start) {
+        if self.end.saturating_add(need) > self.capacity() {
             self.compact();
         }
         let end = self.end.checked_add(need)?;
@@ -187,62 +173,5 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> TxQueue<T> {
         self.boundary -= self.start;
         self.end -= self.start;
         self.start = 0;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{Repr, MSG_OVERHEAD};
-
-    /// A queue of `frames` MSG frames of `payload` bytes each, all handed out.
-    fn queue_of(buf: [u8; 1000], frames: u64, payload: usize) -> TxQueue<[u8; 1000]> {
-        let mut q = TxQueue::new(buf);
-        let body = [7u8; 200];
-        for seq in 1..=frames {
-            let need = MSG_OVERHEAD + payload;
-            let slot = q.slot(need).unwrap();
-            Repr::Msg {
-                seq,
-                payload: &body[..payload],
-            }
-            .emit(slot)
-            .unwrap();
-            q.commit(need);
-        }
-        q.advance(q.unsent().len(), false);
-        q
-    }
-
-    #[test]
-    fn a_full_queue_compacts_once_enough_is_acknowledged_not_for_every_frame() {
-        // Ten 100-byte frames (87 bytes of payload) fill 1,000 bytes.
-        let need = MSG_OVERHEAD + 87;
-        let mut q = queue_of([0; 1000], 10, 87);
-        assert_eq!(q.unsent(), b"");
-        assert!(q.slot(need).is_none());
-        // One acknowledged: moving 900 bytes to free 100 would be 9 per byte freed.
-        assert_eq!(q.drop_front(1), 1);
-        assert!(q.slot(need).is_none());
-        assert_eq!(q.start, 100, "nothing moved");
-        // Three acknowledged: 700 retained, 300 freed — at the bound.
-        assert_eq!(q.drop_front(2), 2);
-        assert!(q.slot(need).is_some());
-        assert_eq!((q.start, q.end), (0, 700), "moved once, to the front");
-        // The frames kept their order and contents: the oldest is now message 4.
-        let oldest = Frame::new_checked(&q.buf.as_ref()[..100]).unwrap();
-        assert_eq!(oldest.msg_seq(), 4);
-        assert_eq!(q.frames_sent(), 7);
-    }
-
-    #[test]
-    fn compaction_that_cannot_make_room_moves_nothing() {
-        let mut q = queue_of([0; 1000], 9, 87);
-        assert_eq!(q.drop_front(5), 5);
-        // 400 retained from 500: a 700-byte frame would not fit even after moving.
-        assert!(q.slot(700).is_none());
-        assert_eq!(q.start, 500);
-        assert!(q.slot(500).is_some());
-        assert_eq!(q.start, 0);
     }
 }

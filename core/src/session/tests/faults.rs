@@ -187,6 +187,29 @@ mod explicit {
         assert_eq!(p.stored, numbered(10));
     }
 
+    /// The receiving application may confirm only what a later message completes (a
+    /// "commit"): an acknowledgement that frees room at the front of a full `tx` must
+    /// let that message through at once, however much is still unacknowledged, or
+    /// nothing would ever move again.
+    #[test]
+    fn room_freed_at_the_front_takes_the_next_message_at_once() {
+        let mut p = Pair::new().explicit(16);
+        p.run();
+        // 50-byte frames until the 512-byte tx is full: ten of them.
+        let mut sent = 0;
+        while p.client.send(&[b'm'; 37]).is_ok() {
+            sent += 1;
+        }
+        assert_eq!(sent, 10);
+        p.run();
+        assert_eq!(p.server_taken.len(), 10);
+        // The application confirms the first message only.
+        p.server.confirm(1).unwrap();
+        p.run();
+        assert_eq!(p.client.unacked(), 9);
+        assert!(p.client.send(b"commit: 37 bytes of payload, like m..").is_ok());
+    }
+
     #[test]
     fn a_cut_with_unconfirmed_messages_has_them_sent_again() {
         let mut p = Pair::new().explicit(4);
