@@ -19,6 +19,8 @@
 //! * `tx` holds this side's MSG frames from the moment [`Session::send`] accepts them
 //!   until the peer acknowledges them, so that they can be resent after a reconnect.
 //!   A full `tx` makes `send` return [`Error::Full`]: that is the backpressure signal.
+//!   `tx` is used as a ring: what an acknowledgement frees is room for the next
+//!   message at once, and nothing queued is ever moved, whatever the buffer's size.
 //!
 //! The code is split by concern, each file owning its invariants: `config.rs`,
 //! `event.rs` and `error.rs` (what the application sets and learns), `state.rs` (the
@@ -53,7 +55,8 @@ use timer::Timers;
 use tx_queue::TxQueue;
 
 use crate::time::{Duration, Instant};
-use crate::wire::{Code, Repr, MAX_CONTROL_LEN, MAX_NAME_LEN, MSG_OVERHEAD};
+use crate::wire::frame::msg_head;
+use crate::wire::{Code, MAX_CONTROL_LEN, MAX_NAME_LEN, MSG_OVERHEAD};
 
 /// Server sessions are compiled in (the `server` feature). Without it the server-only
 /// states (Detect, AwaitHello, Pending) are never entered, and testing this constant
@@ -555,7 +558,7 @@ where
         }
         let cap = self.tx.capacity();
         let seq = self.next_seq;
-        let need = match self.mode() {
+        let queued = match self.mode() {
             Mode::Binary => {
                 let room = cap.saturating_sub(MSG_OVERHEAD).min(self.peer_max as usize);
                 if payload.len() > room {
@@ -563,7 +566,10 @@ where
                         max: u32::try_from(room).unwrap_or(u32::MAX),
                     });
                 }
-                MSG_OVERHEAD + payload.len()
+                let Ok(head) = msg_head(seq, payload.len()) else {
+                    return Err(Error::Full);
+                };
+                self.tx.push(&[&head, payload])
             }
             Mode::Plain => {
                 if payload.contains(&b'\n') {
@@ -574,27 +580,12 @@ where
                         max: u32::try_from(cap.saturating_sub(1)).unwrap_or(u32::MAX),
                     });
                 }
-                payload.len() + 1
+                self.tx.push(&[payload, b"\n"])
             }
         };
-        let mode = self.mode();
-        let Some(dst) = self.tx.slot(need) else {
+        if !queued {
             return Err(Error::Full);
-        };
-        match mode {
-            Mode::Binary => {
-                if (Repr::Msg { seq, payload }).emit(dst).is_err() {
-                    return Err(Error::Full);
-                }
-            }
-            Mode::Plain => {
-                if let Some((last, body)) = dst.split_last_mut() {
-                    body.copy_from_slice(payload);
-                    *last = b'\n';
-                }
-            }
         }
-        self.tx.commit(need);
         self.next_seq = seq.saturating_add(1);
         self.stats.sent = self.stats.sent.saturating_add(1);
         Ok(seq)

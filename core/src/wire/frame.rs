@@ -478,6 +478,25 @@ fn read_u64(buf: &[u8], at: usize) -> Result<u64> {
     Ok(u64::from_be_bytes(*bytes))
 }
 
+/// The first [`MSG_OVERHEAD`](super::MSG_OVERHEAD) bytes of a MSG frame that carries
+/// `payload_len` bytes: its header and sequence number, for a sender that places the
+/// payload itself (the transmit queue, whose free room may wrap around its end).
+///
+/// # Errors
+/// [`Error::Malformed`] for a body longer than `u32::MAX`.
+pub(crate) fn msg_head(seq: u64, payload_len: usize) -> Result<[u8; super::MSG_OVERHEAD]> {
+    let body_len = payload_len
+        .checked_add(U64_LEN)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(Error::Malformed)?;
+    let mut head = [0u8; super::MSG_OVERHEAD];
+    let mut w = Writer { buf: &mut head, pos: 0 };
+    w.put(&[FrameType::Msg as u8])?;
+    w.put(&body_len.to_be_bytes())?;
+    w.put(&seq.to_be_bytes())?;
+    Ok(head)
+}
+
 /// Appends to a byte slice without indexing past its end.
 struct Writer<'b> {
     buf: &'b mut [u8],

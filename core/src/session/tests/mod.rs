@@ -8,7 +8,7 @@ use heapless::Vec;
 use super::control::{push_decimal, push_text, CTRL_CAP};
 use super::timer::third;
 use super::*;
-use crate::wire::{Frame, Hello, Welcome, MAGIC};
+use crate::wire::{Frame, Hello, Repr, Welcome, MAGIC};
 
 #[cfg(feature = "server")]
 mod faults;
