@@ -569,7 +569,7 @@ where
                 let Ok(head) = msg_head(seq, payload.len()) else {
                     return Err(Error::Full);
                 };
-                self.tx.push(&[&head, payload])
+                self.tx.push(&head, payload)
             }
             Mode::Plain => {
                 if payload.contains(&b'\n') {
@@ -580,7 +580,7 @@ where
                         max: u32::try_from(cap.saturating_sub(1)).unwrap_or(u32::MAX),
                     });
                 }
-                self.tx.push(&[payload, b"\n"])
+                self.tx.push(payload, b"\n")
             }
         };
         if !queued {
