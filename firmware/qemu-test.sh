@@ -90,6 +90,17 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# server_printed OUT SERVER: once session #1 has left (or 10 s), stops `soquete server`
+# and sets `got` to the messages it printed, their numbers in OUT.seq.
+server_printed() {
+    local out=$1 server=$2
+    wait_for "$out.server" " left (" 10 "$server"
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    got=$(grep -c '^#1 [0-9.]*:[0-9]*: [0-9]*$' "$out.server")
+    sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+}
+
 failed=0
 # client_case NAME BOARD KERNEL NIC NET_ARGS LISTEN CONNECT_HOST [NS_EXEC...]:
 # `soquete server` listens on LISTEN (port 0: any), the firmware connects to
@@ -118,12 +129,7 @@ client_case() {
     local fw_rc=$?
     local secs
     secs=$(elapsed "$start")
-    wait_for "$out.server" " left (" 10 "$server"
-    kill "$server" 2>/dev/null
-    wait "$server" 2>/dev/null
-    local got
-    got=$(grep -c '^#1 [0-9.]*:[0-9]*: [0-9]*$' "$out.server")
-    sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+    server_printed "$out" "$server"
     if [ "$fw_rc" -eq 0 ] && grep -q "^PASS client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
         [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
         grep -q "connected as \"$name\"" "$out.server" &&
@@ -285,12 +291,7 @@ secure_host_case() {
         >"$out.fw" 2>"$out.fw-err"
     local fw_rc=$? secs
     secs=$(elapsed "$start")
-    wait_for "$out.server" " left (" 10 "$server"
-    kill "$server" 2>/dev/null
-    wait "$server" 2>/dev/null
-    local got
-    got=$(grep -c '^#1 [0-9.]*:[0-9]*: [0-9]*$' "$out.server")
-    sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
+    server_printed "$out" "$server"
     if [ "$fw_rc" -eq 0 ] &&
         grep -q "^PASS secure client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
         [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&

@@ -320,18 +320,22 @@ mod tests {
         n
     }
 
+    /// Pseudo-random numbers below `n` (xorshift), the same for the same seed.
+    fn numbers(mut state: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        }
+    }
+
     /// Random sends, partial writes, acknowledgements and reconnects against a model
     /// of the frames in flight: the bytes that leave are the frames in order, each
     /// once per connection, and the count of frames sent is always the walked one.
     #[test]
     fn random_schedules_keep_frames_whole_and_in_order() {
-        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         for _ in 0..200 {
             let mut q = TxQueue::new([0u8; 97]);
             // Frames queued and not yet dropped, oldest first, and their bytes sent on
@@ -383,13 +387,7 @@ mod tests {
     /// order, each once, and the queue frees what it sent.
     #[test]
     fn random_plain_lines_leave_in_order() {
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200 {
             let mut q = TxQueue::new([0u8; 61]);
             let mut pushed = std::vec::Vec::new();
