@@ -101,6 +101,26 @@ server_printed() {
     sed -n 's/^#1 [0-9.]*:[0-9]*: \([0-9]*\)$/\1/p' "$out.server" >"$out.seq"
 }
 
+# client_verdict NAME WHAT FW_PASS CONNECTED: PASS or FAIL for a firmware client that
+# was to send MESSAGES messages to `soquete server` (the case's fw_rc and secs, and
+# server_printed's got): the firmware's line starting with FW_PASS says all were sent
+# and acknowledged, the server printed CONNECTED, every message in order, and the
+# session's orderly end.
+client_verdict() {
+    local name=$1 what=$2 fw_pass=$3 connected=$4 out=$work/$1
+    if [ "$fw_rc" -eq 0 ] &&
+        grep -q "$fw_pass: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
+        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
+        grep -q "$connected" "$out.server" &&
+        grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
+        echo "PASS $name: $what: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
+    else
+        echo "FAIL $name: $what: QEMU exit $fw_rc, server printed $got of $MESSAGES"
+        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
+        failed=1
+    fi
+}
+
 failed=0
 # client_case NAME BOARD KERNEL NIC NET_ARGS LISTEN CONNECT_HOST [NS_EXEC...]:
 # `soquete server` listens on LISTEN (port 0: any), the firmware connects to
@@ -130,16 +150,7 @@ client_case() {
     local secs
     secs=$(elapsed "$start")
     server_printed "$out" "$server"
-    if [ "$fw_rc" -eq 0 ] && grep -q "^PASS client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
-        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
-        grep -q "connected as \"$name\"" "$out.server" &&
-        grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
-        echo "PASS $name: firmware client -> soquete server: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
-    else
-        echo "FAIL $name: firmware client -> soquete server: QEMU exit $fw_rc, server printed $got of $MESSAGES"
-        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
-        failed=1
-    fi
+    client_verdict "$name" "firmware client -> soquete server" "^PASS client" "connected as \"$name\""
 }
 
 # server_case NAME BOARD KERNEL NIC NET_ARGS CONNECT [NS_EXEC...]: the firmware
@@ -292,17 +303,8 @@ secure_host_case() {
     local fw_rc=$? secs
     secs=$(elapsed "$start")
     server_printed "$out" "$server"
-    if [ "$fw_rc" -eq 0 ] &&
-        grep -q "^PASS secure client: $MESSAGES of $MESSAGES messages sent, $MESSAGES acknowledged" "$out.fw" &&
-        [ "$got" -eq "$MESSAGES" ] && in_order "$out.seq" &&
-        grep -q "connected as \"$name\" (authenticated as \"sensor-$board\")" "$out.server" &&
-        grep -q " left (closed by peer: normal close) after $MESSAGES messages" "$out.server"; then
-        echo "PASS $name: firmware secure client -> soquete server --require-auth, keys from soquete keygen: $got messages, in order, acknowledged, in ${secs}s$(fw_time "$out.fw")"
-    else
-        echo "FAIL $name: firmware secure client -> soquete server --require-auth: QEMU exit $fw_rc, server printed $got of $MESSAGES"
-        show "$out.fw" "$out.fw-err" "$out.server" "$out.server-err"
-        failed=1
-    fi
+    client_verdict "$name" "firmware secure client -> soquete server --require-auth, keys from soquete keygen" \
+        "^PASS secure client" "connected as \"$name\" (authenticated as \"sensor-$board\")"
 }
 
 # secure_refused NAME WHAT SERVER_KEY ALLOW OPTION FW_PATTERN SERVER_PATTERN...: on
