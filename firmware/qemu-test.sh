@@ -90,6 +90,24 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# soquete_server NAME COMMAND...: starts COMMAND (a `soquete server`, perhaps inside the
+# namespace) with its output in NAME's files and waits until it listens; sets `server`
+# (its pid) and `port` (declare them local first). FAIL and status 1 if it does not.
+soquete_server() {
+    local name=$1 out=$work/$1
+    shift
+    "$@" >"$out.server" 2>"$out.server-err" &
+    server=$!
+    pids+=("$server")
+    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
+        echo "FAIL $name: soquete server did not start"
+        show "$out.server-err"
+        failed=1
+        return 1
+    fi
+    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+}
+
 # server_printed OUT SERVER: once session #1 has left (or 10 s), stops `soquete server`
 # and sets `got` to the messages it printed, their numbers in OUT.seq.
 server_printed() {
@@ -128,18 +146,8 @@ failed=0
 client_case() {
     local name=$1 board=$2 kernel=$3 nic=$4 net=$5 listen=$6 host=$7
     shift 7
-    local run=("$@") out=$work/$name
-    "${run[@]}" "$SOQUETE_BIN" server --listen "$listen" >"$out.server" 2>"$out.server-err" &
-    local server=$!
-    pids+=("$server")
-    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
-        echo "FAIL $name: soquete server did not start"
-        show "$out.server-err"
-        failed=1
-        return
-    fi
-    local port
-    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+    local run=("$@") out=$work/$name server port
+    soquete_server "$name" "${run[@]}" "$SOQUETE_BIN" server --listen "$listen" || return
     local start
     start=$(date +%s.%N)
     run_job "${run[@]}" timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
@@ -283,18 +291,9 @@ secure_host_case() {
         return
     fi
     echo "$(cat "$out.device.pub") sensor-$board" >"$out.allowed"
-    "$SOQUETE_BIN" server --listen 127.0.0.1:0 --key "$out.server.key" --allowed-keys "$out.allowed" \
-        --require-auth >"$out.server" 2>"$out.server-err" &
-    local server=$!
-    pids+=("$server")
-    if ! wait_for "$out.server" "^listening on" 10 "$server"; then
-        echo "FAIL $name: soquete server did not start"
-        show "$out.server-err"
-        failed=1
-        return
-    fi
-    local port start
-    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$out.server" | head -n 1)
+    local server port start
+    soquete_server "$name" "$SOQUETE_BIN" server --listen 127.0.0.1:0 --key "$out.server.key" \
+        --allowed-keys "$out.allowed" --require-auth || return
     start=$(date +%s.%N)
     run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none \
         -serial none -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
