@@ -15,7 +15,7 @@
 # Every case checks both ends: the firmware's verdict (QEMU's exit status) and its
 # count; the host program's exit status, and the messages it printed or had
 # acknowledged, in order. One PASS or FAIL line per case, with count and time. More
-# cases check that the verdict fails: a client with no server, a bad parameter, a
+# cases check that the verdict fails: a client with no server, bad parameters, a
 # server that misses a message; a secure client given a wrong server key, one whose
 # key the server does not allow, and one whose server's answer does not authenticate
 # (each must send no message). Then each image's flash, RAM and stack.
@@ -384,7 +384,7 @@ secure_refused secure-mps2-an386-tampered "a server answer that does not authent
     "$device_public" --tamper-resp "secure layer: server not authenticated" "^client key $device_public: allowed" \
     "^left (connection closed by peer) after 0 messages"
 
-# The verdict can fail: a client with no server, a bad parameter, and a server that
+# The verdict can fail: a client with no server, bad parameters, and a server that
 # misses a message.
 board=mps2-an386 kernel=$fw_target/thumbv7em-none-eabihf/release/soquete-firmware
 name=$board-user-refused out=$work/$name
@@ -401,24 +401,29 @@ else
     failed=1
 fi
 
-# Refused words: a count that is not a number; a name longer than a HELLO carries
-# (33 bytes).
+# Refused words, each with its reason and the usage line: a count that is not a number,
+# a name longer than a HELLO carries (33 bytes), a word the firmware does not know, and
+# on the secure image a public key given as the device's secret key.
 bad_parameter() {
-    local name=$1 board=$2 kernel=$3 word=$4 out=$work/$1 fw_rc
+    local name=$1 board=$2 kernel=$3 word=$4 why=$5 out=$work/$1 fw_rc
     run_job timeout "$QEMU_TIMEOUT" qemu-system-arm -M "$board" -nographic -monitor none -serial none \
         -semihosting-config enable=on,target=native -nic user,model=lan9118 -kernel "$kernel" \
         -append "role=client $word" >"$out.fw" 2>"$out.fw-err"
     fw_rc=$?
-    if [ "$fw_rc" -eq 1 ] && grep -q "^bad parameter \"$word\"; parameters (-append \"...\"): role=" "$out.fw"; then
-        echo "PASS $name: the firmware refuses \"$word\" (QEMU exit 1)"
+    if [ "$fw_rc" -eq 1 ] && grep -qF -- "FAIL: bad parameter \"$word\": $why" "$out.fw" &&
+        grep -q '^parameters (-append "..."): role=' "$out.fw"; then
+        echo "PASS $name: the firmware refuses \"$word\": $why (QEMU exit 1)"
     else
         echo "FAIL $name: QEMU exit $fw_rc for \"$word\""
         show "$out.fw" "$out.fw-err"
         failed=1
     fi
 }
-bad_parameter "$board-bad-parameter" "$board" "$kernel" messages=ten
-bad_parameter "$board-long-name" "$board" "$kernel" name=abcdefghijklmnopqrstuvwxyz0123456
+bad_parameter "$board-bad-parameter" "$board" "$kernel" messages=ten "a count"
+bad_parameter "$board-long-name" "$board" "$kernel" name=abcdefghijklmnopqrstuvwxyz0123456 "a session's name is at most 32 bytes"
+bad_parameter "$board-unknown-parameter" "$board" "$kernel" mesages=10 "unknown parameter"
+bad_parameter "secure-$board-public-as-secret" "$board" "$work/secure/thumbv7em-none-eabihf/soquete-firmware" \
+    key=soquete-pk:hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= "that is a public key"
 
 name=$board-user-missing out=$work/$name
 hport=$(free_port)

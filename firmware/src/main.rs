@@ -72,8 +72,8 @@ fn run() -> bool {
     let mut line = [0u8; 512];
     let params = match semihost::cmdline(&mut line).map(Params::parse) {
         Some(Ok(params)) => params,
-        Some(Err(word)) => {
-            hprintln!("bad parameter \"{}\"; {}", word, params::USAGE);
+        Some(Err(bad)) => {
+            hprintln!("FAIL: {}", bad);
             return false;
         }
         // No command line at all: the defaults.

@@ -99,53 +99,106 @@ impl core::fmt::Display for Usage {
     }
 }
 
+/// A word of the command line the firmware does not take, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadParameter<'a> {
+    /// The word as given.
+    pub word: &'a str,
+    /// What is wrong with it, and what to give instead.
+    pub why: &'static str,
+}
+
+impl core::fmt::Display for BadParameter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "bad parameter \"{}\": {}\n{}", self.word, self.why, USAGE)
+    }
+}
+
+/// Why `key=` was refused.
+#[cfg(feature = "secure")]
+const KEY_FORM: &str = "key= is the device's secret key itself: the second line of a soquete keygen \
+                        file (key=$(sed -n 2p device.key)) or 64 hex digits";
+/// Why `server-key=` was refused.
+#[cfg(feature = "secure")]
+const SERVER_KEY_FORM: &str = "server-key= is the server's public key: soquete-pk:... as soquete pubkey \
+                               prints it, or 64 hex digits";
+
 impl<'a> Params<'a> {
     /// Parses a semihosting command line (program path first).
     ///
     /// # Errors
-    /// The first word that is not a known `key=value` with a valid value; with
-    /// `role=secure-client`, the word `role=secure-client` if a key is missing.
-    pub fn parse(cmdline: &'a str) -> Result<Self, &'a str> {
+    /// The first word that is not a known `key=value` with a valid value, and why;
+    /// with `role=secure-client`, that word if a key is missing.
+    pub fn parse(cmdline: &'a str) -> Result<Self, BadParameter<'a>> {
         let mut params = Params::default();
         #[cfg(feature = "secure")]
         let mut keys = (None, None, None);
         for word in cmdline.split_ascii_whitespace().skip(1) {
-            let (key, value) = word.split_once('=').ok_or(word)?;
+            let bad = |why| BadParameter { word, why };
+            let (key, value) = word.split_once('=').ok_or(bad("not key=value"))?;
             match (key, value) {
                 ("role", "client") => params.role = Role::Client,
                 ("role", "server") if cfg!(feature = "server") => params.role = Role::Server,
-                ("messages", v) => params.messages = v.parse().map_err(|_| word)?,
-                ("connect", v) => params.connect = endpoint(v).ok_or(word)?,
-                ("listen", v) => params.listen = v.parse().map_err(|_| word)?,
+                ("role", "server") => return Err(bad("this image was built without the server role")),
+                ("messages", v) => params.messages = v.parse().map_err(|_| bad("a count, 0 to 4294967295"))?,
+                ("connect", v) => params.connect = endpoint(v).ok_or(bad("an IPv4 address and port, IP:PORT"))?,
+                ("listen", v) => params.listen = v.parse().map_err(|_| bad("a port, 1 to 65535"))?,
                 // What a HELLO can carry (PROTOCOL.md §3.2).
                 ("name", v) if v.len() <= soquete_core::wire::MAX_NAME_LEN => params.name = v,
-                ("ip", v) => params.ip = cidr(v).ok_or(word)?,
+                ("name", _) => return Err(bad("a session's name is at most 32 bytes")),
+                ("ip", v) => params.ip = cidr(v).ok_or(bad("an IPv4 address and prefix length, IP/LEN"))?,
                 ("gateway", "none") => params.gateway = None,
-                ("gateway", v) => params.gateway = Some(v.parse().map_err(|_| word)?),
-                ("time", v) => params.time_secs = v.parse().map_err(|_| word)?,
+                ("gateway", v) => {
+                    params.gateway = Some(v.parse().map_err(|_| bad("an IPv4 address, or none"))?);
+                }
+                ("time", v) => params.time_secs = v.parse().map_err(|_| bad("whole seconds"))?,
                 #[cfg(feature = "secure")]
                 ("role", "secure-client") => {
                     params.role = Role::Client;
                     keys.0 = Some(word);
                 }
+                #[cfg(not(feature = "secure"))]
+                ("role", "secure-client") | ("key" | "server-key", _) => {
+                    return Err(bad(
+                        "this image was built without the secure client (--features secure)",
+                    ));
+                }
+                ("role", _) => return Err(bad("the roles of this image are listed below")),
                 #[cfg(feature = "secure")]
-                ("key", v) => keys.1 = Some(key32(v, "").ok_or(word)?),
+                ("key", v) if v.starts_with("soquete-pk:") => {
+                    return Err(bad("that is a public key (for server-key=); key= is the secret key"));
+                }
                 #[cfg(feature = "secure")]
-                ("server-key", v) => keys.2 = Some(key32(v, "soquete-pk:").ok_or(word)?),
-                _ => return Err(word),
+                ("key", v) => keys.1 = Some(key32(v, "").ok_or(bad(KEY_FORM))?),
+                #[cfg(feature = "secure")]
+                ("server-key", v) => keys.2 = Some(key32(v, "soquete-pk:").ok_or(bad(SERVER_KEY_FORM))?),
+                _ => return Err(bad("unknown parameter")),
             }
         }
         #[cfg(feature = "secure")]
         match keys {
             (Some(word), secret, server) => {
                 let (Some(secret), Some(server)) = (secret, server) else {
-                    return Err(word);
+                    return Err(BadParameter {
+                        word,
+                        why: "needs key= (the device's secret key) and server-key= (the server's public key)",
+                    });
                 };
                 params.secure = Some(crate::secure::Keys::new(secret, server));
             }
             // Keys without `role=secure-client` would be ignored: refuse them.
-            (None, Some(_), _) => return Err("key=..."),
-            (None, _, Some(_)) => return Err("server-key=..."),
+            (None, Some(_), _) => {
+                return Err(BadParameter {
+                    word: "key=...",
+                    why: "keys are for role=secure-client",
+                })
+            }
+            (None, _, Some(_)) => {
+                return Err(BadParameter {
+                    word: "server-key=...",
+                    why: "keys are for role=secure-client",
+                })
+            }
             (None, None, None) => {}
         }
         Ok(params)

@@ -54,8 +54,10 @@ fn client_loop(
     use soquete_core::io::{pump_read, pump_write};
     use soquete_core::{Code, Config, Event, Instant, Session};
 
+    // `handle`: a TCP socket already established (`connect`, then `may_send()`).
     // Buffers: any `AsMut<[u8]>`, here `&'static mut [u8]` from statics. rx holds one
-    // whole frame of the largest message; tx the messages not yet acknowledged.
+    // whole frame of the largest message: `Session::min_rx_len(config.max_message)`
+    // bytes, 1,037 for the default 1 KiB. tx holds the messages not yet acknowledged.
     // `?` needs an error type that both `session::Error` and `io::Error<_>` convert into.
     let mut session = Session::client(Config::DEFAULT, "sensor-7", rx, tx, Instant::from_millis(clock.now()))?;
     let mut sent = 0;
@@ -84,7 +86,8 @@ fn client_loop(
             }
         }
         if session.is_open() && sent < 100 {
-            // Err(Error::Full): tx is full of unacknowledged messages; try again later.
+            // Err(session::Error::Full): tx holds only unacknowledged messages; retry
+            // after an `Event::Acked`.
             if session.send(b"temperature=21.5").is_ok() {
                 sent += 1;
             }
@@ -97,6 +100,9 @@ fn client_loop(
             socket.close();
             break;
         }
+        // Nothing to do until a packet arrives or the earlier of `iface.poll_delay(..)`
+        // and `session.poll_timeout()`: sleep till then (`firmware/src/idle.rs` waits
+        // with `wfi` for the Ethernet interrupt or the tick).
     }
     // README: poll-loop end
     Ok(())
