@@ -6,7 +6,8 @@
 # checksums; and smoltcp's Loopback as it is: 65,535-byte MTU, no checksums).
 # Ethernet medium, one connection; the demo sends 1,000-byte messages.
 #
-#   bench/smoltcp.sh              # about 30 s: median of RUNS=3 runs per cell
+#   bench/smoltcp.sh              # about a minute: RUNS=3 pairs per cell, the demo and the
+#                                 # benchmark taking turns; medians, and the median ratio
 #   SMOKE=1 bench/smoltcp.sh      # a few seconds: one small run per cell, debug build
 #                                 # (the one `cargo test` made already; for CI)
 set -uo pipefail
@@ -35,40 +36,45 @@ trap 'rm -f "$FAILED"' EXIT
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# demo_rate BUFFERS LINK: bytes/s of the demo (the wall-time line of its summary).
-demo_rate() {
+# demo_once BUFFERS LINK: bytes/s of one demo run (the wall-time line of its summary).
+demo_once() {
     local args=(--clients 1 --messages "$MESSAGES" --size "$SIZE" --quiet --medium ethernet --socket-buffers "$1")
     [[ $2 == raw ]] && args+=(--raw-link)
-    local i out
-    for i in $(seq "$RUNS"); do
-        out=$("$DEMO" "${args[@]}") || {
-            echo "demo failed ($*): $(tail -n1 <<<"$out")" | tee -a "$FAILED" >&2
-            echo 0
-            continue
-        }
-        grep '^wall time:' <<<"$out" | grep -o '[0-9]* bytes/s' | cut -d' ' -f1
-    done | median
+    local out
+    out=$("$DEMO" "${args[@]}") || {
+        echo "demo failed ($*): $(tail -n1 <<<"$out")" | tee -a "$FAILED" >&2
+        echo 0
+        return
+    }
+    grep '^wall time:' <<<"$out" | grep -o '[0-9]* bytes/s' | cut -d' ' -f1
 }
 
-# ref_rate BUFFERS LINK: bytes/s of smoltcp's benchmark.
-ref_rate() {
-    local i
-    for i in $(seq "$RUNS"); do
-        "$REF" --socket-buffers "$1" --link "$2" --medium ethernet --bytes "$BYTES" | grep -o 'bytes_per_s=[0-9]*' | cut -d= -f2 ||
-            echo "benchmark failed ($*)" | tee -a "$FAILED" >&2
-    done | median
+# ref_once BUFFERS LINK: bytes/s of one run of smoltcp's benchmark.
+ref_once() {
+    local rate
+    rate=$("$REF" --socket-buffers "$1" --link "$2" --medium ethernet --bytes "$BYTES" | grep -o 'bytes_per_s=[0-9]*' | cut -d= -f2)
+    [[ -n $rate ]] || { echo "benchmark failed ($*)" | tee -a "$FAILED" >&2; rate=0; }
+    echo "$rate"
 }
 
 printf 'smoltcp demo beside smoltcp loopback_benchmark — %s, %s cores, load %s; %s x %s B, median of %s\n' \
     "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$MESSAGES" "$SIZE" "$RUNS"
 [[ $PROFILE == dev ]] && printf '(debug build: a smoke test that both run, not figures)\n'
+# The two take turns, and the ratio is the median of each pair's: the machine's speed
+# drifts between runs (the benchmark's own figure moves by half here), and a pair run
+# back to back sees the same machine.
 printf '%-15s | %-14s | %-18s | %-18s | %s\n' "socket buffers" "link" "demo MB/s" "benchmark MB/s" "demo / benchmark"
 for buffers in 4096 65536; do
     for link in ethernet-like raw; do
-        d=$(demo_rate "$buffers" "$link")
-        r=$(ref_rate "$buffers" "$link")
-        awk -v b="$buffers" -v l="$link" -v d="$d" -v r="$r" 'BEGIN {
-            printf "%-15s | %-14s | %-18.0f | %-18.0f | %s\n", b, l, d / 1e6, r / 1e6, (r > 0 ? sprintf("%.0f%%", 100 * d / r) : "-")
+        pairs=()
+        for i in $(seq "$RUNS"); do
+            pairs+=("$(demo_once "$buffers" "$link") $(ref_once "$buffers" "$link")")
+        done
+        d=$(printf '%s\n' "${pairs[@]}" | cut -d' ' -f1 | median)
+        r=$(printf '%s\n' "${pairs[@]}" | cut -d' ' -f2 | median)
+        ratio=$(printf '%s\n' "${pairs[@]}" | awk '$2 > 0 { print 100 * $1 / $2 }' | median)
+        awk -v b="$buffers" -v l="$link" -v d="$d" -v r="$r" -v q="$ratio" 'BEGIN {
+            printf "%-15s | %-14s | %-18.0f | %-18.0f | %s\n", b, l, d / 1e6, r / 1e6, (q != "" ? sprintf("%.0f%%", q) : "-")
         }'
     done
 done
