@@ -1,6 +1,10 @@
 //! Demo messages that say who sent them and in what order, so the receiver can check
 //! each one: `client 3 message 41 ` followed by letters up to the requested size.
 
+use std::io::Write;
+
+use soquete_text::write_u64;
+
 /// Longest message [`write()`] produces for any client and index (besides `size`).
 pub const MAX_HEADER: usize = "client 4294967295 message 18446744073709551615 ".len();
 
@@ -43,32 +47,21 @@ const CYCLE: [u8; 26 * 40] = {
 
 /// `client {client} message {index} ` into `buf` (without `fmt`: this runs twice per
 /// message, and `write!` was a twentieth of a run).
+///
+/// # Panics
+/// If `buf` is shorter than [`MAX_HEADER`].
 fn header(buf: &mut [u8], client: u32, index: u64) -> &[u8] {
-    let mut len = 0;
-    let mut put = |bytes: &[u8]| {
-        buf[len..len + bytes.len()].copy_from_slice(bytes);
-        len += bytes.len();
-    };
-    let mut digits = [0u8; 20];
-    put(b"client ");
-    put(decimal(u64::from(client), &mut digits));
-    put(b" message ");
-    put(decimal(index, &mut digits));
-    put(b" ");
+    let room = buf.len();
+    let mut cursor = &mut buf[..];
+    let written = cursor
+        .write_all(b"client ")
+        .and_then(|()| write_u64(&mut cursor, u64::from(client)))
+        .and_then(|()| cursor.write_all(b" message "))
+        .and_then(|()| write_u64(&mut cursor, index))
+        .and_then(|()| cursor.write_all(b" "));
+    written.expect("buffer holds MAX_HEADER bytes");
+    let len = room - cursor.len();
     &buf[..len]
-}
-
-/// `n` in decimal, in the end of `digits`.
-fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &digits[start..];
-        }
-    }
 }
 
 /// The first `len` filler bytes of message `index` (at most `CYCLE.len() - 26`; the

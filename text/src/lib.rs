@@ -11,4 +11,4 @@ pub mod printer;
 
 pub use duration::parse_duration;
 pub use escape::{escape, write_escaped, write_quoted};
-pub use printer::{plural, Format, Printer};
+pub use printer::{plural, write_u64, Format, Printer};

@@ -369,8 +369,11 @@ fn write_json<W: Write>(out: &mut W, s: &str) -> io::Result<()> {
     crate::escape::write_json_str(out, s)
 }
 
-/// Writes `n` in decimal.
-fn write_u64<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
+/// Writes `n` in decimal, without `core::fmt` (it runs for every line).
+///
+/// # Errors
+/// Those of `out`.
+pub fn write_u64<W: Write + ?Sized>(out: &mut W, mut n: u64) -> io::Result<()> {
     let mut buf = [0; 20];
     let mut at = buf.len();
     loop {
