@@ -520,3 +520,69 @@ fn messages_larger_than_the_first_buffer_arrive_whole() {
     server.wait_for(WAIT, |l| l.starts_with(&format!("{id} ")) && l.contains(" left "));
     assert_eq!(messages_of(&server.seen, &id), texts);
 }
+
+/// Long messages, whose runs of plain text the server writes from its receive buffers,
+/// print exactly as the escaper prints them, with escaped bytes between the runs and
+/// several clients' lines interleaved; in JSON lines too.
+#[test]
+fn long_messages_print_exactly_from_several_clients() {
+    const CLIENTS: usize = 3;
+    const MESSAGES: usize = 40;
+    let payload = |k: usize, j: usize| -> Vec<u8> {
+        // Up to the test client's largest message (16,371 bytes).
+        let size = 3000 + (k * 7919 + j * 104_729) % 13_000;
+        let mut p: Vec<u8> = (0..size).map(|i| b'a' + ((i + j) % 26) as u8).collect();
+        // An escaped byte now and then: a tab, an escape, a quote, a backslash, a
+        // character JSON keeps and the text escaper rewrites.
+        for (n, special) in [&b"\t"[..], b"\x1b", b"\"", b"\\", "\u{202e}".as_bytes()]
+            .iter()
+            .enumerate()
+        {
+            let at = (n * 9973 + j * 31) % size;
+            if (j + n) % 3 == 0 {
+                p.splice(at..at, special.iter().copied());
+            }
+        }
+        p
+    };
+    for json in [false, true] {
+        let mut server = Server::in_process(if json { &["--json"] } else { &[] });
+        let addr = server.addr;
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|k| {
+                thread::spawn(move || {
+                    let mut c = Client::connect(addr, &format!("long{k}"));
+                    for j in 0..MESSAGES {
+                        c.send(&payload(k, j));
+                    }
+                    c.wait("the acknowledgements", |c| c.acked == MESSAGES as u64);
+                    c.close();
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client thread");
+        }
+        for _ in 0..CLIENTS {
+            server.wait_for(DRAIN, |l| l.contains(" left ") || l.contains(r#""event":"left""#));
+        }
+        for k in 0..CLIENTS {
+            let expected: Vec<Vec<u8>> = (0..MESSAGES).map(|j| payload(k, j)).collect();
+            if json {
+                let got: Vec<Vec<u8>> = server
+                    .seen
+                    .iter()
+                    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}")))
+                    .filter(|v| v["event"] == "message" && v["name"] == format!("long{k}"))
+                    .map(|v| v["text"].as_str().expect("UTF-8 text").as_bytes().to_vec())
+                    .collect();
+                assert!(got == expected, "client {k}: JSON texts differ");
+            } else {
+                let connected = server.seen.iter().find(|l| l.ends_with(&format!("as \"long{k}\"")));
+                let id = connected.and_then(|l| l.split(' ').next()).expect("connected line");
+                let expected: Vec<String> = expected.iter().map(|p| soquete_text::escape::escape(p)).collect();
+                assert!(messages_of(&server.seen, id) == expected, "client {k}: lines differ");
+            }
+        }
+    }
+}

@@ -399,6 +399,17 @@ where
         (self.rx.want > self.rx.capacity() && !self.is_closed()).then_some(self.rx.want)
     }
 
+    /// The whole receive buffer, as given to the session (or to [`Session::replace_rx`]).
+    ///
+    /// A [`Event::Message`]'s payload lies in it. The bytes of messages taken stay where
+    /// they are until [`Session::input_buffer`] makes room (it may move what is still
+    /// buffered to the front) or the buffer is replaced: an application that swaps the
+    /// buffer out first, with [`Session::replace_rx`], keeps every payload it was handed
+    /// since the last read, at the offsets it found them, without copying them.
+    pub fn rx_buffer(&self) -> &[u8] {
+        self.rx.whole()
+    }
+
     /// Bytes received and not yet consumed: a buffer given to [`Session::replace_rx`]
     /// must hold at least this many (and [`Session::MIN_RX_LEN`]).
     pub fn rx_buffered(&self) -> usize {

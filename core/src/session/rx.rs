@@ -32,6 +32,11 @@ impl<R: AsRef<[u8]> + AsMut<[u8]>> RxBuffer<R> {
         self.buf.as_ref().len()
     }
 
+    /// The caller's buffer, all of it.
+    pub(super) fn whole(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+
     /// Where the unconsumed bytes start.
     pub(super) fn start(&self) -> usize {
         self.start

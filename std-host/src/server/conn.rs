@@ -687,7 +687,29 @@ impl Serving<'_> {
     }
 
     /// Takes every event the session has, until a takeover must wait for the loop.
+    ///
+    /// Long runs of payload that print as they are stay in the receive buffer (see
+    /// [`Lines`](crate::sink::Lines)): if any did, the buffer goes with the lines, and
+    /// the session goes on with a fresh one from the sink's pool before it reads again.
     fn drain(&mut self) -> io::Result<()> {
+        let lines = self.shared.printer.get_mut();
+        lines.splice_from(self.session.rx_buffer());
+        let taken = self.take_events();
+        if self.shared.printer.get_mut().end_splice() {
+            let len = self.session.rx_buffer().len();
+            let fresh = self.shared.sink.buffer(len);
+            // Never refused: the fresh buffer is as long as the one it replaces.
+            let old = self
+                .session
+                .replace_rx(fresh)
+                .unwrap_or_else(|_| self.session.rx_buffer().to_vec());
+            self.shared.printer.get_mut().attach(old);
+        }
+        taken
+    }
+
+    /// [`Serving::drain`]'s events, the receive buffer aside.
+    fn take_events(&mut self) -> io::Result<()> {
         let (peer, now) = (self.peer, self.now);
         while self.take_over.is_none() {
             let Some(event) = self.session.poll_event(now) else {

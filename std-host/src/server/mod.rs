@@ -57,7 +57,7 @@ pub use crate::sink::forward::Options as Forwarding;
 use crate::sink::forward::{Forward, Found};
 use crate::sink::nats;
 pub use crate::sink::Output;
-use crate::sink::{Mark, Sink};
+use crate::sink::{Lines, Mark, Sink};
 use crate::time;
 use conn::{Conn, Reason, ServerSession, State, TakeOver};
 use console::{Console, Input, Target};
@@ -217,7 +217,7 @@ impl std::error::Error for Error {
 #[derive(Debug)]
 pub(crate) struct Shared {
     /// Lines not yet handed to the sink.
-    printer: Printer<Vec<u8>>,
+    printer: Printer<Lines>,
     sink: Sink,
     /// With `--forward`: where messages go instead of the printer.
     forward: Option<Forward>,
@@ -266,7 +266,7 @@ impl Shared {
 
     /// The sink's queue (or the publisher's) is full: accepted sessions must wait.
     fn sink_full(&self) -> bool {
-        self.sink.is_full(self.printer.get_ref().len()) || self.forward.as_ref().is_some_and(Forward::is_full)
+        self.sink.is_full(self.printer.get_ref()) || self.forward.as_ref().is_some_and(Forward::is_full)
     }
 
     /// Takes message `seq` of session `id` (token `session`, 0 for plain text; `auth`:
@@ -535,7 +535,7 @@ impl Server {
         };
         let mut sink = Sink::start(output, Arc::clone(&waker)).map_err(|e| Error::Setup("open the output", e))?;
         let mut printer =
-            Printer::new(Vec::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
+            Printer::new(Lines::with_capacity(64 * 1024), options.format).with_timestamps(options.timestamps);
         let registry = Registry::new(
             time::to_core(options.resume_window),
             options.max_clients.saturating_mul(4).saturating_add(ACCEPT_SLACK),
@@ -1399,7 +1399,7 @@ mod tests {
         let poll = Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), SINK).unwrap());
         let mut shared = Shared {
-            printer: Printer::new(Vec::new(), Format::Text),
+            printer: Printer::new(Lines::default(), Format::Text),
             sink: Sink::start(Output::from(io::sink()), waker).unwrap(),
             forward: None,
             active: 0,

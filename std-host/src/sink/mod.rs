@@ -1,8 +1,10 @@
 //! Where the server's lines go, without ever blocking its event loop.
 //!
-//! A [`Sink`] owns a writer thread. The event loop appends lines to a buffer of its
-//! own (the printer's), notes which message ends where ([`Sink::mark`]), and hands the
-//! buffer over once per loop iteration ([`Sink::submit`]). The thread writes each
+//! A [`Sink`] owns a writer thread. The event loop appends lines to [`Lines`] of its
+//! own (the printer's), notes which message ends where ([`Sink::mark`]), and hands them
+//! over once per loop iteration ([`Sink::submit`]). Long payloads stay in the receive
+//! buffers they arrived in, which travel with the lines and come back to the sink's
+//! pool once written ([`Sink::buffer`]). The thread writes each
 //! chunk (and `fsync`s it, if asked), then reports how far it got and wakes the loop
 //! through a mio [`Waker`]; [`Sink::confirmed`] then yields the messages whose line is
 //! written, which the server acknowledges to their clients.
@@ -21,6 +23,7 @@
 //! JetStream's acknowledgements instead of `write`.
 
 pub mod forward;
+mod lines;
 pub mod nats;
 
 use std::collections::VecDeque;
@@ -34,9 +37,14 @@ use std::thread::{self, JoinHandle};
 use log::{error, info, warn};
 use mio::{Token, Waker};
 
+pub use lines::{Lines, SPLICE_MIN};
+
 /// Bytes handed to the writer and not yet written past which the loop stops taking
 /// messages.
 pub const QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Receive buffers kept for reuse, in bytes.
+const POOL_BYTES: usize = 1024 * 1024;
 
 /// Where a server's lines go.
 pub enum Output {
@@ -83,16 +91,16 @@ impl Output {
 
 /// What the loop asks of the writer thread.
 enum Job {
-    /// Write these bytes (and `fsync` a file if asked).
-    Write(Vec<u8>),
+    /// Write these lines (and `fsync` a file if asked).
+    Write(Lines),
     /// Open the file again (it was renamed away).
     Reopen,
 }
 
 /// What the writer thread tells the loop.
 enum Report {
-    /// Everything up to this byte offset is written; the buffer comes back for reuse.
-    Written(u64, Vec<u8>),
+    /// Everything up to this byte offset is written; the lines come back for reuse.
+    Written(u64, Lines),
     /// Writing failed: nothing from here on is written.
     Failed(io::Error),
 }
@@ -120,8 +128,14 @@ pub struct Sink {
     marks: VecDeque<Mark>,
     jobs: Option<Sender<Job>>,
     reports: Receiver<Report>,
-    /// A buffer returned by the writer, for the next chunk.
-    spare: Option<Vec<u8>>,
+    /// Lines returned by the writer, for the next chunk.
+    spare: Option<Lines>,
+    /// Receive buffers returned by the writer, for [`Sink::buffer`].
+    pool: Vec<Vec<u8>>,
+    /// Bytes in `pool`.
+    pooled: usize,
+    /// [`Lines::overhead`] of the chunk at the writer.
+    overhead: usize,
     /// The writer is working on a chunk.
     busy: bool,
     /// Writing failed: nothing more is confirmed, ever.
@@ -161,6 +175,9 @@ impl Sink {
             jobs: Some(jobs),
             reports,
             spare: None,
+            pool: Vec::new(),
+            pooled: 0,
+            overhead: 0,
             busy: false,
             failed: false,
             thread: Some(thread),
@@ -200,9 +217,41 @@ impl Sink {
         (self.base + pending as u64).saturating_sub(self.written)
     }
 
-    /// Too much is waiting: take no more messages until the writer catches up.
-    pub fn is_full(&self, pending: usize) -> bool {
-        self.backlog(pending) >= QUEUE_BYTES
+    /// Too much is waiting: take no more messages until the writer catches up. The
+    /// receive buffers that `pending` and the chunk at the writer hold count too.
+    pub fn is_full(&self, pending: &Lines) -> bool {
+        let held = pending.overhead().saturating_add(self.overhead) as u64;
+        self.backlog(pending.len()).saturating_add(held) >= QUEUE_BYTES
+    }
+
+    /// A receive buffer of `len` bytes, from the pool if it has one (its bytes are
+    /// anything).
+    pub fn buffer(&mut self, len: usize) -> Vec<u8> {
+        match self.pool.pop() {
+            Some(mut buf) if buf.capacity() >= len => {
+                self.pooled -= buf.capacity();
+                buf.resize(len, 0);
+                buf
+            }
+            Some(buf) => {
+                self.pooled -= buf.capacity();
+                vec![0; len]
+            }
+            None => vec![0; len],
+        }
+    }
+
+    /// Takes back the lines the writer is done with, and their receive buffers.
+    fn recycle(&mut self, mut lines: Lines) {
+        for buf in lines.clear() {
+            if self.pooled + buf.capacity() <= POOL_BYTES {
+                self.pooled += buf.capacity();
+                self.pool.push(buf);
+            }
+        }
+        self.spare = Some(lines);
+        self.overhead = 0;
+        self.busy = false;
     }
 
     /// Writing failed: nothing more is confirmed.
@@ -212,17 +261,17 @@ impl Sink {
 
     /// Hands what was appended to the writer, unless it is still busy with the last
     /// chunk (then it goes with the next call, as one larger write).
-    pub fn submit(&mut self, buf: &mut Vec<u8>) {
-        if self.busy || buf.is_empty() || self.failed {
+    pub fn submit(&mut self, lines: &mut Lines) {
+        if self.busy || lines.is_empty() || self.failed {
             return;
         }
         let Some(jobs) = &self.jobs else {
             return;
         };
-        let mut next = self.spare.take().unwrap_or_default();
-        next.clear();
-        let chunk = std::mem::replace(buf, next);
+        let next = self.spare.take().unwrap_or_default();
+        let chunk = std::mem::replace(lines, next);
         self.base += chunk.len() as u64;
+        self.overhead = chunk.overhead();
         if jobs.send(Job::Write(chunk)).is_ok() {
             self.busy = true;
         } else {
@@ -244,14 +293,14 @@ impl Sink {
     pub fn confirmed(&mut self, out: &mut Vec<Mark>) -> io::Result<()> {
         while let Ok(report) = self.reports.try_recv() {
             match report {
-                Report::Written(upto, buf) => {
+                Report::Written(upto, lines) => {
                     self.written = upto;
-                    self.spare = Some(buf);
-                    self.busy = false;
+                    self.recycle(lines);
                 }
                 Report::Failed(e) => {
                     self.failed = true;
                     self.busy = false;
+                    self.overhead = 0;
                     self.marks.clear();
                     return Err(e);
                 }
@@ -270,20 +319,19 @@ impl Sink {
     ///
     /// # Errors
     /// Writing failed.
-    pub fn finish(&mut self, buf: &mut Vec<u8>, limit: std::time::Duration) -> io::Result<()> {
+    pub fn finish(&mut self, lines: &mut Lines, limit: std::time::Duration) -> io::Result<()> {
         if self.failed {
             return Ok(());
         }
         let deadline = std::time::Instant::now() + limit;
-        let end = self.base + buf.len() as u64;
+        let end = self.base + lines.len() as u64;
         while self.written < end {
-            self.submit(buf);
+            self.submit(lines);
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.reports.recv_timeout(left) {
-                Ok(Report::Written(upto, buf)) => {
+                Ok(Report::Written(upto, done)) => {
                     self.written = upto;
-                    self.spare = Some(buf);
-                    self.busy = false;
+                    self.recycle(done);
                 }
                 Ok(Report::Failed(e)) => {
                     self.failed = true;
@@ -321,10 +369,9 @@ impl Target {
         let mut written = 0u64;
         for job in jobs {
             let report = match job {
-                Job::Write(mut chunk) => match self.write(&chunk) {
+                Job::Write(chunk) => match self.write(&chunk) {
                     Ok(()) => {
                         written += chunk.len() as u64;
-                        chunk.clear();
                         Report::Written(written, chunk)
                     }
                     Err(e) => Report::Failed(e),
@@ -347,14 +394,14 @@ impl Target {
         }
     }
 
-    fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+    fn write(&mut self, chunk: &Lines) -> io::Result<()> {
         match self {
             Target::Writer(w) => {
-                w.write_all(chunk)?;
+                chunk.write_to(w)?;
                 w.flush()
             }
             Target::File { file, fsync, .. } => {
-                file.write_all(chunk)?;
+                chunk.write_to(file)?;
                 if *fsync {
                     file.sync_data()?;
                 }
@@ -434,10 +481,10 @@ mod tests {
     #[test]
     fn messages_are_confirmed_once_their_line_is_written() {
         let (mut poll, mut sink, written) = sink(false);
-        let mut buf = b"one\n".to_vec();
+        let mut buf = lines(b"one\n");
         sink.mark(buf.len(), Token(7), 1);
         sink.submit(&mut buf);
-        buf.extend_from_slice(b"two\n");
+        buf.write_all(b"two\n").unwrap();
         sink.mark(buf.len(), Token(7), 2);
         // Still busy with "one": "two" waits.
         sink.submit(&mut buf);
@@ -465,15 +512,15 @@ mod tests {
     #[test]
     fn a_connection_s_messages_in_one_chunk_share_a_mark_and_others_do_not() {
         let (mut poll, mut sink, written) = sink(false);
-        let mut buf = Vec::new();
+        let mut buf = Lines::default();
         for (conn, seq) in [(7, 1), (7, 2), (8, 1), (7, 3), (7, 4)] {
-            buf.extend_from_slice(b"line\n");
+            buf.write_all(b"line\n").unwrap();
             sink.mark(buf.len(), Token(conn), seq);
         }
         assert_eq!(sink.marks.len(), 3);
         sink.submit(&mut buf);
         // After a submit, the next message of the same connection is in another chunk.
-        buf.extend_from_slice(b"next\n");
+        buf.write_all(b"next\n").unwrap();
         sink.mark(buf.len(), Token(7), 5);
         assert_eq!(sink.marks.len(), 4);
 
@@ -496,24 +543,67 @@ mod tests {
     #[test]
     fn a_failed_write_confirms_nothing() {
         let (mut poll, mut sink, _written) = sink(true);
-        let mut buf = b"one\n".to_vec();
+        let mut buf = lines(b"one\n");
         sink.mark(buf.len(), Token(7), 1);
         sink.submit(&mut buf);
         woken(&mut poll);
         let mut out = Vec::new();
         assert_eq!(sink.confirmed(&mut out).unwrap_err().kind(), io::ErrorKind::BrokenPipe);
         assert!(out.is_empty() && sink.has_failed());
-        buf.extend_from_slice(b"two\n");
+        buf.write_all(b"two\n").unwrap();
         sink.mark(buf.len(), Token(7), 2);
         sink.submit(&mut buf);
         sink.confirmed(&mut out).unwrap();
         assert!(out.is_empty());
     }
 
+    fn lines(text: &[u8]) -> Lines {
+        let mut lines = Lines::default();
+        lines.write_all(text).unwrap();
+        lines
+    }
+
     #[test]
     fn full_at_the_queue_limit() {
         let (_poll, sink, _written) = sink(false);
-        assert!(!sink.is_full(QUEUE_BYTES as usize - 1));
-        assert!(sink.is_full(QUEUE_BYTES as usize));
+        let mut pending = lines(&vec![b'x'; QUEUE_BYTES as usize - 1]);
+        assert!(!sink.is_full(&pending));
+        pending.write_all(b"x").unwrap();
+        assert!(sink.is_full(&pending));
+    }
+
+    #[test]
+    fn receive_buffers_count_towards_the_limit_and_come_back_to_the_pool() {
+        let (mut poll, mut sink, written) = sink(false);
+        let mut rx = sink.buffer(2 * SPLICE_MIN);
+        rx.fill(b'r');
+        let mut pending = lines(b"#1 x: ");
+        pending.splice_from(&rx);
+        pending.write_all(&rx[..SPLICE_MIN]).unwrap();
+        pending.write_all(b"\n").unwrap();
+        assert!(pending.end_splice());
+        let at = rx.as_ptr();
+        pending.attach(rx);
+        sink.mark(pending.len(), Token(1), 1);
+        sink.submit(&mut pending);
+        let chunk = 6 + SPLICE_MIN + 1;
+        assert_eq!(sink.backlog(0), chunk as u64);
+        // Half the buffer is not output, but it is held until written.
+        let room = QUEUE_BYTES as usize - chunk - SPLICE_MIN;
+        assert!(!sink.is_full(&lines(&vec![b'x'; room - 1])));
+        assert!(sink.is_full(&lines(&vec![b'x'; room])));
+
+        let mut got = Vec::new();
+        while got.len() < 6 + SPLICE_MIN + 1 {
+            got.extend(written.recv().unwrap());
+        }
+        assert_eq!(got, [b"#1 x: ".as_slice(), &[b'r'; SPLICE_MIN], b"\n"].concat());
+        woken(&mut poll);
+        let mut out = Vec::new();
+        sink.confirmed(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert!(!sink.is_full(&lines(&vec![b'x'; room])));
+        let again = sink.buffer(SPLICE_MIN);
+        assert_eq!((again.as_ptr(), again.len()), (at, SPLICE_MIN));
     }
 }

@@ -1681,6 +1681,33 @@ mod lazy_rx {
     }
 
     #[test]
+    fn payloads_taken_since_the_last_read_stay_in_the_buffer_swapped_out() {
+        let now = Instant::ZERO;
+        let mut c = open_client(MIN);
+        c.replace_rx(vec![0; 400]).unwrap();
+        let third = msg(3, &[7; 100]);
+        let stream = [msg(1, &[5; 150]), msg(2, b"second"), third[..40].to_vec()].concat();
+        assert_eq!(c.handle_input(now, &stream), stream.len());
+        let base = c.rx_buffer().as_ptr() as usize;
+        assert_eq!(c.rx_buffer().len(), 400);
+        let mut taken = StdVec::new();
+        while let Some(event) = c.poll_event(now) {
+            if let Event::Message { seq, payload } = event {
+                taken.push((seq, payload.as_ptr() as usize - base, payload.to_vec()));
+            }
+        }
+        assert_eq!(taken.len(), 2);
+        let old = c.replace_rx(vec![0; 400]).unwrap();
+        for (seq, at, payload) in &taken {
+            assert_eq!(&old[*at..*at + payload.len()], payload, "message {seq}");
+        }
+        // The new buffer holds only the frame in progress, and the session goes on.
+        assert_eq!(c.rx_buffered(), 40);
+        c.handle_input(now, &third[40..]);
+        assert_eq!(drain(&mut c, now), [Owned::Message(3, vec![7; 100])]);
+    }
+
+    #[test]
     fn any_chunking_and_growth_delay_give_the_same_messages() {
         let payloads: StdVec<StdVec<u8>> = (0..12u8)
             .map(|i| vec![i; [0, 5, 200, 55, 56, 120][usize::from(i) % 6]])
