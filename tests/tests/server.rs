@@ -523,7 +523,7 @@ fn messages_larger_than_the_first_buffer_arrive_whole() {
 
 /// Long messages, whose runs of plain text the server writes from its receive buffers,
 /// print exactly as the escaper prints them, with escaped bytes between the runs and
-/// several clients' lines interleaved; in JSON lines too.
+/// several clients' lines interleaved; in JSON lines too, from the binary.
 #[test]
 fn long_messages_print_exactly_from_several_clients() {
     const CLIENTS: usize = 3;
@@ -545,8 +545,14 @@ fn long_messages_print_exactly_from_several_clients() {
         }
         p
     };
+    // In-process (output through a channel), then the binary: JSON lines to its
+    // standard output, a pipe, written with `writev`.
     for json in [false, true] {
-        let mut server = Server::in_process(if json { &["--json"] } else { &[] });
+        let mut server = if json {
+            Server::start(&["--json"])
+        } else {
+            Server::in_process(&[])
+        };
         let addr = server.addr;
         let clients: Vec<_> = (0..CLIENTS)
             .map(|k| {

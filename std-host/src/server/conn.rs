@@ -689,13 +689,14 @@ impl Serving<'_> {
     /// Takes every event the session has, until a takeover must wait for the loop.
     ///
     /// Long runs of payload that print as they are stay in the receive buffer (see
-    /// [`Lines`](crate::sink::Lines)): if any did, the buffer goes with the lines, and
-    /// the session goes on with a fresh one from the sink's pool before it reads again.
+    /// [`Lines`](crate::sink::Lines)): if any did (and the buffer is not much larger
+    /// than they are), the buffer goes with the lines, and the session goes on with a
+    /// fresh one from the sink's pool before it reads again.
     fn drain(&mut self) -> io::Result<()> {
         let lines = self.shared.printer.get_mut();
         lines.splice_from(self.session.rx_buffer());
         let taken = self.take_events();
-        if self.shared.printer.get_mut().end_splice() {
+        if self.shared.printer.get_mut().end_splice(self.session.rx_buffer()) {
             let len = self.session.rx_buffer().len();
             let fresh = self.shared.sink.buffer(len);
             // Never refused: the fresh buffer is as long as the one it replaces.

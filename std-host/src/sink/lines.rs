@@ -16,6 +16,11 @@ use std::io::{self, IoSlice, Write};
 /// shorter ones are copied (a copy of a few KiB costs less than handing a buffer over).
 pub const SPLICE_MIN: usize = 4096;
 
+/// A receive buffer goes with the lines only if it is at most this many times the
+/// bytes written from it; otherwise its runs are copied after all (a 16 MiB buffer
+/// grown for a long line is not held for a 5 KB one).
+pub const HELD_PER_SPLICED: usize = 4;
+
 /// What a chunk of output is made of: text, with runs of receive buffers in it.
 #[derive(Debug, Default)]
 pub struct Lines {
@@ -27,7 +32,7 @@ pub struct Lines {
     bufs: Vec<Vec<u8>>,
     /// Bytes in pieces.
     spliced: usize,
-    /// Bytes of `bufs` (attached receive buffers) in all.
+    /// Capacity of `bufs` (attached receive buffers) in all.
     held: usize,
     /// Where the receive buffer of the messages being printed lies, while they are.
     source: Option<Source>,
@@ -87,19 +92,54 @@ impl Lines {
         });
     }
 
-    /// Stops taking runs from the receive buffer named by [`Lines::splice_from`].
-    /// True if some were taken: hand that buffer over with [`Lines::attach`] before
-    /// anything changes its bytes (before the next read into it).
+    /// Stops taking runs from `rx`, the receive buffer named by [`Lines::splice_from`]
+    /// (unchanged since). True if runs were left in it: hand it over with
+    /// [`Lines::attach`] before anything changes its bytes (before the next read into
+    /// it). If they are too few for its size ([`HELD_PER_SPLICED`]), they are copied
+    /// now instead, and the answer is false.
     #[must_use]
-    pub fn end_splice(&mut self) -> bool {
-        self.source = None;
-        self.pieces.last().is_some_and(|p| p.buf == self.bufs.len())
+    pub fn end_splice(&mut self, rx: &[u8]) -> bool {
+        let same = self
+            .source
+            .take()
+            .is_some_and(|s| s.addr == rx.as_ptr().addr() && s.len == rx.len());
+        let next = self.bufs.len();
+        let loose = self.pieces.iter().rev().take_while(|p| p.buf == next).count();
+        if loose == 0 {
+            return false;
+        }
+        let spliced: usize = self.pieces.iter().rev().take(loose).map(|p| p.len).sum();
+        if same && spliced.saturating_mul(HELD_PER_SPLICED) < rx.len() {
+            self.copy_loose(loose, rx);
+            return false;
+        }
+        true
     }
 
-    /// Takes the receive buffer that [`Lines::end_splice`] asked for (the one
-    /// [`Lines::splice_from`] named, unchanged since).
+    /// Copies the last `loose` pieces, runs of `rx`, into the text where they go.
+    fn copy_loose(&mut self, loose: usize, rx: &[u8]) {
+        let Lines {
+            text, pieces, spliced, ..
+        } = self;
+        let first = pieces.len() - loose;
+        let Some(base) = pieces.get(first).map(|p| p.at) else {
+            return;
+        };
+        let tail = text.split_off(base);
+        let mut from = 0;
+        for piece in pieces.drain(first..) {
+            let at = piece.at - base;
+            text.extend_from_slice(tail.get(from..at).unwrap_or_default());
+            text.extend_from_slice(rx.get(piece.start..piece.start + piece.len).unwrap_or_default());
+            *spliced -= piece.len;
+            from = at;
+        }
+        text.extend_from_slice(tail.get(from..).unwrap_or_default());
+    }
+
+    /// Takes the receive buffer that [`Lines::end_splice`] asked for.
     pub fn attach(&mut self, rx: Vec<u8>) {
-        self.held += rx.len();
+        self.held += rx.capacity();
         self.bufs.push(rx);
     }
 
@@ -261,7 +301,7 @@ mod tests {
         let other = rx.clone();
         lines.write_all(&other[..SPLICE_MIN]).unwrap();
         lines.write_all(b"\n").unwrap();
-        assert!(lines.end_splice());
+        assert!(lines.end_splice(&rx));
         assert_eq!(lines.text().len(), lines.len() - SPLICE_MIN);
         lines.attach(rx.clone());
         assert_eq!(lines.overhead(), 2 * SPLICE_MIN);
@@ -292,8 +332,51 @@ mod tests {
         lines
             .write_all(&both[SPLICE_MIN / 2..SPLICE_MIN / 2 + SPLICE_MIN])
             .unwrap();
-        assert!(!lines.end_splice());
+        assert!(!lines.end_splice(&both[..SPLICE_MIN]));
         assert_eq!(lines.text().len(), SPLICE_MIN);
+    }
+
+    #[test]
+    fn runs_too_few_for_their_buffer_s_size_are_copied_after_all() {
+        let rx: Vec<u8> = (0..10 * SPLICE_MIN).map(|i| b'a' + (i % 26) as u8).collect();
+        let runs = [&rx[100..100 + SPLICE_MIN], &rx[5 * SPLICE_MIN..6 * SPLICE_MIN + 7]];
+        let mut expected = b"before ".to_vec();
+        let mut lines = lines_of(&[b"before "]);
+        lines.splice_from(&rx);
+        for run in runs {
+            lines.write_all(run).unwrap();
+            lines.write_all(b" | ").unwrap();
+            expected.extend_from_slice(run);
+            expected.extend_from_slice(b" | ");
+        }
+        // 2 runs of 4 KiB in a 40 KiB buffer: copied, and the buffer stays.
+        assert_eq!(lines.len(), expected.len());
+        assert!(!lines.end_splice(&rx));
+        assert_eq!((lines.text(), lines.len()), (expected.as_slice(), expected.len()));
+
+        // Runs already handed over stay as they are; only the last buffer's are copied.
+        let small = vec![b'z'; SPLICE_MIN];
+        let mut lines = Lines::default();
+        lines.splice_from(&small);
+        lines.write_all(&small).unwrap();
+        assert!(lines.end_splice(&small));
+        lines.attach(small.clone());
+        lines.write_all(b"\n").unwrap();
+        lines.splice_from(&rx);
+        lines.write_all(runs[0]).unwrap();
+        lines.write_all(b"\n").unwrap();
+        assert!(!lines.end_splice(&rx));
+        let expected = [small.as_slice(), b"\n", runs[0], b"\n"].concat();
+        assert_eq!(written(&lines, 4096), expected);
+        assert_eq!(lines.text().len(), expected.len() - SPLICE_MIN);
+    }
+
+    fn lines_of(parts: &[&[u8]]) -> Lines {
+        let mut lines = Lines::default();
+        for part in parts {
+            lines.write_all(part).unwrap();
+        }
+        lines
     }
 
     #[test]
@@ -302,7 +385,7 @@ mod tests {
         let mut lines = Lines::default();
         lines.splice_from(&rx);
         lines.write_all(&rx).unwrap();
-        assert!(lines.end_splice());
+        assert!(lines.end_splice(&rx));
         let mut out = Vec::new();
         assert_eq!(lines.write_to(&mut out).unwrap_err().kind(), io::ErrorKind::InvalidData);
         assert!(out.is_empty());
@@ -353,7 +436,7 @@ mod tests {
                 copied.message(1, "127.0.0.1:9", seq, payload).unwrap();
                 spliced.get_mut().splice_from(&rx);
                 spliced.message(1, "127.0.0.1:9", seq, payload).unwrap();
-                if spliced.get_mut().end_splice() {
+                if spliced.get_mut().end_splice(&rx) {
                     spliced.get_mut().attach(rx.clone());
                 }
             }
@@ -369,7 +452,7 @@ mod tests {
             let mut printer = Printer::new(Lines::default(), format);
             printer.get_mut().splice_from(&rx);
             printer.message(1, "127.0.0.1:9", 1, &rx).unwrap();
-            assert!(printer.get_mut().end_splice());
+            assert!(printer.get_mut().end_splice(&rx));
             let lines = printer.get_ref();
             assert_eq!(lines.len() - lines.text().len(), rx.len(), "{format:?}");
         }

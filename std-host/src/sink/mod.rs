@@ -224,18 +224,16 @@ impl Sink {
         self.backlog(pending.len()).saturating_add(held) >= QUEUE_BYTES
     }
 
-    /// A receive buffer of `len` bytes, from the pool if it has one (its bytes are
-    /// anything).
+    /// A receive buffer of `len` bytes (its bytes are anything): from the pool if it
+    /// has one of that size, up to twice it (buffers count by capacity).
     pub fn buffer(&mut self, len: usize) -> Vec<u8> {
-        match self.pool.pop() {
-            Some(mut buf) if buf.capacity() >= len => {
+        let fits = |b: &Vec<u8>| (len..=len.saturating_mul(2)).contains(&b.capacity());
+        match self.pool.iter().rposition(fits) {
+            Some(at) => {
+                let mut buf = self.pool.swap_remove(at);
                 self.pooled -= buf.capacity();
                 buf.resize(len, 0);
                 buf
-            }
-            Some(buf) => {
-                self.pooled -= buf.capacity();
-                vec![0; len]
             }
             None => vec![0; len],
         }
@@ -557,6 +555,37 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    #[test]
+    fn a_file_gets_text_and_runs_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.log");
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
+        let output = Output::File {
+            path: path.clone(),
+            fsync: false,
+        };
+        let mut sink = Sink::start(output, waker).unwrap();
+        let mut expected = Vec::new();
+        let mut pending = Lines::default();
+        for seq in 1..=3u8 {
+            let mut rx = sink.buffer(SPLICE_MIN + 10);
+            rx.fill(b'0' + seq);
+            pending.write_all(b"#1 x: ").unwrap();
+            pending.splice_from(&rx);
+            pending.write_all(&rx[5..5 + SPLICE_MIN]).unwrap();
+            assert!(pending.end_splice(&rx));
+            pending.attach(rx);
+            pending.write_all(b"\n").unwrap();
+            expected.extend_from_slice(b"#1 x: ");
+            expected.extend_from_slice(&[b'0' + seq; SPLICE_MIN]);
+            expected.push(b'\n');
+            sink.mark(pending.len(), Token(1), u64::from(seq));
+        }
+        sink.finish(&mut pending, Duration::from_secs(10)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
     fn lines(text: &[u8]) -> Lines {
         let mut lines = Lines::default();
         lines.write_all(text).unwrap();
@@ -581,7 +610,7 @@ mod tests {
         pending.splice_from(&rx);
         pending.write_all(&rx[..SPLICE_MIN]).unwrap();
         pending.write_all(b"\n").unwrap();
-        assert!(pending.end_splice());
+        assert!(pending.end_splice(&rx));
         let at = rx.as_ptr();
         pending.attach(rx);
         sink.mark(pending.len(), Token(1), 1);
