@@ -156,6 +156,7 @@ impl Lines {
         let mut slices = Vec::with_capacity(2 * self.pieces.len() + 1);
         let mut from = 0;
         for piece in &self.pieces {
+            debug_assert!(from <= piece.at && piece.at <= self.text.len(), "pieces out of order");
             let text = self.text.get(from..piece.at).unwrap_or_default();
             let run = self
                 .bufs
