@@ -592,3 +592,47 @@ fn long_messages_print_exactly_from_several_clients() {
         }
     }
 }
+
+/// Long plain-text lines, in one stream and in pieces of any size: each prints exactly
+/// as the escaper prints it, whether its runs went from the receive buffer (which
+/// grows to the longest line allowed) or were copied because they were too few for
+/// that buffer's size.
+#[test]
+fn long_plain_text_lines_print_exactly() {
+    let lines: Vec<Vec<u8>> = (0..60usize)
+        .map(|j| {
+            let size = 100 + (j * 104_729) % 30_000;
+            let mut line: Vec<u8> = (0..size).map(|i| b'A' + ((i + j) % 26) as u8).collect();
+            if j % 4 == 1 {
+                line.splice(size / 2..size / 2, *b"\t\x1b\\");
+            }
+            line
+        })
+        .collect();
+    let stream: Vec<u8> = lines.iter().flat_map(|l| l.iter().copied().chain([b'\n'])).collect();
+    // The default receive buffer for a long line (64 KiB) and a 1 MiB one.
+    for max in ["65536", "1048576"] {
+        print_long_lines(&["--max-message", max], &lines, &stream);
+    }
+}
+
+fn print_long_lines(flags: &[&str], lines: &[Vec<u8>], stream: &[u8]) {
+    let mut server = Server::in_process(flags);
+    let mut s = plain(server.addr);
+    // Writes of uneven sizes, so that reads end anywhere in a line.
+    let mut sent = 0;
+    for (k, size) in [1, 4095, 4096, 70_000, 12_345, 7].iter().cycle().enumerate() {
+        let end = (sent + size).min(stream.len());
+        s.write_all(&stream[sent..end]).unwrap();
+        sent = end;
+        if sent == stream.len() || k > 10_000 {
+            break;
+        }
+    }
+    s.shutdown(Shutdown::Write).unwrap();
+    read_to_eof(&mut s);
+    let id = server.session_id(|l| l.ends_with("connected (plain text)"));
+    server.wait_for(DRAIN, |l| l.starts_with(&format!("{id} ")) && l.contains(" left "));
+    let expected: Vec<String> = lines.iter().map(|l| soquete_text::escape::escape(l)).collect();
+    assert!(messages_of(&server.seen, &id) == expected, "lines differ");
+}
