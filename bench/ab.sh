@@ -29,18 +29,9 @@ cargo build --release --quiet -p soquete-bench || exit 1
 BENCH=$TARGET_DIR/release/soquete-bench
 RESULTS=$(mktemp)
 
+# stop_pid, listening, wait_port
+source bench/lib.sh
 PIDS=()
-# Stops a process: TERM, then KILL after 3 s.
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
@@ -50,13 +41,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-listening() { ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; }
-
 # run LABEL BINARY ARGS...: one cell against a fresh server; appends its line.
 run() {
-    local label=$1 bin=$2 pid trunc= line i
+    local label=$1 bin=$2 pid trunc= line
     shift 2
-    if listening; then
+    if listening "$PORT"; then
         echo "ab.sh: something already listens on 127.0.0.1:$PORT (PORT=...)" >&2
         exit 1
     fi
@@ -64,12 +53,7 @@ run() {
     "$bin" server --listen "127.0.0.1:$PORT" --max-clients 1000 "$@" >>"$OUT" 2>/dev/null &
     pid=$!
     PIDS+=("$pid")
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        listening && break
-        sleep 0.05
-    done
-    if ! kill -0 "$pid" 2>/dev/null || ! listening; then
+    if ! wait_port "$PORT" 5 "$pid"; then
         echo "ab.sh: $label ($bin) did not start listening" >&2
         exit 1
     fi

@@ -36,34 +36,15 @@ say() { echo "run.sh: $*" >&2; }
 
 # ---------------------------------------------------------------- cleanup
 
+# stop_pid, wait_port
+source bench/lib.sh
 PIDS=()
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for i in $(seq 1 30); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# Waits until something listens on 127.0.0.1:$1 (or $2 seconds pass) while $3 lives.
-wait_port() {
-    local port=$1 secs=$2 pid=$3 i
-    for i in $(seq 1 $((secs * 10))); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # start NAME PORT CMD...: runs CMD in the background with logs in $OUT/NAME.{out,err};
 # sets STARTED_PID (empty if it did not come up).
