@@ -88,7 +88,8 @@ pub struct ServerArgs {
     /// Most clients served at once (at least 1); more are refused with "server full".
     #[arg(long, default_value_t = 1024, value_parser = parse_max_clients)]
     pub max_clients: usize,
-    /// Largest message a client may send, in bytes.
+    /// Largest message a client may send, in bytes (1 to 16777216; `soquete client`
+    /// sends at most 262131).
     #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
     pub max_message: u32,
     /// Close a session after this long without traffic (e.g. 60s, 2m; a bare number
@@ -167,8 +168,8 @@ pub struct ServerArgs {
     /// `NAME: text` (`#ID: text` for a client without a name).
     #[arg(long)]
     pub relay: bool,
-    /// Messages waiting for one client at most (console lines, relayed messages); a
-    /// client that lets more pile up does not read, and is closed.
+    /// Messages waiting for one client at most (console lines, relayed messages), and
+    /// 8 MiB; a client that lets more pile up does not read, and is closed.
     #[arg(long, default_value_t = 65536, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_queue: u32,
     /// Do not read console lines from standard input.
@@ -288,21 +289,23 @@ clients as a message, acknowledged like any other:
   #3 text      to session #3 (the number in the server's lines)
   @ana text    to every client named ana
   \\#3 text     to every client, as \"#3 text\": a leading \\ is removed
-A line that reaches nobody is reported on stderr. The end of standard input ends the
+A line that reaches nobody, or is longer than 4 KiB, is reported on stderr (and not
+sent). The end of standard input ends the
 console, not the server (a service runs with standard input on /dev/null); in a
 background job, or with --no-console, the console is off.";
 
 /// The input rule and the exit status, after `soquete client --help`'s options.
 const CLIENT_HELP: &str = "\
-Input: each line of standard input is one message (its \\n or \\r\\n is not sent). A line
-that is just S (or s) ends the input: the lines after it are not sent, and when standard
-input is not a terminal the client says at which line it stopped and how many lines were
-left. --stop-word WORD changes the word, --stop-word none sends every line.
+Input: each line of standard input is one message (its \\n or \\r\\n is not sent), of
+at most 262131 bytes (and the server's --max-message). A line that is just S (or s) ends
+the input: the lines after it are not sent, and when standard input is not a terminal
+the client says at which line it stopped and how many lines were left. --stop-word WORD
+changes the word, --stop-word none sends every line.
 
 Exit status:
-  0  every line was sent and acknowledged (with --plain: written, and the server
-     answered no line with ERR before it closed or --timeout passed), and the
-     session closed in order
+  0  every line of the input (up to the stop word) was sent and acknowledged (with
+     --plain: written, and the server answered no line with ERR before it closed or
+     --timeout passed), and the session closed in order
   1  anything else: cannot connect, refused, a timeout, a line too long, messages not
      acknowledged, a lost connection; the last line on stderr says what happened
   2  usage error (an unknown flag or a bad value)
@@ -668,6 +671,17 @@ fn print_all(bytes: &[u8]) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_help_gives_the_client_s_longest_message() {
+        let max = crate::client::MAX_LINE.to_string();
+        assert!(CLIENT_HELP.contains(&format!("at most {max} bytes")), "client --help");
+        let server = <Cli as clap::CommandFactory>::command()
+            .find_subcommand_mut("server")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(server.contains(&format!("sends at most {max})")), "server --help");
+    }
 
     #[test]
     fn nats_urls_become_host_and_port() {

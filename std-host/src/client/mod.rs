@@ -47,6 +47,9 @@ use soquete_text::{plural, write_escaped};
 const MAX_MESSAGE: u32 = 65536;
 /// Capacity of the session's transmit buffer: messages wait here until acknowledged.
 const TX_LEN: usize = 256 * 1024;
+
+/// The longest message the client sends in the binary protocol (its `--help` says so).
+pub(crate) const MAX_LINE: usize = TX_LEN - MSG_OVERHEAD;
 /// Blocks of lines waiting between the reader thread and the main loop.
 const INPUT_BLOCKS: usize = 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -1139,7 +1142,7 @@ impl Client {
     /// The longest line the session would send (as [`SendError::TooLarge`] reports).
     fn send_limit(&self) -> u32 {
         let own = match self.session.mode() {
-            Mode::Binary => TX_LEN - MSG_OVERHEAD,
+            Mode::Binary => MAX_LINE,
             Mode::Plain => TX_LEN - 1,
         };
         u32::try_from(own).unwrap_or(u32::MAX).min(match self.session.mode() {
@@ -1373,7 +1376,11 @@ impl Client {
                         (0, true) => Ok(()),
                         (n, true) => write!(msg, ": {n} lines of input not sent"),
                         (0, false) => write!(msg, ": the rest of the input was not sent"),
-                        (n, false) => write!(msg, ": {n} lines read and the rest of the input not sent"),
+                        (n, false) => write!(
+                            msg,
+                            ": {} read and the rest of the input not sent",
+                            plural(n as u64, "line")
+                        ),
                     };
                     bail!(msg)
                 }
