@@ -1376,11 +1376,7 @@ impl Client {
                         (0, true) => Ok(()),
                         (n, true) => write!(msg, ": {n} lines of input not sent"),
                         (0, false) => write!(msg, ": the rest of the input was not sent"),
-                        (n, false) => write!(
-                            msg,
-                            ": {} read and the rest of the input not sent",
-                            plural(n as u64, "line")
-                        ),
+                        (n, false) => write!(msg, ": {} read and the rest of the input not sent", plural(n, "line")),
                     };
                     bail!(msg)
                 }
